@@ -1,0 +1,1 @@
+"""Clusters, jobs, metrics and evaluations (filled in by the scheduler)."""

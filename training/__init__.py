@@ -1,0 +1,1 @@
+"""Config-driven training scripts run on the cluster. Plain Python: nothing here imports Django."""
