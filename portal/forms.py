@@ -1,0 +1,150 @@
+"""Forms for the web pages. Validation shared with the API lives on the models (`clean`, `check_dates`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from portal import access
+from portal.models import Goal, Member, Membership, Milestone, Subteam, Task
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%Y-%m-%d", **kwargs)
+
+
+class TaskForm(forms.ModelForm[Task]):
+    class Meta:
+        model = Task
+        fields = [
+            "subteam", "title", "status", "priority", "assignees", "start_date", "due_date", "goal",
+            "description", "learnings",
+        ]
+        widgets = {
+            "start_date": DateInput(),
+            "due_date": DateInput(),
+            "description": forms.Textarea(attrs={"rows": 3}),
+            "learnings": forms.Textarea(attrs={"rows": 3}),
+            "assignees": forms.SelectMultiple(attrs={"size": 6}),
+        }
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        subteams = Subteam.objects.all()
+        if not access.is_admin(user):
+            subteams = subteams.filter(pk__in=access.subteam_ids(user))
+        self.fields["subteam"].queryset = subteams  # type: ignore[attr-defined]
+        self.fields["assignees"].queryset = Member.objects.order_by("display_name")  # type: ignore[attr-defined]
+        self.fields["goal"].queryset = Goal.objects.filter(  # type: ignore[attr-defined]
+            status__in=[Goal.Status.ON_TRACK, Goal.Status.AT_RISK]
+        ).select_related("subteam")
+
+
+class QuickTaskForm(forms.ModelForm[Task]):
+    """The one-line form on the board: title, subteam and column."""
+
+    class Meta:
+        model = Task
+        fields = ["subteam", "title", "status"]
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        subteams = Subteam.objects.all()
+        if not access.is_admin(user):
+            subteams = subteams.filter(pk__in=access.subteam_ids(user))
+        self.fields["subteam"].queryset = subteams  # type: ignore[attr-defined]
+        self.fields["title"].widget.attrs.update({"placeholder": _("New task…"), "autocomplete": "off"})
+
+
+class MoveTaskForm(forms.Form):
+    status = forms.ChoiceField(choices=Task.Status.choices)
+
+
+class GoalForm(forms.ModelForm[Goal]):
+    reason = forms.CharField(
+        label=_("Why this change?"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Kept in the goal's history so the team can see why it changed."),
+    )
+
+    class Meta:
+        model = Goal
+        fields = [
+            "subteam", "title", "target", "status", "start_date", "due_date", "metric_name",
+            "metric_comparison", "metric_target", "metric_baseline", "metric_current",
+        ]
+        widgets = {
+            "start_date": DateInput(),
+            "due_date": DateInput(),
+            "target": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def __init__(self, *args: Any, user: Any, creating: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        subteams = Subteam.objects.all()
+        if not access.is_admin(user):
+            subteams = subteams.filter(pk__in=access.led_subteam_ids(user))
+        self.fields["subteam"].queryset = subteams  # type: ignore[attr-defined]
+        self.fields["subteam"].empty_label = _("Whole project")  # type: ignore[attr-defined]
+        if creating:
+            self.fields["reason"].required = False
+            self.fields["reason"].label = _("Why this goal? (optional)")
+
+    def clean_subteam(self) -> Subteam | None:
+        subteam: Subteam | None = self.cleaned_data.get("subteam")
+        if not access.can_manage_goal(self.user, subteam.pk if subteam else None):
+            raise forms.ValidationError(_("You cannot manage goals there."))
+        return subteam
+
+
+class MilestoneForm(forms.ModelForm[Milestone]):
+    class Meta:
+        model = Milestone
+        fields = ["date", "title", "subteam", "done", "description"]
+        widgets = {"date": DateInput(), "description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        subteams = Subteam.objects.all()
+        if not access.is_admin(user):
+            subteams = subteams.filter(pk__in=access.led_subteam_ids(user))
+        self.fields["subteam"].queryset = subteams  # type: ignore[attr-defined]
+        self.fields["subteam"].empty_label = _("Whole project")  # type: ignore[attr-defined]
+
+    def clean_subteam(self) -> Subteam | None:
+        subteam: Subteam | None = self.cleaned_data.get("subteam")
+        if not access.can_manage_milestone(self.user, subteam.pk if subteam else None):
+            raise forms.ValidationError(_("You cannot manage milestones there."))
+        return subteam
+
+
+class MemberForm(forms.ModelForm[Member]):
+    class Meta:
+        model = Member
+        fields = [
+            "display_name", "bio", "slack_user_id", "github", "huggingface", "wandb", "cluster_account",
+            "has_cluster_account", "has_github", "has_huggingface", "has_wandb", "has_slack",
+        ]
+
+    ONBOARDING = ("has_cluster_account", "has_github", "has_huggingface", "has_wandb", "has_slack")
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not access.is_admin(user):
+            # The management team confirms access; members see their checklist but do not tick it.
+            for name in self.ONBOARDING:
+                del self.fields[name]
+
+
+class MembershipForm(forms.Form):
+    member = forms.ModelChoiceField(queryset=Member.objects.order_by("display_name"), label=_("Member"))
+    role = forms.ChoiceField(choices=Membership.Role.choices, label=_("Role"), initial=Membership.Role.MEMBER)
+    started = forms.DateField(label=_("Started"), required=False, widget=DateInput())

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db.models import Prefetch, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+
+from portal import access, services
+from portal.forms import MemberForm
+from portal.models import Member, Membership, Subteam, Task
+
+
+def member_list(request: HttpRequest) -> HttpResponse:
+    members = Member.objects.select_related("user").prefetch_related(
+        Prefetch(
+            "memberships",
+            queryset=Membership.objects.filter(ended__isnull=True).select_related("subteam"),
+            to_attr="current",
+        )
+    )
+    query = request.GET.get("q", "").strip()
+    if query:
+        members = members.filter(
+            Q(display_name__icontains=query) | Q(user__username__icontains=query) | Q(github__icontains=query)
+        )
+    slug = request.GET.get("subteam")
+    if slug:
+        members = members.filter(memberships__subteam__slug=slug, memberships__ended__isnull=True).distinct()
+    if request.GET.get("onboarding") == "incomplete" and access.is_admin(request.user):
+        members = members.filter(
+            Q(has_cluster_account=False) | Q(has_github=False) | Q(has_huggingface=False)
+            | Q(has_wandb=False) | Q(has_slack=False)
+        )
+    context = {
+        "members": members,
+        "subteams": Subteam.objects.all(),
+        "query": query,
+        "subteam_slug": slug or "",
+        "show_onboarding": access.is_admin(request.user),
+    }
+    template = "portal/members/list.html#rows" if request.htmx else "portal/members/list.html"
+    return render(request, template, context)
+
+
+def member_detail(request: HttpRequest, username: str) -> HttpResponse:
+    member = get_object_or_404(
+        Member.objects.select_related("user").prefetch_related(
+            Prefetch("memberships", queryset=Membership.objects.select_related("subteam").order_by("-started")),
+            Prefetch(
+                "tasks",
+                queryset=Task.objects.exclude(status=Task.Status.DONE).select_related("subteam"),
+                to_attr="open_tasks",
+            ),
+        ),
+        user__username=username,
+    )
+    context = {
+        "member": member,
+        "can_edit": access.can_edit_member(request.user, member),
+        "show_onboarding": access.can_see_onboarding(request.user, member),
+    }
+    return render(request, "portal/members/detail.html", context)
+
+
+def member_edit(request: HttpRequest, username: str) -> HttpResponse:
+    member = access.get_member_to_edit(request.user, username)
+    if request.method == "POST":
+        form = MemberForm(request.POST, instance=Member.objects.get(pk=member.pk), user=request.user)
+        if form.is_valid():
+            services.update_member(access.member_of(request.user), member, **form.cleaned_data)
+            messages.success(request, _("Profile saved."))
+            return redirect(member)
+    else:
+        form = MemberForm(instance=member, user=request.user)
+    return render(request, "portal/members/form.html", {"form": form, "member": member})

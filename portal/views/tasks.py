@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django_htmx.http import reswap, retarget
+
+from portal import access, services
+from portal.forms import MoveTaskForm, QuickTaskForm, TaskForm
+from portal.models import Member, Subteam, Task
+
+
+def board_tasks(subteam: Subteam | None = None, assignee: Member | None = None) -> QuerySet[Task]:
+    tasks = Task.objects.select_related("subteam", "goal").prefetch_related(
+        Prefetch("assignees", queryset=Member.objects.order_by("display_name"))
+    )
+    if subteam is not None:
+        tasks = tasks.filter(subteam=subteam)
+    if assignee is not None:
+        tasks = tasks.filter(assignees=assignee)
+    return tasks
+
+
+def board_context(request: HttpRequest, subteam: Subteam | None = None) -> dict[str, Any]:
+    """The board's columns for a subteam (or everyone), honouring ?assignee=me."""
+    assignee = None
+    if request.GET.get("assignee") == "me":
+        assignee = access.member_of(request.user)
+    tasks = list(board_tasks(subteam, assignee))
+    user = request.user
+    columns = []
+    for status, label in Task.Status.choices:
+        column = [t for t in tasks if t.status == status]
+        for task in column:
+            task.editable = access.can_edit_task(user, task)  # type: ignore[attr-defined]
+        columns.append({"status": status, "label": label, "tasks": column})
+    can_add = access.is_admin(user) or bool(
+        access.subteam_ids(user) if subteam is None else access.can_create_task(user, subteam.pk)
+    )
+    quick_form = None
+    if can_add:
+        quick_form = QuickTaskForm(user=user, initial={"subteam": subteam, "status": Task.Status.TODO})
+    return {
+        "columns": columns,
+        "board_subteam": subteam,
+        "quick_form": quick_form,
+        "statuses": Task.Status.choices,
+        "board_query": request.GET.urlencode(),
+        "mine": assignee is not None,
+    }
+
+
+def _board_url(request: HttpRequest, subteam: Subteam | None) -> str:
+    nxt = request.POST.get("next") or request.GET.get("next")
+    if nxt and nxt.startswith("/") and not nxt.startswith("//"):
+        return nxt
+    if subteam is not None:
+        return f"/tasks/?subteam={subteam.slug}"
+    return "/tasks/"
+
+
+def _board_response(request: HttpRequest, subteam: Subteam | None) -> HttpResponse:
+    """After a change: the fresh board for htmx, a redirect for plain forms."""
+    if request.htmx:
+        response = render(request, "portal/tasks/board.html#board", board_context(request, subteam))
+        return reswap(retarget(response, "#board"), "outerHTML")
+    return redirect(_board_url(request, subteam))
+
+
+def _board_scope(request: HttpRequest) -> Subteam | None:
+    """Which board the request came from (?subteam=slug on the board, or the hidden field)."""
+    slug = request.GET.get("subteam") or request.POST.get("board")
+    return get_object_or_404(Subteam, slug=slug) if slug else None
+
+
+def board(request: HttpRequest) -> HttpResponse:
+    subteam = _board_scope(request)
+    context = board_context(request, subteam)
+    context["subteams"] = Subteam.objects.all()
+    template = "portal/tasks/board.html#board" if request.htmx else "portal/tasks/board.html"
+    return render(request, template, context)
+
+
+def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    task = get_object_or_404(
+        Task.objects.select_related("subteam", "goal", "created_by").prefetch_related("assignees"), pk=pk
+    )
+    context = {
+        "task": task,
+        "can_edit": access.can_edit_task(request.user, task),
+        "can_delete": access.can_delete_task(request.user, task),
+        "statuses": Task.Status.choices,
+    }
+    return render(request, "portal/tasks/detail.html", context)
+
+
+def task_create(request: HttpRequest) -> HttpResponse:
+    """Full form on GET (and on a plain POST with errors); the board's quick form posts here too."""
+    scope = _board_scope(request)
+    quick = request.POST.get("quick") == "1"
+    form_class = QuickTaskForm if quick else TaskForm
+    if request.method == "POST":
+        form = form_class(request.POST, user=request.user)
+        if form.is_valid():
+            data = dict(form.cleaned_data)
+            access.require(access.can_create_task(request.user, data["subteam"].pk))
+            assignees = data.pop("assignees", [])
+            task = services.create_task(access.member_of(request.user), assignees=assignees, **data)
+            if quick:
+                return _board_response(request, scope)
+            messages.success(request, _("Task created."))
+            return redirect(task)
+        # The subteam queryset only offers the user's subteams; anything else is a refusal, not a typo.
+        if "subteam" in form.errors and request.POST.get("subteam"):
+            access.require(False)
+        if quick and request.htmx:
+            context = board_context(request, scope)
+            context["quick_form"] = form
+            response = render(request, "portal/tasks/board.html#board", context)
+            return reswap(retarget(response, "#board"), "outerHTML")
+    else:
+        initial = {"subteam": scope, "status": request.GET.get("status", Task.Status.TODO)}
+        if scope is not None:
+            access.require(access.can_create_task(request.user, scope.pk))
+        elif not (access.is_admin(request.user) or access.subteam_ids(request.user)):
+            access.require(False)
+        form = TaskForm(user=request.user, initial=initial)
+    return render(request, "portal/tasks/form.html", {"form": form, "task": None})
+
+
+def task_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    task = access.get_task_to_edit(request.user, pk)
+    inline = bool(request.htmx) and request.GET.get("inline", request.POST.get("inline")) == "1"
+    if request.method == "POST":
+        form = TaskForm(request.POST, instance=Task.objects.get(pk=task.pk), user=request.user)
+        if form.is_valid():
+            data = dict(form.cleaned_data)
+            access.require(access.can_create_task(request.user, data["subteam"].pk))
+            assignees = data.pop("assignees", [])
+            services.update_task(access.member_of(request.user), task, assignees=assignees, **data)
+            if inline:
+                return _board_response(request, _board_scope(request))
+            messages.success(request, _("Task saved."))
+            return redirect(task)
+    else:
+        form = TaskForm(instance=task, user=request.user)
+    if inline:
+        return render(request, "portal/tasks/_edit_card.html", {"form": form, "task": task})
+    return render(request, "portal/tasks/form.html", {"form": form, "task": task})
+
+
+@require_POST
+def task_move(request: HttpRequest, pk: int) -> HttpResponse:
+    task = access.get_task_to_edit(request.user, pk)
+    form = MoveTaskForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(_("Unknown status."), status=400)
+    services.move_task(access.member_of(request.user), task, form.cleaned_data["status"])
+    if request.POST.get("from") == "detail" and not request.htmx:
+        return redirect(task)
+    return _board_response(request, _board_scope(request))
+
+
+@require_POST
+def task_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    task = access.get_task_to_delete(request.user, pk)
+    subteam = task.subteam
+    services.delete_task(access.member_of(request.user), task)
+    messages.success(request, _("Task deleted."))
+    if request.htmx:
+        return _board_response(request, _board_scope(request))
+    return redirect(f"/tasks/?subteam={subteam.slug}")
+
+
