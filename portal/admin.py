@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
@@ -25,6 +26,8 @@ class PortalAdminSite(admin.AdminSite):
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """Everyone signs in on the portal's own page; the admin has no second login form."""
+        if request.user.is_authenticated:
+            raise PermissionDenied  # signed in, but not in the management team
         return redirect_to_login(request.GET.get("next", "/admin/"))
 
 
