@@ -29,8 +29,8 @@ def member_of(user: AnyUser) -> Member | None:
         return None
     cached: Member | None = getattr(user, "_portal_member", None)
     if cached is None:
-        cached = Member.objects.filter(user=user).first()
-        user._portal_member = cached  # type: ignore[union-attr]
+        cached = Member.objects.filter(user_id=user.pk).first()
+        setattr(user, "_portal_member", cached)  # noqa: B010 - a per-request cache on the user object
     return cached
 
 
@@ -38,14 +38,14 @@ def is_admin(user: AnyUser) -> bool:
     """Superusers and active members of the management subteam administer the portal."""
     if not user.is_authenticated or not user.is_active:
         return False
-    if user.is_superuser:  # type: ignore[union-attr]
+    if getattr(user, "is_superuser", False):
         return True
     cached: bool | None = getattr(user, "_portal_is_admin", None)
     if cached is None:
         cached = Membership.objects.filter(
-            member__user=user, subteam__is_management=True, ended__isnull=True
+            member__user_id=user.pk, subteam__is_management=True, ended__isnull=True
         ).exists()
-        user._portal_is_admin = cached  # type: ignore[union-attr]
+        setattr(user, "_portal_is_admin", cached)  # noqa: B010
     return cached
 
 
@@ -56,9 +56,11 @@ def _active_roles(user: AnyUser) -> dict[int, str]:
     cached: dict[int, str] | None = getattr(user, "_portal_roles", None)
     if cached is None:
         cached = dict(
-            Membership.objects.filter(member__user=user, ended__isnull=True).values_list("subteam_id", "role")
+            Membership.objects.filter(member__user_id=user.pk, ended__isnull=True).values_list(
+                "subteam_id", "role"
+            )
         )
-        user._portal_roles = cached  # type: ignore[union-attr]
+        setattr(user, "_portal_roles", cached)  # noqa: B010
     return cached
 
 

@@ -22,8 +22,16 @@ class TaskForm(forms.ModelForm[Task]):
     class Meta:
         model = Task
         fields = [
-            "subteam", "title", "status", "priority", "assignees", "start_date", "due_date", "goal",
-            "description", "learnings",
+            "subteam",
+            "title",
+            "status",
+            "priority",
+            "assignees",
+            "start_date",
+            "due_date",
+            "goal",
+            "description",
+            "learnings",
         ]
         widgets = {
             "start_date": DateInput(),
@@ -76,8 +84,17 @@ class GoalForm(forms.ModelForm[Goal]):
     class Meta:
         model = Goal
         fields = [
-            "subteam", "title", "target", "status", "start_date", "due_date", "metric_name",
-            "metric_comparison", "metric_target", "metric_baseline", "metric_current",
+            "subteam",
+            "title",
+            "target",
+            "status",
+            "start_date",
+            "due_date",
+            "metric_name",
+            "metric_comparison",
+            "metric_target",
+            "metric_baseline",
+            "metric_current",
         ]
         widgets = {
             "start_date": DateInput(),
@@ -130,8 +147,18 @@ class MemberForm(forms.ModelForm[Member]):
     class Meta:
         model = Member
         fields = [
-            "display_name", "bio", "slack_user_id", "github", "huggingface", "wandb", "cluster_account",
-            "has_cluster_account", "has_github", "has_huggingface", "has_wandb", "has_slack",
+            "display_name",
+            "bio",
+            "slack_user_id",
+            "github",
+            "huggingface",
+            "wandb",
+            "cluster_account",
+            "has_cluster_account",
+            "has_github",
+            "has_huggingface",
+            "has_wandb",
+            "has_slack",
         ]
 
     ONBOARDING = ("has_cluster_account", "has_github", "has_huggingface", "has_wandb", "has_slack")

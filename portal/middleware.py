@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.shortcuts import resolve_url
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
 
 _OPEN_PREFIXES = ("/accounts/login/", "/i18n/", "/healthz", "/api/", "/ws/")
 

@@ -25,7 +25,9 @@ class Subteam(models.Model):
     purpose = models.TextField(_("purpose"), blank=True)
     slack_channel = models.CharField(_("Slack channel"), max_length=80, blank=True, help_text="#channel")
     is_management = models.BooleanField(
-        _("management team"), default=False, help_text=_("Members of the management team administer the portal.")
+        _("management team"),
+        default=False,
+        help_text=_("Members of the management team administer the portal."),
     )
     status_note = models.CharField(_("status"), max_length=200, blank=True)
 
@@ -128,7 +130,8 @@ class Membership(models.Model):
                 fields=["member", "subteam"], condition=Q(ended__isnull=True), name="one_active_membership"
             ),
             models.CheckConstraint(
-                condition=Q(ended__isnull=True) | Q(ended__gte=models.F("started")), name="membership_ends_after_start"
+                condition=Q(ended__isnull=True) | Q(ended__gte=models.F("started")),
+                name="membership_ends_after_start",
             ),
         ]
 
@@ -156,12 +159,20 @@ class Goal(models.Model):
         LT = "<", "<"
 
     subteam = models.ForeignKey(
-        Subteam, on_delete=models.CASCADE, null=True, blank=True, related_name="goals", verbose_name=_("subteam")
+        Subteam,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="goals",
+        verbose_name=_("subteam"),
     )
     title = models.CharField(_("title"), max_length=200)
     target = models.TextField(_("target"), blank=True, help_text=_("What done looks like, in words."))
     metric_name = models.CharField(
-        _("metric"), max_length=100, blank=True, help_text=_("e.g. jmt_bench.avg; leave empty for a goal in words")
+        _("metric"),
+        max_length=100,
+        blank=True,
+        help_text=_("e.g. jmt_bench.avg; leave empty for a goal in words"),
     )
     metric_comparison = models.CharField(
         _("comparison"), max_length=2, choices=Comparison.choices, default=Comparison.GTE
@@ -197,7 +208,9 @@ class Goal(models.Model):
         verbose_name_plural = _("goals")
         constraints = [
             models.CheckConstraint(
-                condition=Q(start_date__isnull=True) | Q(due_date__isnull=True) | Q(due_date__gte=models.F("start_date")),
+                condition=Q(start_date__isnull=True)
+                | Q(due_date__isnull=True)
+                | Q(due_date__gte=models.F("start_date")),
                 name="goal_due_after_start",
             )
         ]
@@ -269,7 +282,10 @@ class GoalRevision(models.Model):
     changes = models.JSONField(default=dict)
     reason = models.TextField(_("reason"))
     source = models.CharField(
-        _("source"), max_length=200, blank=True, help_text=_("Set for automatic changes, e.g. an evaluation result.")
+        _("source"),
+        max_length=200,
+        blank=True,
+        help_text=_("Set for automatic changes, e.g. an evaluation result."),
     )
 
     class Meta:
@@ -291,14 +307,19 @@ class GoalRevision(models.Model):
         for name in Goal.TRACKED_FIELDS:
             if name in self.changes:
                 old, new = self.changes[name]
-                label = Goal._meta.get_field(name).verbose_name
+                label = getattr(Goal._meta.get_field(name), "verbose_name", name)
                 rows.append((str(label), old, new))
         return rows
 
 
 class Milestone(models.Model):
     subteam = models.ForeignKey(
-        Subteam, on_delete=models.CASCADE, null=True, blank=True, related_name="milestones", verbose_name=_("subteam")
+        Subteam,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="milestones",
+        verbose_name=_("subteam"),
     )
     title = models.CharField(_("title"), max_length=200)
     date = models.DateField(_("date"))
@@ -331,10 +352,14 @@ class Task(models.Model):
         HIGH = 3, _("High")
         URGENT = 4, _("Urgent")
 
-    subteam = models.ForeignKey(Subteam, on_delete=models.CASCADE, related_name="tasks", verbose_name=_("subteam"))
+    subteam = models.ForeignKey(
+        Subteam, on_delete=models.CASCADE, related_name="tasks", verbose_name=_("subteam")
+    )
     title = models.CharField(_("title"), max_length=200)
     description = models.TextField(_("description"), blank=True)
-    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.TODO, db_index=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.TODO, db_index=True
+    )
     priority = models.IntegerField(_("priority"), choices=Priority.choices, default=Priority.NORMAL)
     assignees = models.ManyToManyField(Member, blank=True, related_name="tasks", verbose_name=_("assignees"))
     start_date = models.DateField(_("start"), null=True, blank=True)
@@ -343,7 +368,9 @@ class Task(models.Model):
         Goal, on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks", verbose_name=_("goal")
     )
     learnings = models.TextField(
-        _("what we learned"), blank=True, help_text=_("Know-how worth keeping: what worked, what did not, links.")
+        _("what we learned"),
+        blank=True,
+        help_text=_("Know-how worth keeping: what worked, what did not, links."),
     )
     created_by = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -355,7 +382,9 @@ class Task(models.Model):
         verbose_name_plural = _("tasks")
         constraints = [
             models.CheckConstraint(
-                condition=Q(start_date__isnull=True) | Q(due_date__isnull=True) | Q(due_date__gte=models.F("start_date")),
+                condition=Q(start_date__isnull=True)
+                | Q(due_date__isnull=True)
+                | Q(due_date__gte=models.F("start_date")),
                 name="task_due_after_start",
             )
         ]
@@ -373,7 +402,11 @@ class Task(models.Model):
 
     @property
     def is_overdue(self) -> bool:
-        return self.status != self.Status.DONE and self.due_date is not None and self.due_date < timezone.localdate()
+        return (
+            self.status != self.Status.DONE
+            and self.due_date is not None
+            and self.due_date < timezone.localdate()
+        )
 
 
 def check_dates(start: dt.date | None, due: dt.date | None) -> dict[str, str]:

@@ -22,7 +22,17 @@ class ServiceError(Exception):
     """A request that is valid in form but not allowed by the current state (shown to the user)."""
 
 
-TASK_FIELDS = ("subteam", "title", "description", "status", "priority", "start_date", "due_date", "goal", "learnings")
+TASK_FIELDS = (
+    "subteam",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "start_date",
+    "due_date",
+    "goal",
+    "learnings",
+)
 
 
 @transaction.atomic
@@ -38,7 +48,9 @@ def create_task(actor: Member | None, *, assignees: Iterable[Member] = (), **fie
 
 
 @transaction.atomic
-def update_task(actor: Member | None, task: Task, *, assignees: Iterable[Member] | None = None, **fields: Any) -> Task:
+def update_task(
+    actor: Member | None, task: Task, *, assignees: Iterable[Member] | None = None, **fields: Any
+) -> Task:
     unknown = set(fields) - set(TASK_FIELDS)
     if unknown:
         raise TypeError(f"unknown task fields: {sorted(unknown)}")
@@ -118,7 +130,9 @@ def update_goal(
     locked.updated_at = timezone.now()
     locked.full_clean()
     locked.save(update_fields=[*changes, "updated_at"])
-    return GoalRevision.objects.create(goal=locked, author=actor, changes=diff, reason=reason.strip(), source=source)
+    return GoalRevision.objects.create(
+        goal=locked, author=actor, changes=diff, reason=reason.strip(), source=source
+    )
 
 
 def delete_goal(actor: Member | None, goal: Goal) -> None:
@@ -152,14 +166,19 @@ def delete_milestone(actor: Member | None, milestone: Milestone) -> None:
 
 @transaction.atomic
 def add_membership(
-    actor: Member | None, member: Member, subteam: Subteam, role: str = Membership.Role.MEMBER,
+    actor: Member | None,
+    member: Member,
+    subteam: Subteam,
+    role: str = Membership.Role.MEMBER,
     started: dt.date | None = None,
 ) -> Membership:
     if Membership.objects.filter(member=member, subteam=subteam, ended__isnull=True).exists():
         raise ServiceError(
             _("%(member)s is already in %(subteam)s.") % {"member": member, "subteam": subteam}
         )
-    membership = Membership(member=member, subteam=subteam, role=role, started=started or timezone.localdate())
+    membership = Membership(
+        member=member, subteam=subteam, role=role, started=started or timezone.localdate()
+    )
     membership.full_clean()
     membership.save()
     return membership
@@ -186,8 +205,18 @@ def set_membership_role(actor: Member | None, membership: Membership, role: str)
 
 
 MEMBER_FIELDS = (
-    "display_name", "slack_user_id", "github", "huggingface", "wandb", "cluster_account", "bio",
-    "has_cluster_account", "has_github", "has_huggingface", "has_wandb", "has_slack",
+    "display_name",
+    "slack_user_id",
+    "github",
+    "huggingface",
+    "wandb",
+    "cluster_account",
+    "bio",
+    "has_cluster_account",
+    "has_github",
+    "has_huggingface",
+    "has_wandb",
+    "has_slack",
 )
 
 

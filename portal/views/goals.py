@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.db.models import Count, Prefetch
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from portal import access, services
 from portal.forms import GoalForm
+from portal.http import HtmxHttpRequest
 from portal.models import Goal, GoalRevision, Subteam, Task
 
 
-def goal_list(request: HttpRequest) -> HttpResponse:
+def goal_list(request: HtmxHttpRequest) -> HttpResponse:
     goals = Goal.objects.select_related("subteam").annotate(task_count=Count("tasks"))
     status = request.GET.get("status")
     if status in Goal.Status.values:
@@ -35,7 +36,7 @@ def goal_list(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/goals/list.html", context)
 
 
-def goal_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def goal_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     goal = get_object_or_404(
         Goal.objects.select_related("subteam", "created_by").prefetch_related(
             Prefetch("revisions", queryset=GoalRevision.objects.select_related("author")),
@@ -47,7 +48,7 @@ def goal_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "portal/goals/detail.html", context)
 
 
-def goal_create(request: HttpRequest) -> HttpResponse:
+def goal_create(request: HtmxHttpRequest) -> HttpResponse:
     if not (access.is_admin(request.user) or access.led_subteam_ids(request.user)):
         access.require(False)
     if request.method == "POST":
@@ -67,7 +68,7 @@ def goal_create(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/goals/form.html", {"form": form, "goal": None})
 
 
-def goal_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def goal_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     goal = access.get_goal_to_manage(request.user, pk)
     if request.method == "POST":
         form = GoalForm(request.POST, instance=Goal.objects.get(pk=goal.pk), user=request.user)
@@ -88,7 +89,7 @@ def goal_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def goal_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def goal_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     goal = access.get_goal_to_manage(request.user, pk)
     services.delete_goal(access.member_of(request.user), goal)
     messages.success(request, _("Goal deleted."))

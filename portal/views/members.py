@@ -2,16 +2,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.db.models import Prefetch, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 
 from portal import access, services
 from portal.forms import MemberForm
+from portal.http import HtmxHttpRequest
 from portal.models import Member, Membership, Subteam, Task
 
 
-def member_list(request: HttpRequest) -> HttpResponse:
+def member_list(request: HtmxHttpRequest) -> HttpResponse:
     members = Member.objects.select_related("user").prefetch_related(
         Prefetch(
             "memberships",
@@ -29,8 +30,11 @@ def member_list(request: HttpRequest) -> HttpResponse:
         members = members.filter(memberships__subteam__slug=slug, memberships__ended__isnull=True).distinct()
     if request.GET.get("onboarding") == "incomplete" and access.is_admin(request.user):
         members = members.filter(
-            Q(has_cluster_account=False) | Q(has_github=False) | Q(has_huggingface=False)
-            | Q(has_wandb=False) | Q(has_slack=False)
+            Q(has_cluster_account=False)
+            | Q(has_github=False)
+            | Q(has_huggingface=False)
+            | Q(has_wandb=False)
+            | Q(has_slack=False)
         )
     context = {
         "members": members,
@@ -43,10 +47,12 @@ def member_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def member_detail(request: HttpRequest, username: str) -> HttpResponse:
+def member_detail(request: HtmxHttpRequest, username: str) -> HttpResponse:
     member = get_object_or_404(
         Member.objects.select_related("user").prefetch_related(
-            Prefetch("memberships", queryset=Membership.objects.select_related("subteam").order_by("-started")),
+            Prefetch(
+                "memberships", queryset=Membership.objects.select_related("subteam").order_by("-started")
+            ),
             Prefetch(
                 "tasks",
                 queryset=Task.objects.exclude(status=Task.Status.DONE).select_related("subteam"),
@@ -63,7 +69,7 @@ def member_detail(request: HttpRequest, username: str) -> HttpResponse:
     return render(request, "portal/members/detail.html", context)
 
 
-def member_edit(request: HttpRequest, username: str) -> HttpResponse:
+def member_edit(request: HtmxHttpRequest, username: str) -> HttpResponse:
     member = access.get_member_to_edit(request.user, username)
     if request.method == "POST":
         form = MemberForm(request.POST, instance=Member.objects.get(pk=member.pk), user=request.user)

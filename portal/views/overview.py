@@ -27,7 +27,9 @@ def subteam_summaries(subteams: list[Subteam]) -> list[dict[str, Any]]:
         goals[row["subteam_id"]][row["status"]] = row["n"]
     members: dict[int, int] = defaultdict(int)
     leads: dict[int, list[Member]] = defaultdict(list)
-    for membership in Membership.objects.filter(subteam_id__in=ids, ended__isnull=True).select_related("member"):
+    for membership in Membership.objects.filter(subteam_id__in=ids, ended__isnull=True).select_related(
+        "member"
+    ):
         members[membership.subteam_id] += 1
         if membership.role == Membership.Role.LEAD:
             leads[membership.subteam_id].append(membership.member)
@@ -36,8 +38,12 @@ def subteam_summaries(subteams: list[Subteam]) -> list[dict[str, Any]]:
         counts = tasks[subteam.pk]
         total = sum(counts.values())
         bars = [
-            {"status": status, "label": label, "n": counts.get(status, 0),
-             "pct": round(100 * counts.get(status, 0) / total, 1) if total else 0}
+            {
+                "status": status,
+                "label": label,
+                "n": counts.get(status, 0),
+                "pct": round(100 * counts.get(status, 0) / total, 1) if total else 0,
+            }
             for status, label in Task.Status.choices
         ]
         goal_counts = goals[subteam.pk]
@@ -71,7 +77,9 @@ def overview(request: HttpRequest) -> HttpResponse:
     this_monday, next_monday, end = week_bounds(today)
     subteams = list(Subteam.objects.all())
     milestones = list(
-        Milestone.objects.filter(date__gte=this_monday, date__lte=end).select_related("subteam").order_by("date")
+        Milestone.objects.filter(date__gte=this_monday, date__lte=end)
+        .select_related("subteam")
+        .order_by("date")
     )
     overdue = list(Milestone.objects.filter(date__lt=this_monday, done=False).select_related("subteam")[:5])
     project_goals = list(

@@ -1,24 +1,25 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from portal import access, services
 from portal.forms import MembershipForm
+from portal.http import HtmxHttpRequest
 from portal.models import Goal, Membership, Milestone, Subteam
 from portal.views.overview import subteam_summaries
 from portal.views.tasks import board_context
 
 
-def subteam_list(request: HttpRequest) -> HttpResponse:
+def subteam_list(request: HtmxHttpRequest) -> HttpResponse:
     subteams = list(Subteam.objects.all())
     return render(request, "portal/subteams/list.html", {"summaries": subteam_summaries(subteams)})
 
 
-def subteam_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def subteam_detail(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     subteam = get_object_or_404(Subteam, slug=slug)
     memberships = list(Membership.objects.filter(subteam=subteam).select_related("member__user"))
     can_manage = access.can_manage_subteam(request.user, subteam.pk)
@@ -38,7 +39,7 @@ def subteam_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_POST
-def membership_add(request: HttpRequest, slug: str) -> HttpResponse:
+def membership_add(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     subteam = access.get_subteam_to_manage(request.user, slug)
     form = MembershipForm(request.POST)
     if form.is_valid():
@@ -50,8 +51,11 @@ def membership_add(request: HttpRequest, slug: str) -> HttpResponse:
                 role=form.cleaned_data["role"],
                 started=form.cleaned_data["started"],
             )
-            messages.success(request, _("%(member)s joined %(subteam)s.") % {
-                "member": form.cleaned_data["member"], "subteam": subteam})
+            messages.success(
+                request,
+                _("%(member)s joined %(subteam)s.")
+                % {"member": form.cleaned_data["member"], "subteam": subteam},
+            )
         except services.ServiceError as error:
             messages.error(request, str(error))
     else:
@@ -60,19 +64,22 @@ def membership_add(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_POST
-def membership_end(request: HttpRequest, pk: int) -> HttpResponse:
+def membership_end(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     membership = access.get_membership_to_manage(request.user, pk)
     try:
         services.end_membership(access.member_of(request.user), membership)
-        messages.success(request, _("%(member)s left %(subteam)s; the history is kept.") % {
-            "member": membership.member, "subteam": membership.subteam})
+        messages.success(
+            request,
+            _("%(member)s left %(subteam)s; the history is kept.")
+            % {"member": membership.member, "subteam": membership.subteam},
+        )
     except services.ServiceError as error:
         messages.error(request, str(error))
     return redirect(membership.subteam)
 
 
 @require_POST
-def membership_role(request: HttpRequest, pk: int) -> HttpResponse:
+def membership_role(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     membership = access.get_membership_to_manage(request.user, pk)
     try:
         services.set_membership_role(access.member_of(request.user), membership, request.POST.get("role", ""))

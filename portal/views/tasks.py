@@ -4,7 +4,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -12,6 +12,7 @@ from django_htmx.http import reswap, retarget
 
 from portal import access, services
 from portal.forms import MoveTaskForm, QuickTaskForm, TaskForm
+from portal.http import HtmxHttpRequest
 from portal.models import Member, Subteam, Task
 
 
@@ -26,7 +27,7 @@ def board_tasks(subteam: Subteam | None = None, assignee: Member | None = None) 
     return tasks
 
 
-def board_context(request: HttpRequest, subteam: Subteam | None = None) -> dict[str, Any]:
+def board_context(request: HtmxHttpRequest, subteam: Subteam | None = None) -> dict[str, Any]:
     """The board's columns for a subteam (or everyone), honouring ?assignee=me."""
     assignee = None
     if request.GET.get("assignee") == "me":
@@ -55,7 +56,7 @@ def board_context(request: HttpRequest, subteam: Subteam | None = None) -> dict[
     }
 
 
-def _board_url(request: HttpRequest, subteam: Subteam | None) -> str:
+def _board_url(request: HtmxHttpRequest, subteam: Subteam | None) -> str:
     nxt = request.POST.get("next") or request.GET.get("next")
     if nxt and nxt.startswith("/") and not nxt.startswith("//"):
         return nxt
@@ -64,7 +65,7 @@ def _board_url(request: HttpRequest, subteam: Subteam | None) -> str:
     return "/tasks/"
 
 
-def _board_response(request: HttpRequest, subteam: Subteam | None) -> HttpResponse:
+def _board_response(request: HtmxHttpRequest, subteam: Subteam | None) -> HttpResponse:
     """After a change: the fresh board for htmx, a redirect for plain forms."""
     if request.htmx:
         response = render(request, "portal/tasks/board.html#board", board_context(request, subteam))
@@ -72,13 +73,13 @@ def _board_response(request: HttpRequest, subteam: Subteam | None) -> HttpRespon
     return redirect(_board_url(request, subteam))
 
 
-def _board_scope(request: HttpRequest) -> Subteam | None:
+def _board_scope(request: HtmxHttpRequest) -> Subteam | None:
     """Which board the request came from (?subteam=slug on the board, or the hidden field)."""
     slug = request.GET.get("subteam") or request.POST.get("board")
     return get_object_or_404(Subteam, slug=slug) if slug else None
 
 
-def board(request: HttpRequest) -> HttpResponse:
+def board(request: HtmxHttpRequest) -> HttpResponse:
     subteam = _board_scope(request)
     context = board_context(request, subteam)
     context["subteams"] = Subteam.objects.all()
@@ -86,7 +87,7 @@ def board(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(
         Task.objects.select_related("subteam", "goal", "created_by").prefetch_related("assignees"), pk=pk
     )
@@ -99,7 +100,7 @@ def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "portal/tasks/detail.html", context)
 
 
-def task_create(request: HttpRequest) -> HttpResponse:
+def task_create(request: HtmxHttpRequest) -> HttpResponse:
     """Full form on GET (and on a plain POST with errors); the board's quick form posts here too."""
     scope = _board_scope(request)
     quick = request.POST.get("quick") == "1"
@@ -133,7 +134,7 @@ def task_create(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/tasks/form.html", {"form": form, "task": None})
 
 
-def task_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def task_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     task = access.get_task_to_edit(request.user, pk)
     inline = bool(request.htmx) and request.GET.get("inline", request.POST.get("inline")) == "1"
     if request.method == "POST":
@@ -155,7 +156,7 @@ def task_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def task_move(request: HttpRequest, pk: int) -> HttpResponse:
+def task_move(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     task = access.get_task_to_edit(request.user, pk)
     form = MoveTaskForm(request.POST)
     if not form.is_valid():
@@ -167,7 +168,7 @@ def task_move(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def task_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def task_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     task = access.get_task_to_delete(request.user, pk)
     subteam = task.subteam
     services.delete_task(access.member_of(request.user), task)
@@ -175,5 +176,3 @@ def task_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         return _board_response(request, _board_scope(request))
     return redirect(f"/tasks/?subteam={subteam.slug}")
-
-

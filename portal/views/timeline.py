@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from portal import access, services
 from portal.forms import MilestoneForm
+from portal.http import HtmxHttpRequest
 from portal.models import Goal, Milestone, Subteam
 
 
@@ -54,7 +55,9 @@ def column_of(day: dt.date, columns: list[dt.date]) -> int:
     return index + 1
 
 
-def timeline_rows(goals: list[Goal], milestones: list[Milestone], columns: list[dt.date]) -> list[dict[str, Any]]:
+def timeline_rows(
+    goals: list[Goal], milestones: list[Milestone], columns: list[dt.date]
+) -> list[dict[str, Any]]:
     """One group per subteam (the project first), each with goal bars and a milestone row."""
     groups: dict[int | None, dict[str, Any]] = {}
 
@@ -73,12 +76,16 @@ def timeline_rows(goals: list[Goal], milestones: list[Milestone], columns: list[
         end = column_of(end_day, columns) + 1
         group(goal.subteam)["bars"].append({"goal": goal, "start": start, "end": end})
     for milestone in milestones:
-        group(milestone.subteam)["milestones"].append({"m": milestone, "col": column_of(milestone.date, columns)})
-    ordered = sorted(groups.values(), key=lambda g: (g["subteam"] is not None, g["subteam"].name if g["subteam"] else ""))
+        group(milestone.subteam)["milestones"].append(
+            {"m": milestone, "col": column_of(milestone.date, columns)}
+        )
+    ordered = sorted(
+        groups.values(), key=lambda g: (g["subteam"] is not None, g["subteam"].name if g["subteam"] else "")
+    )
     return ordered
 
 
-def timeline(request: HttpRequest) -> HttpResponse:
+def timeline(request: HtmxHttpRequest) -> HttpResponse:
     scale = "month" if request.GET.get("scale") == "month" else "week"
     goals = list(Goal.objects.select_related("subteam").order_by("start_date", "due_date"))
     milestones = list(Milestone.objects.select_related("subteam"))
@@ -104,14 +111,12 @@ def timeline(request: HttpRequest) -> HttpResponse:
         "subteams": Subteam.objects.all(),
         "subteam_slug": slug or "",
         "milestone_form": MilestoneForm(user=request.user) if can_add else None,
-        "manageable": {
-            m.pk for m in milestones if access.can_manage_milestone(request.user, m.subteam_id)
-        },
+        "manageable": {m.pk for m in milestones if access.can_manage_milestone(request.user, m.subteam_id)},
     }
     return render(request, "portal/timeline.html", context)
 
 
-def milestone_create(request: HttpRequest) -> HttpResponse:
+def milestone_create(request: HtmxHttpRequest) -> HttpResponse:
     if not (access.is_admin(request.user) or access.led_subteam_ids(request.user)):
         access.require(False)
     if request.method == "POST":
@@ -127,7 +132,7 @@ def milestone_create(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/milestone_form.html", {"form": form, "milestone": None})
 
 
-def milestone_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def milestone_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     milestone = access.get_milestone_to_manage(request.user, pk)
     if request.method == "POST":
         form = MilestoneForm(request.POST, instance=Milestone.objects.get(pk=pk), user=request.user)
@@ -143,16 +148,17 @@ def milestone_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def milestone_toggle(request: HttpRequest, pk: int) -> HttpResponse:
+def milestone_toggle(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     milestone = access.get_milestone_to_manage(request.user, pk)
     milestone = services.update_milestone(access.member_of(request.user), milestone, done=not milestone.done)
     if request.htmx:
         return render(request, "portal/_milestone_check.html", {"m": milestone, "can_manage": True})
-    return redirect(request.POST.get("next") if str(request.POST.get("next", "")).startswith("/") else "timeline")
+    nxt = request.POST.get("next", "")
+    return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else "timeline")
 
 
 @require_POST
-def milestone_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def milestone_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     milestone = access.get_milestone_to_manage(request.user, pk)
     services.delete_milestone(access.member_of(request.user), milestone)
     messages.success(request, _("Milestone deleted."))

@@ -43,49 +43,116 @@ def _objects(team: Team) -> dict[str, Any]:
 
 
 # (name, method+url builder, form data builder, who may)
-Case = tuple[str, Callable[[Team, dict[str, Any]], str], Callable[[Team, dict[str, Any]], dict[str, Any]], set[str]]
+Case = tuple[
+    str, Callable[[Team, dict[str, Any]], str], Callable[[Team, dict[str, Any]], dict[str, Any]], set[str]
+]
 STAFF = {"admin"}
 LEADS = {"admin", "lead"}
 MEMBERS = {"admin", "lead", "member"}
 
 CASES: list[Case] = [
-    ("task create", lambda t, o: "/tasks/new/",
-     lambda t, o: {"subteam": t.sft.pk, "title": "New task", "status": "todo", "priority": 2}, MEMBERS),
-    ("task quick create", lambda t, o: "/tasks/new/",
-     lambda t, o: {"quick": "1", "subteam": t.sft.pk, "title": "Quick", "status": "doing"}, MEMBERS),
-    ("task edit", lambda t, o: f"/tasks/{o['task'].pk}/edit/",
-     lambda t, o: {"subteam": t.sft.pk, "title": "Renamed", "status": "doing", "priority": 3}, MEMBERS),
+    (
+        "task create",
+        lambda t, o: "/tasks/new/",
+        lambda t, o: {"subteam": t.sft.pk, "title": "New task", "status": "todo", "priority": 2},
+        MEMBERS,
+    ),
+    (
+        "task quick create",
+        lambda t, o: "/tasks/new/",
+        lambda t, o: {"quick": "1", "subteam": t.sft.pk, "title": "Quick", "status": "doing"},
+        MEMBERS,
+    ),
+    (
+        "task edit",
+        lambda t, o: f"/tasks/{o['task'].pk}/edit/",
+        lambda t, o: {"subteam": t.sft.pk, "title": "Renamed", "status": "doing", "priority": 3},
+        MEMBERS,
+    ),
     ("task move", lambda t, o: f"/tasks/{o['task'].pk}/move/", lambda t, o: {"status": "doing"}, MEMBERS),
     ("task delete", lambda t, o: f"/tasks/{o['task'].pk}/delete/", lambda t, o: {}, LEADS),
-    ("goal create (subteam)", lambda t, o: "/goals/new/",
-     lambda t, o: {"subteam": t.sft.pk, "title": "G", "status": "on_track", "metric_comparison": ">="}, LEADS),
-    ("goal create (project)", lambda t, o: "/goals/new/",
-     lambda t, o: {"subteam": "", "title": "G", "status": "on_track", "metric_comparison": ">="}, STAFF),
-    ("goal edit", lambda t, o: f"/goals/{o['goal'].pk}/edit/",
-     lambda t, o: {"subteam": t.sft.pk, "title": "Changed", "status": "at_risk", "metric_comparison": ">=",
-                   "reason": "Data arrived late"}, LEADS),
-    ("project goal edit", lambda t, o: f"/goals/{o['project_goal'].pk}/edit/",
-     lambda t, o: {"subteam": "", "title": "Changed", "status": "at_risk", "metric_comparison": ">=",
-                   "reason": "Focus"}, STAFF),
+    (
+        "goal create (subteam)",
+        lambda t, o: "/goals/new/",
+        lambda t, o: {"subteam": t.sft.pk, "title": "G", "status": "on_track", "metric_comparison": ">="},
+        LEADS,
+    ),
+    (
+        "goal create (project)",
+        lambda t, o: "/goals/new/",
+        lambda t, o: {"subteam": "", "title": "G", "status": "on_track", "metric_comparison": ">="},
+        STAFF,
+    ),
+    (
+        "goal edit",
+        lambda t, o: f"/goals/{o['goal'].pk}/edit/",
+        lambda t, o: {
+            "subteam": t.sft.pk,
+            "title": "Changed",
+            "status": "at_risk",
+            "metric_comparison": ">=",
+            "reason": "Data arrived late",
+        },
+        LEADS,
+    ),
+    (
+        "project goal edit",
+        lambda t, o: f"/goals/{o['project_goal'].pk}/edit/",
+        lambda t, o: {
+            "subteam": "",
+            "title": "Changed",
+            "status": "at_risk",
+            "metric_comparison": ">=",
+            "reason": "Focus",
+        },
+        STAFF,
+    ),
     ("goal delete", lambda t, o: f"/goals/{o['goal'].pk}/delete/", lambda t, o: {}, LEADS),
-    ("milestone create", lambda t, o: "/milestones/new/",
-     lambda t, o: {"subteam": t.sft.pk, "title": "DPO starts", "date": "2024-07-10"}, LEADS),
-    ("milestone edit", lambda t, o: f"/milestones/{o['milestone'].pk}/edit/",
-     lambda t, o: {"subteam": t.sft.pk, "title": "SFT starts (moved)", "date": "2024-06-30"}, LEADS),
+    (
+        "milestone create",
+        lambda t, o: "/milestones/new/",
+        lambda t, o: {"subteam": t.sft.pk, "title": "DPO starts", "date": "2024-07-10"},
+        LEADS,
+    ),
+    (
+        "milestone edit",
+        lambda t, o: f"/milestones/{o['milestone'].pk}/edit/",
+        lambda t, o: {"subteam": t.sft.pk, "title": "SFT starts (moved)", "date": "2024-06-30"},
+        LEADS,
+    ),
     ("milestone toggle", lambda t, o: f"/milestones/{o['milestone'].pk}/toggle/", lambda t, o: {}, LEADS),
     ("milestone delete", lambda t, o: f"/milestones/{o['milestone'].pk}/delete/", lambda t, o: {}, LEADS),
-    ("membership add", lambda t, o: "/subteams/sft/members/add/",
-     lambda t, o: {"member": t.member("other").pk, "role": "member"}, LEADS),
+    (
+        "membership add",
+        lambda t, o: "/subteams/sft/members/add/",
+        lambda t, o: {"member": t.member("other").pk, "role": "member"},
+        LEADS,
+    ),
     ("membership end", lambda t, o: f"/memberships/{o['membership'].pk}/end/", lambda t, o: {}, LEADS),
-    ("membership role", lambda t, o: f"/memberships/{o['membership'].pk}/role/", lambda t, o: {"role": "lead"}, LEADS),
-    ("profile edit", lambda t, o: "/members/member/edit/", lambda t, o: {"display_name": "Renamed"}, {"admin", "member"}),
+    (
+        "membership role",
+        lambda t, o: f"/memberships/{o['membership'].pk}/role/",
+        lambda t, o: {"role": "lead"},
+        LEADS,
+    ),
+    (
+        "profile edit",
+        lambda t, o: "/members/member/edit/",
+        lambda t, o: {"display_name": "Renamed"},
+        {"admin", "member"},
+    ),
 ]
 
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("name", "url", "data", "allowed"), CASES, ids=[c[0] for c in CASES])
 def test_write_view_permissions(
-    team: Team, role: str, name: str, url: Callable[..., str], data: Callable[..., dict[str, Any]], allowed: set[str]
+    team: Team,
+    role: str,
+    name: str,
+    url: Callable[..., str],
+    data: Callable[..., dict[str, Any]],
+    allowed: set[str],
 ) -> None:
     objects = _objects(team)
     before = snapshot()
@@ -120,7 +187,17 @@ def test_it_sends_anonymous_admin_visitors_to_the_portal_sign_in(team: Team) -> 
 
 
 @pytest.mark.parametrize(
-    "url", ["/", "/subteams/", "/subteams/sft/", "/tasks/", "/goals/", "/timeline/", "/members/", "/members/member/"]
+    "url",
+    [
+        "/",
+        "/subteams/",
+        "/subteams/sft/",
+        "/tasks/",
+        "/goals/",
+        "/timeline/",
+        "/members/",
+        "/members/member/",
+    ],
 )
 def test_anonymous_users_only_see_the_sign_in_page(team: Team, url: str) -> None:
     response = Client().get(url)
@@ -134,7 +211,17 @@ def test_sign_in_page_is_open(db: None) -> None:
 
 @pytest.mark.parametrize("role", ["admin", "lead", "member", "other"])
 @pytest.mark.parametrize(
-    "url", ["/", "/subteams/", "/subteams/sft/", "/tasks/", "/goals/", "/timeline/", "/members/", "/members/member/"]
+    "url",
+    [
+        "/",
+        "/subteams/",
+        "/subteams/sft/",
+        "/tasks/",
+        "/goals/",
+        "/timeline/",
+        "/members/",
+        "/members/member/",
+    ],
 )
 def test_every_signed_in_user_reads_everything(team: Team, role: str, url: str) -> None:
     assert team.client(role).get(url).status_code == 200

@@ -1,0 +1,50 @@
+# Tanuki Portal: `make demo` runs the portal with demo data; `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+DEMO_ENV := DEBUG=1
+
+.PHONY: demo test lint typecheck pytest venv messages clean serve
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Re-install when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(DEMO_ENV) $(PY) manage.py migrate --noinput
+	$(DEMO_ENV) $(PY) manage.py load_demo
+	@echo "Tanuki Portal: http://127.0.0.1:$(PORT)/  (user admin, password $${DEMO_PASSWORD:-demo})"
+	$(DEMO_ENV) $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) portal.asgi:application
+
+serve: venv
+	$(DEMO_ENV) $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) portal.asgi:application
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+pytest: venv
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+# Regenerate the Japanese catalog after changing UI strings, then translate the new entries.
+messages: venv
+	DEBUG=1 $(PY) manage.py makemessages -l ja --ignore '.venv/*' --ignore 'training/*'
+	DEBUG=1 $(PY) manage.py makemessages -d djangojs -l ja --ignore '.venv/*' --ignore 'staticfiles/*'
+	DEBUG=1 $(PY) manage.py compilemessages --ignore '.venv/*'
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache
