@@ -31,8 +31,9 @@ class Team:
     def member(self, role: str) -> Member:
         return self.users[role].member
 
-    def client(self, role: str) -> Client:
-        client = Client()
+    def client(self, role: str, language: str = "en") -> Client:
+        """A test client signed in as the role (English unless asked; the Japanese UI has its own tests)."""
+        client = Client(headers={"accept-language": language})
         if role != "anon":
             client.force_login(self.users[role])
         return client

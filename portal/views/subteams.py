@@ -25,11 +25,11 @@ def subteam_detail(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     can_manage = access.can_manage_subteam(request.user, subteam.pk)
     context = {
         "subteam": subteam,
-        "goals": Goal.objects.filter(subteam=subteam).exclude(status=Goal.Status.DROPPED),
+        "goals": Goal.objects.filter(subteam=subteam).exclude(status=Goal.Status.DROPPED).select_related("subteam"),
         "dropped_goals": Goal.objects.filter(subteam=subteam, status=Goal.Status.DROPPED),
         "current": [m for m in memberships if m.is_active],
         "past": [m for m in memberships if not m.is_active],
-        "milestones": Milestone.objects.filter(subteam=subteam),
+        "milestones": Milestone.objects.filter(subteam=subteam).select_related("subteam"),
         "can_manage": can_manage,
         "membership_form": MembershipForm() if can_manage else None,
         "roles": Membership.Role.choices,

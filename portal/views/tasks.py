@@ -148,10 +148,13 @@ def task_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                 return _board_response(request, _board_scope(request))
             messages.success(request, _("Task saved."))
             return redirect(task)
+        if "subteam" in form.errors and request.POST.get("subteam"):
+            access.require(False)
     else:
         form = TaskForm(instance=task, user=request.user)
     if inline:
-        return render(request, "portal/tasks/_edit_card.html", {"form": form, "task": task})
+        board = request.GET.get("board") or request.POST.get("board") or ""
+        return render(request, "portal/tasks/_edit_card.html", {"form": form, "task": task, "board": board})
     return render(request, "portal/tasks/form.html", {"form": form, "task": task})
 
 
