@@ -1,4 +1,4 @@
-"""Every write view × every persona: the right status code, and on refusal nothing changed."""
+"""Every write view for every persona: the right status code, and on refusal nothing changed."""
 
 from __future__ import annotations
 
