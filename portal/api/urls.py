@@ -1,9 +1,28 @@
-"""REST API under /api/: /api/v1/… resources, the OpenAPI schema and its Swagger UI."""
+"""REST API under /api/: /api/v1/… resources, the OpenAPI schema and its Swagger UI.
 
-from django.urls import path
+/api/v1/members/<username>/   read-only; `?subteam=<slug>`
+/api/v1/subteams/<slug>/      read-only
+/api/v1/tasks/<id>/           CRUD; `?subteam=&status=&assignee=<username>&goal=<id>`
+/api/v1/goals/<id>/           CRUD; `?subteam=<slug>|none&project_wide=&status=`
+/api/v1/goals/<id>/revisions/ read-only history of a goal
+/api/v1/milestones/<id>/      CRUD; `?subteam=<slug>|none&project_wide=&done=`
+"""
+
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from portal.api import views
+
+router = DefaultRouter()
+router.register("members", views.MemberViewSet, basename="member")
+router.register("subteams", views.SubteamViewSet, basename="subteam")
+router.register("tasks", views.TaskViewSet, basename="task")
+router.register("goals", views.GoalViewSet, basename="goal")
+router.register("milestones", views.MilestoneViewSet, basename="milestone")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("v1/", include((router.urls, "api"), namespace="api")),
 ]
