@@ -10,7 +10,7 @@ classes call the `can_*` predicates. Both read the same rules.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
@@ -23,15 +23,18 @@ if TYPE_CHECKING:
     AnyUser = AbstractBaseUser | AnonymousUser
 
 
+_UNSET = object()
+
+
 def member_of(user: AnyUser) -> Member | None:
     """The signed-in user's Member, or None (anonymous, or an account without a profile)."""
     if not user.is_authenticated:
         return None
-    cached: Member | None = getattr(user, "_portal_member", None)
-    if cached is None:
+    cached = getattr(user, "_portal_member", _UNSET)
+    if cached is _UNSET:
         cached = Member.objects.filter(user_id=user.pk).first()
         setattr(user, "_portal_member", cached)  # noqa: B010 - a per-request cache on the user object
-    return cached
+    return cast("Member | None", cached)
 
 
 def is_admin(user: AnyUser) -> bool:
@@ -103,6 +106,11 @@ def can_create_task(user: AnyUser, subteam_id: int | None) -> bool:
 
 def can_edit_task(user: AnyUser, task: Task) -> bool:
     return can_create_task(user, task.subteam_id)
+
+
+def can_move_task(user: AnyUser, task: Task, subteam_id: int | None) -> bool:
+    """Moving a task to another subteam needs the right to edit it and to create tasks there."""
+    return can_edit_task(user, task) and can_create_task(user, subteam_id)
 
 
 def can_delete_task(user: AnyUser, task: Task) -> bool:

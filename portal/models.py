@@ -397,6 +397,8 @@ class Task(models.Model):
 
     def clean(self) -> None:
         errors = check_dates(self.start_date, self.due_date)
+        if self.goal is not None and self.goal.subteam_id not in (None, self.subteam_id):
+            errors["goal"] = str(_("Link a goal of the same subteam or of the whole project."))
         if errors:
             raise ValidationError(errors)
 

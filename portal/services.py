@@ -149,12 +149,14 @@ def create_milestone(actor: Member | None, **fields: Any) -> Milestone:
     return milestone
 
 
+@transaction.atomic
 def update_milestone(actor: Member | None, milestone: Milestone, **fields: Any) -> Milestone:
+    locked = Milestone.objects.select_for_update().get(pk=milestone.pk)
     for name, value in fields.items():
-        setattr(milestone, name, value)
-    milestone.full_clean()
-    milestone.save(update_fields=list(fields))
-    return milestone
+        setattr(locked, name, value)
+    locked.full_clean()
+    locked.save(update_fields=list(fields))
+    return locked
 
 
 def delete_milestone(actor: Member | None, milestone: Milestone) -> None:

@@ -8,7 +8,6 @@ Every write is a `portal.services` call (in the serializers' create/update and i
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from django.db.models import Count, Prefetch, Q, QuerySet
@@ -129,9 +128,9 @@ class TaskViewSet(_WriteThroughServices):
         require(subteam is not None and access.can_create_task(self.request.user, subteam.pk))
 
     def check_move(self, instance: Task, subteam: Subteam | None) -> None:
-        moved = copy.copy(instance)
-        moved.subteam = subteam  # type: ignore[assignment]  # the serializer never lets None through
-        require(access.can_edit_task(self.request.user, moved))
+        require(
+            access.can_move_task(self.request.user, instance, subteam.pk if subteam is not None else None)
+        )
 
     def perform_destroy(self, instance: Task) -> None:
         services.delete_task(_actor(self.request), instance)

@@ -25,7 +25,9 @@ def subteam_detail(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     can_manage = access.can_manage_subteam(request.user, subteam.pk)
     context = {
         "subteam": subteam,
-        "goals": Goal.objects.filter(subteam=subteam).exclude(status=Goal.Status.DROPPED).select_related("subteam"),
+        "goals": Goal.objects.filter(subteam=subteam)
+        .exclude(status=Goal.Status.DROPPED)
+        .select_related("subteam"),
         "dropped_goals": Goal.objects.filter(subteam=subteam, status=Goal.Status.DROPPED),
         "current": [m for m in memberships if m.is_active],
         "past": [m for m in memberships if not m.is_active],

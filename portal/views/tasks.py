@@ -141,7 +141,7 @@ def task_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         form = TaskForm(request.POST, instance=Task.objects.get(pk=task.pk), user=request.user)
         if form.is_valid():
             data = dict(form.cleaned_data)
-            access.require(access.can_create_task(request.user, data["subteam"].pk))
+            access.require(access.can_move_task(request.user, task, data["subteam"].pk))
             assignees = data.pop("assignees", [])
             services.update_task(access.member_of(request.user), task, assignees=assignees, **data)
             if inline:

@@ -58,7 +58,11 @@ def column_of(day: dt.date, columns: list[dt.date]) -> int:
 def timeline_rows(
     goals: list[Goal], milestones: list[Milestone], columns: list[dt.date]
 ) -> list[dict[str, Any]]:
-    """One group per subteam (the project first), each with goal bars and a milestone row."""
+    """One group per subteam (the project first), each with goal bars and milestones.
+
+    Every item gets an explicit grid row (row 1 is the header), so the today marker can span all
+    rows without pushing auto-placed cells around.
+    """
     groups: dict[int | None, dict[str, Any]] = {}
 
     def group(subteam: Subteam | None) -> dict[str, Any]:
@@ -72,16 +76,23 @@ def timeline_rows(
         if end_day is None:
             continue
         start_day = goal.start_date or end_day
-        start = column_of(start_day, columns)
-        end = column_of(end_day, columns) + 1
+        start = column_of(start_day, columns) + 1  # grid line: column 1 holds the labels
+        end = column_of(end_day, columns) + 2
         group(goal.subteam)["bars"].append({"goal": goal, "start": start, "end": end})
     for milestone in milestones:
         group(milestone.subteam)["milestones"].append(
-            {"m": milestone, "col": column_of(milestone.date, columns)}
+            {"m": milestone, "col": column_of(milestone.date, columns) + 1}
         )
     ordered = sorted(
         groups.values(), key=lambda g: (g["subteam"] is not None, g["subteam"].name if g["subteam"] else "")
     )
+    row = 2
+    for g in ordered:
+        g["row"] = row
+        row += 1
+        for item in [*g["bars"], *g["milestones"]]:
+            item["row"] = row
+            row += 1
     return ordered
 
 
@@ -108,6 +119,7 @@ def timeline(request: HtmxHttpRequest) -> HttpResponse:
         "today": today,
         "groups": groups,
         "row_count": 1 + sum(1 + len(g["bars"]) + len(g["milestones"]) for g in groups),
+        "today_line": column_of(today, columns) + 1,
         "subteams": Subteam.objects.all(),
         "subteam_slug": slug or "",
         "milestone_form": MilestoneForm(user=request.user) if can_add else None,

@@ -638,7 +638,7 @@ def add_rows(team: Team, n: int) -> Goal:
         Membership.objects.create(member=person, subteam=subteam, role="lead")
         Membership.objects.create(member=person, subteam=team.sft)
         extra_goal = make_goal(team, title=f"Goal {k}", subteam=subteam)
-        make_task(team, title=f"Task {k}", assignees=[person, lead], goal=extra_goal)
+        make_task(team, title=f"Task {k}", assignees=[person, lead], goal=extra_goal, subteam=subteam)
         make_milestone(team, title=f"Milestone {k}", subteam=subteam)
         services.update_goal(lead, goal, {"metric_current": float(k)}, reason=f"Update {k}")
     return goal

@@ -138,3 +138,16 @@ def test_two_people_moving_one_task_at_once_leave_one_consistent_state(team: Tea
     task.refresh_from_db()
     assert task.status in ("doing", "done")
     assert Task.objects.count() == 1
+
+
+def test_a_task_cannot_point_at_another_subteams_goal(team: Team) -> None:
+    from portal.models import Goal
+
+    goal = Goal.objects.create(subteam=team.pretrain, title="800B tokens ready")
+    response = team.client("member").post(
+        "/tasks/new/",
+        {"subteam": team.sft.pk, "title": "t", "status": "todo", "priority": 2, "goal": goal.pk},
+    )
+    assert response.status_code == 200
+    assert "same subteam" in response.content.decode()
+    assert Task.objects.count() == 0

@@ -1,0 +1,73 @@
+"""Take screenshots of the main pages of a running portal for the docs.
+
+    make demo            # in one terminal
+    .venv/bin/python scripts/screenshots.py --base http://127.0.0.1:8000 --out docs/screenshots
+
+Uses Debian's chromium (apt-get install chromium) through Playwright; no browser is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+PAGES = [
+    ("overview", "/"),
+    ("subteam", "/subteams/post-training/"),
+    ("task-board", "/tasks/?subteam=post-training"),
+    ("goal", None),  # the first project goal, found from the overview
+    ("timeline", "/timeline/"),
+    ("members", "/members/"),
+    ("member", None),  # the signed-in user's profile
+    ("api-docs", "/api/docs/"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="http://127.0.0.1:8000")
+    parser.add_argument("--out", default="docs/screenshots")
+    parser.add_argument("--user", default="admin")
+    parser.add_argument("--password", default=os.environ.get("DEMO_PASSWORD", "demo"))
+    parser.add_argument("--language", default="ja", choices=["ja", "en"])
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    chromium = shutil.which("chromium")
+    if not chromium:
+        raise SystemExit("Debian's chromium is needed: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        context = browser.new_context(
+            viewport={"width": 1440, "height": 1000}, locale=args.language, device_scale_factor=1
+        )
+        page = context.new_page()
+        page.goto(f"{args.base}/accounts/login/")
+        page.screenshot(path=out / "sign-in.png")
+        page.fill("#id_username", args.user)
+        page.fill("#id_password", args.password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{args.base}/")
+        for name, path in PAGES:
+            if name == "goal":
+                page.goto(f"{args.base}/")
+                path = page.locator(".goalcard h3 a").first.get_attribute("href")
+            elif name == "member":
+                path = page.locator("a.me").get_attribute("href")
+            page.goto(f"{args.base}{path}")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=out / f"{name}.png", full_page=name not in ("timeline", "members", "api-docs"))
+            print(f"{name}: {out / (name + '.png')}")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
