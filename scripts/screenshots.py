@@ -28,7 +28,9 @@ PAGES = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--base", default="http://127.0.0.1:8000")
     parser.add_argument("--out", default="docs/screenshots")
     parser.add_argument("--user", default="admin")
@@ -44,7 +46,12 @@ def main() -> None:
         browser = playwright.chromium.launch(
             executable_path=chromium,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
         )
         context = browser.new_context(
             viewport={"width": 1440, "height": 1000}, locale=args.language, device_scale_factor=1
@@ -64,7 +71,9 @@ def main() -> None:
                 path = page.locator("a.me").get_attribute("href")
             page.goto(f"{args.base}{path}")
             page.wait_for_load_state("networkidle")
-            page.screenshot(path=out / f"{name}.png", full_page=name not in ("timeline", "members", "api-docs"))
+            page.screenshot(
+                path=out / f"{name}.png", full_page=name not in ("timeline", "members", "api-docs")
+            )
             print(f"{name}: {out / (name + '.png')}")
         browser.close()
 
