@@ -1,0 +1,33 @@
+"""`manage.py load_demo`: load (or refresh) the demo team; the data and the logic live in `portal.demo`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from portal.demo import load_demo
+
+
+class Command(BaseCommand):
+    help = (
+        "Create or refresh a synthetic 45-person team with subteams, goals, milestones and tasks, dated "
+        "so that today is in week 7 of the 10-week plan. Safe to run again. Every demo user, `admin` "
+        "included, gets the password in DEMO_PASSWORD (default 'demo')."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--today",
+            type=dt.date.fromisoformat,
+            default=None,
+            help="Pretend today is this date (YYYY-MM-DD) when placing the plan; default: the real today.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        summary = load_demo(today=options["today"])
+        self.stdout.write(self.style.SUCCESS(summary.line()))
+        for line in summary.sign_in_lines():
+            self.stdout.write(line)
