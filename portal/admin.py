@@ -61,10 +61,14 @@ class MembershipInline(admin.TabularInline[Membership, Member]):
 
 @admin.register(Member, site=admin_site)
 class MemberAdmin(ManagementOnly, admin.ModelAdmin[Member]):
-    list_display = ["display_name", "user", "cluster_account", "slack_user_id", "onboarding_done"]
+    list_display = ["display_name", "user", "cluster_account", "slack_user_id", "onboarding"]
     list_filter = ["has_cluster_account", "has_github", "has_huggingface", "has_wandb", "has_slack"]
     search_fields = ["display_name", "user__username", "github", "cluster_account"]
     inlines = [MembershipInline]
+
+    @admin.display(description=_("onboarding"))
+    def onboarding(self, member: Member) -> str:
+        return f"{member.onboarding_done}/{len(Member.ONBOARDING_FIELDS)}"
 
 
 @admin.register(Subteam, site=admin_site)

@@ -23,7 +23,9 @@ class Subteam(models.Model):
     name_ja = models.CharField(_("Japanese name"), max_length=80, blank=True)
     slug = models.SlugField(_("slug"), max_length=40, unique=True)
     purpose = models.TextField(_("purpose"), blank=True)
-    slack_channel = models.CharField(_("Slack channel"), max_length=80, blank=True, help_text="#channel")
+    slack_channel = models.CharField(
+        _("Slack channel"), max_length=80, blank=True, help_text=_("e.g. #team-sft")
+    )
     is_management = models.BooleanField(
         _("management team"),
         default=False,
@@ -54,7 +56,9 @@ class Member(models.Model):
         ("has_slack", _("Slack workspace")),
     )
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="member")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="member", verbose_name=_("account")
+    )
     display_name = models.CharField(_("display name"), max_length=80)
     slack_user_id = models.CharField(_("Slack user ID"), max_length=32, blank=True)
     github = models.CharField(_("GitHub user"), max_length=39, blank=True)
@@ -62,7 +66,7 @@ class Member(models.Model):
     wandb = models.CharField(_("W&B user"), max_length=64, blank=True)
     cluster_account = models.CharField(_("cluster account"), max_length=32, blank=True)
     bio = models.CharField(_("about"), max_length=200, blank=True)
-    joined = models.DateField(_("joined"), default=dt.date.today)
+    joined = models.DateField(_("joined"), default=timezone.localdate)
 
     has_cluster_account = models.BooleanField(_("cluster account ready"), default=False)
     has_github = models.BooleanField(_("GitHub access ready"), default=False)
@@ -115,10 +119,14 @@ class Membership(models.Model):
         LEAD = "lead", _("Lead")
         MEMBER = "member", _("Member")
 
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="memberships")
-    subteam = models.ForeignKey(Subteam, on_delete=models.CASCADE, related_name="memberships")
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("member")
+    )
+    subteam = models.ForeignKey(
+        Subteam, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("subteam")
+    )
     role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
-    started = models.DateField(_("started"), default=dt.date.today)
+    started = models.DateField(_("started"), default=timezone.localdate)
     ended = models.DateField(_("ended"), null=True, blank=True)
 
     class Meta:
@@ -183,9 +191,16 @@ class Goal(models.Model):
     start_date = models.DateField(_("start"), null=True, blank=True)
     due_date = models.DateField(_("due"), null=True, blank=True)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.ON_TRACK)
-    created_by = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        Member,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
 
     # Fields whose changes are recorded in GoalRevision.changes.
     TRACKED_FIELDS = (
@@ -276,11 +291,13 @@ class Goal(models.Model):
 class GoalRevision(models.Model):
     """One change to a goal: who, when, what changed (field -> [old, new]) and why."""
 
-    goal = models.ForeignKey(Goal, on_delete=models.CASCADE, related_name="revisions")
-    author = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    changes = models.JSONField(default=dict)
-    reason = models.TextField(_("reason"))
+    goal = models.ForeignKey(Goal, on_delete=models.CASCADE, related_name="revisions", verbose_name=_("goal"))
+    author = models.ForeignKey(
+        Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("author")
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    changes = models.JSONField(_("changes"), default=dict)
+    reason = models.TextField(_("reason"), blank=True)
     source = models.CharField(
         _("source"),
         max_length=200,
@@ -307,8 +324,10 @@ class GoalRevision(models.Model):
         for name in Goal.TRACKED_FIELDS:
             if name in self.changes:
                 old, new = self.changes[name]
-                label = getattr(Goal._meta.get_field(name), "verbose_name", name)
-                rows.append((str(label), old, new))
+                field = Goal._meta.get_field(name)
+                choices = dict(getattr(field, "choices", None) or [])
+                label = getattr(field, "verbose_name", name)
+                rows.append((str(label), choices.get(old, old), choices.get(new, new)))
         return rows
 
 
@@ -372,9 +391,16 @@ class Task(models.Model):
         blank=True,
         help_text=_("Know-how worth keeping: what worked, what did not, links."),
     )
-    created_by = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        Member,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
 
     class Meta:
         ordering = ["-priority", "due_date", "id"]

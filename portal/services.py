@@ -103,7 +103,7 @@ def create_goal(actor: Member | None, *, reason: str = "", **fields: Any) -> Goa
         goal=goal,
         author=actor,
         changes={"__created__": True, **{f: [None, _plain(getattr(goal, f))] for f in Goal.TRACKED_FIELDS}},
-        reason=reason or _("Goal created."),
+        reason=reason.strip(),
     )
     return goal
 

@@ -38,11 +38,12 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test
+    # Module scope: Playwright's sync API keeps an event loop in this thread while it runs, which
+    # async tests elsewhere in the session must not find. The ORM calls made by the test
     # itself (fixtures, assertions) are still plain synchronous code.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:

@@ -318,7 +318,7 @@ def test_it_records_a_revision_with_the_reason_when_a_goal_changes(team: Team) -
     history = client.get(reverse("api:goal-revisions", args=[goal.pk]))
     assert history.status_code == 200
     rows = history.json()["results"]
-    assert [row["reason"] for row in rows] == ["Eval of run 42.", "Goal created."]
+    assert [row["reason"] for row in rows] == ["Eval of run 42.", ""]
     assert rows[0]["changes"] == {"metric_current": [None, 0.7], "status": ["on_track", "at_risk"]}
     assert rows[0]["author"] == "lead"
     assert rows[0]["is_creation"] is False

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
-from django.test import Client
+from django.core.management import CommandError, call_command
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -297,6 +297,7 @@ def test_loading_again_resets_changed_passwords(loaded: demo.DemoSummary) -> Non
     assert Client().login(username="admin", password="demo")
 
 
+@override_settings(DEBUG=True)
 def test_command_prints_a_summary_and_example_logins(monkeypatch: pytest.MonkeyPatch) -> None:
     out = StringIO()
     call_command("load_demo", "--today", PINNED.isoformat(), stdout=out)
@@ -382,3 +383,14 @@ def test_exactly_one_milestone_is_overdue_today() -> None:
     assert overdue == [demo.OVERDUE_MILESTONE]
     done_tasks = Task.objects.filter(status=Task.Status.DONE)
     assert all(t.due_date is not None and t.due_date < timezone.localdate() for t in done_tasks)
+
+
+def test_command_refuses_to_plant_known_passwords_with_debug_off(db: None) -> None:
+    with pytest.raises(CommandError, match="known password"):
+        call_command("load_demo", stdout=StringIO())
+    assert not Member.objects.exists()
+
+
+def test_command_loads_with_debug_off_when_forced(db: None) -> None:
+    call_command("load_demo", "--force", "--today", PINNED.isoformat(), stdout=StringIO())
+    assert Member.objects.count() == 45

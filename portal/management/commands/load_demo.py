@@ -6,7 +6,8 @@ import datetime as dt
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from portal.demo import load_demo
 
@@ -25,8 +26,18 @@ class Command(BaseCommand):
             default=None,
             help="Pretend today is this date (YYYY-MM-DD) when placing the plan; default: the real today.",
         )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Load even with DEBUG off. The demo users (a superuser among them) share one known password.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError(
+                "load_demo creates a superuser with a known password; it runs with DEBUG=1 "
+                "(as `make demo` does) or with --force."
+            )
         summary = load_demo(today=options["today"])
         self.stdout.write(self.style.SUCCESS(summary.line()))
         for line in summary.sign_in_lines():
