@@ -130,7 +130,7 @@ class Membership(models.Model):
     ended = models.DateField(_("ended"), null=True, blank=True)
 
     class Meta:
-        ordering = ["subteam__name", "-role", "member__display_name"]
+        ordering = ["subteam__name", "role", "member__display_name"]  # leads first
         verbose_name = _("membership")
         verbose_name_plural = _("memberships")
         constraints = [

@@ -28,7 +28,7 @@ def subteam_summaries(subteams: list[Subteam]) -> list[dict[str, Any]]:
     members: dict[int, int] = defaultdict(int)
     leads: dict[int, list[Member]] = defaultdict(list)
     for membership in Membership.objects.filter(subteam_id__in=ids, ended__isnull=True).select_related(
-        "member"
+        "member__user"
     ):
         members[membership.subteam_id] += 1
         if membership.role == Membership.Role.LEAD:

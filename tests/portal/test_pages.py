@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from portal.models import Goal, GoalRevision, Member, Membership, Milestone, Task
+from portal.models import Goal, GoalRevision, Member, Membership, Milestone, Subteam, Task
 from tests.personas import Team, make_user
 
 LIST_PAGES = [
@@ -31,6 +31,11 @@ def add_rows(team: Team, n: int, tag: str) -> None:
     for i in range(n):
         user = make_user(f"{tag}{i}")
         Membership.objects.create(member=user.member, subteam=team.sft, role="member", started=today)
+        # A new subteam led by the new member, with a task and a goal: the per-subteam cards scale too.
+        extra = Subteam.objects.create(name=f"{tag} team {i}", slug=f"{tag}-team-{i}")
+        Membership.objects.create(member=user.member, subteam=extra, role="lead", started=today)
+        Task.objects.create(subteam=extra, title=f"{tag} extra task {i}", status=Task.Status.BLOCKED)
+        Goal.objects.create(subteam=extra, title=f"{tag} extra goal {i}", status=Goal.Status.AT_RISK)
         goal = Goal.objects.create(
             subteam=team.sft if i % 2 else None,
             title=f"{tag} goal {i}",
