@@ -18,6 +18,9 @@ from django.shortcuts import get_object_or_404
 from portal.models import Goal, Member, Membership, Milestone, Subteam, Task
 
 if TYPE_CHECKING:
+    from scheduler.models import Job
+
+if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
     AnyUser = AbstractBaseUser | AnonymousUser
@@ -199,3 +202,31 @@ def get_membership_to_manage(user: AnyUser, pk: int) -> Membership:
 def require(allowed: bool) -> None:
     """Raise PermissionDenied unless allowed (for checks on data a form has just validated)."""
     _require(allowed)
+
+
+# --- jobs (scheduler) -----------------------------------------------------------------------------------
+
+
+def can_submit_job(user: AnyUser, subteam_id: int | None) -> bool:
+    """Members submit jobs for their own subteams; admins for any."""
+    return is_admin(user) or is_in_subteam(user, subteam_id)
+
+
+def can_cancel_job(user: AnyUser, job: Job) -> bool:
+    """The owner cancels their job, a lead their subteam's, an admin any."""
+    if is_admin(user) or is_lead(user, job.subteam_id):
+        return True
+    me = member_of(user)
+    return me is not None and me.pk == job.owner_id
+
+
+def can_manage_clusters(user: AnyUser) -> bool:
+    return is_admin(user)
+
+
+def get_job_to_cancel(user: AnyUser, pk: object) -> Job:
+    from scheduler.models import Job  # the scheduler app builds on the portal, not the other way round
+
+    job = get_object_or_404(Job.objects.select_related("subteam", "owner"), pk=pk)
+    _require(can_cancel_job(user, job))
+    return job

@@ -1,1 +1,354 @@
-"""Clusters, jobs, metrics and evaluations (filled in by the scheduler)."""
+"""Clusters reached over SSH, their nodes and partitions, and the jobs the portal submits to them."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+import zoneinfo
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from portal.models import Member, Subteam
+from scheduler import slurm
+
+WORK_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,400}$")
+WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class Cluster(models.Model):
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown", _("Unknown")
+        REACHABLE = "reachable", _("Reachable")
+        UNREACHABLE = "unreachable", _("Unreachable")
+        HOST_KEY_MISMATCH = "host_key_mismatch", _("Host key changed")
+
+    name = models.CharField(_("name"), max_length=64, unique=True)
+    host = models.CharField(_("login host"), max_length=255)
+    port = models.PositiveIntegerField(_("SSH port"), default=22)
+    username = models.CharField(_("SSH user"), max_length=64)
+    key_path = models.CharField(
+        _("private key file"),
+        max_length=500,
+        blank=True,
+        help_text=_("Path of the SSH private key on the portal host."),
+    )
+    key_path_env = models.CharField(
+        _("private key file variable"),
+        max_length=100,
+        blank=True,
+        help_text=_("Name of an environment variable holding the key file's path (instead of a path here)."),
+    )
+    host_key = models.TextField(
+        _("pinned host key"),
+        blank=True,
+        help_text=_("The login node's public host key, trusted once by an admin."),
+    )
+    default_partition = models.CharField(_("default partition"), max_length=64, default="gpu")
+    default_account = models.CharField(_("default account"), max_length=64, blank=True)
+    work_dir = models.CharField(_("remote work directory"), max_length=500)
+    env_preamble = models.TextField(
+        _("job environment preamble"),
+        blank=True,
+        help_text=_("Shell lines run before every job's command, e.g. module load or source …/activate."),
+    )
+    time_zone = models.CharField(_("cluster time zone"), max_length=64, default="UTC")
+    is_active = models.BooleanField(_("active"), default=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.UNKNOWN)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_contact_at = models.DateTimeField(_("last contact"), null=True, blank=True)
+    inventory_at = models.DateTimeField(_("inventory refreshed"), null=True, blank=True)
+    poll_claimed_until = models.DateTimeField(null=True, blank=True)
+    poll_claimed_by = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("cluster")
+        verbose_name_plural = _("clusters")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("scheduler:cluster", args=[self.pk])
+
+    def private_key_file(self) -> Path:
+        """Where the key lives: the path field, or the file named by an environment variable."""
+        if self.key_path:
+            return Path(self.key_path)
+        if self.key_path_env:
+            value = os.environ.get(self.key_path_env, "")
+            if value:
+                return Path(value)
+            raise FileNotFoundError(f"environment variable {self.key_path_env} is not set")
+        raise FileNotFoundError("no private key configured")
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        try:
+            return zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return zoneinfo.ZoneInfo("UTC")
+
+    def clean(self) -> None:
+        if not WORK_DIR_RE.match(self.work_dir or ""):
+            raise ValidationError(
+                {
+                    "work_dir": _(
+                        "An absolute path of letters, digits and / . _ - only (it goes into job scripts)."
+                    )
+                }
+            )
+        for field in ("default_partition", "default_account", "username"):
+            value = getattr(self, field)
+            if value and not WORD_RE.match(value):
+                raise ValidationError({field: _("Only letters, digits, dots, dashes and underscores.")})
+
+    def run_dir(self, job_id: uuid.UUID) -> str:
+        return f"{self.work_dir.rstrip('/')}/{job_id}"
+
+
+class Partition(models.Model):
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="partitions")
+    name = models.CharField(_("name"), max_length=64)
+    state = models.CharField(_("state"), max_length=32, blank=True)
+    is_default = models.BooleanField(_("default"), default=False)
+    max_time_minutes = models.PositiveIntegerField(_("time limit (minutes)"), null=True, blank=True)
+    default_time_minutes = models.PositiveIntegerField(_("default time (minutes)"), null=True, blank=True)
+    nodes = models.CharField(_("nodes"), max_length=500, blank=True)
+    total_nodes = models.PositiveIntegerField(_("node count"), default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["cluster", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="unique_partition")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster}:{self.name}"
+
+
+class Node(models.Model):
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="nodes")
+    name = models.CharField(_("name"), max_length=64)
+    state = models.CharField(_("state"), max_length=64)
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    partitions = models.CharField(_("partitions"), max_length=255, blank=True)
+    gpus_total = models.PositiveIntegerField(_("GPUs"), default=0)
+    gpus_alloc = models.PositiveIntegerField(_("GPUs in use"), default=0)
+    cpus_total = models.PositiveIntegerField(_("CPUs"), default=0)
+    cpus_alloc = models.PositiveIntegerField(_("CPUs in use"), default=0)
+    memory_mb = models.PositiveIntegerField(_("memory (MB)"), default=0)
+    unavailable = models.BooleanField(_("drained or down"), default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["cluster", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="unique_node")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster}:{self.name}"
+
+    @property
+    def gpus_free(self) -> int:
+        return 0 if self.unavailable else max(0, self.gpus_total - self.gpus_alloc)
+
+
+class Job(models.Model):
+    class State(models.TextChoices):
+        SUBMITTING = "submitting", _("Submitting")
+        PENDING = slurm.PENDING, _("Pending")
+        RUNNING = slurm.RUNNING, _("Running")
+        COMPLETED = slurm.COMPLETED, _("Completed")
+        FAILED = slurm.FAILED, _("Failed")
+        CANCELLED = slurm.CANCELLED, _("Cancelled")
+        TIMEOUT = slurm.TIMEOUT, _("Timed out")
+        OUT_OF_MEMORY = slurm.OUT_OF_MEMORY, _("Out of memory")
+        NODE_FAIL = slurm.NODE_FAIL, _("Node failure")
+        PREEMPTED = slurm.PREEMPTED, _("Preempted")
+
+    class Kind(models.TextChoices):
+        CUSTOM = "custom", _("Custom command")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.CUSTOM)
+    owner = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="jobs", verbose_name=_("owner"))
+    subteam = models.ForeignKey(
+        Subteam, on_delete=models.PROTECT, related_name="jobs", verbose_name=_("subteam")
+    )
+    cluster = models.ForeignKey(
+        Cluster, on_delete=models.PROTECT, related_name="jobs", verbose_name=_("cluster")
+    )
+    command = models.TextField(_("command"))
+    parameters = models.JSONField(_("parameters"), default=dict, blank=True)
+    script = models.TextField(_("sbatch script"))
+    partition = models.CharField(_("partition"), max_length=64)
+    account = models.CharField(_("account"), max_length=64, blank=True)
+    nodes = models.PositiveSmallIntegerField(_("nodes"), default=1)
+    gpus_per_node = models.PositiveSmallIntegerField(_("GPUs per node"), default=0)
+    time_limit_minutes = models.PositiveIntegerField(_("time limit (minutes)"))
+    depends_on = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="dependents",
+        verbose_name=_("runs after"),
+    )
+    resubmitted_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resubmissions"
+    )
+
+    state = models.CharField(
+        _("state"), max_length=20, choices=State.choices, default=State.SUBMITTING, db_index=True
+    )
+    slurm_job_id = models.CharField(_("Slurm job ID"), max_length=32, blank=True, db_index=True)
+    exit_code = models.IntegerField(_("exit code"), null=True, blank=True)
+    exit_signal = models.IntegerField(_("signal"), null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    node_list = models.CharField(_("nodes used"), max_length=500, blank=True)
+    gpus = models.PositiveIntegerField(_("GPUs"), default=0)
+    gpu_hours = models.FloatField(_("GPU-hours"), default=0)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    # Worker bookkeeping.
+    submit_attempted_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.ForeignKey(
+        Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    cancel_sent_at = models.DateTimeField(null=True, blank=True)
+    stdout_offset = models.BigIntegerField(default=0)
+    stderr_offset = models.BigIntegerField(default=0)
+    logs_final = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
+        indexes = [models.Index(fields=["cluster", "state"], name="job_cluster_state")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("scheduler:job", args=[self.pk])
+
+    TERMINAL_STATES = frozenset(slurm.TERMINAL)
+    LIVE_STATES = frozenset({State.PENDING, State.RUNNING})
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in self.TERMINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == self.State.COMPLETED
+
+    @property
+    def total_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def slurm_name(self) -> str:
+        """The job name on the cluster: carries the UUID so a lost submission can be found again."""
+        return f"tanuki-{self.id}"
+
+    @property
+    def slurm_comment(self) -> str:
+        return f"tanuki:{self.id}"
+
+    @property
+    def run_dir(self) -> str:
+        return self.cluster.run_dir(self.id)
+
+    @property
+    def stdout_path(self) -> str:
+        return f"{self.run_dir}/stdout.log"
+
+    @property
+    def stderr_path(self) -> str:
+        return f"{self.run_dir}/stderr.log"
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds run so far (or in all, once ended)."""
+        if self.started_at is None:
+            return None
+        end = self.ended_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def chain(self) -> list[Job]:
+        """The jobs this one waits on, then itself, then those waiting on it (a linear chain)."""
+        before: list[Job] = []
+        current = self.depends_on
+        while current is not None and len(before) < 50:
+            before.insert(0, current)
+            current = current.depends_on
+        after: list[Job] = []
+        current_job: Job | None = self
+        while current_job is not None and len(after) < 50:
+            nxt = current_job.dependents.order_by("created_at").first()
+            if nxt is not None:
+                after.append(nxt)
+            current_job = nxt
+        return [*before, self, *after]
+
+
+class JobEvent(models.Model):
+    class Kind(models.TextChoices):
+        SUBMITTED = "submitted", _("Submitted")
+        SENT = "sent", _("Sent to Slurm")
+        ADOPTED = "adopted", _("Found on the cluster")
+        STATE = "state", _("State changed")
+        CANCEL_REQUESTED = "cancel_requested", _("Cancel requested")
+        CANCELLED = "cancelled", _("Cancelled")
+        RESUBMITTED = "resubmitted", _("Resubmitted")
+        ERROR = "error", _("Error")
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.kind} {self.from_state}->{self.to_state}"
+
+
+class JobLogChunk(models.Model):
+    """A piece of a job's stdout or stderr, read from the cluster from a saved byte offset."""
+
+    class Stream(models.TextChoices):
+        STDOUT = "stdout", "stdout"
+        STDERR = "stderr", "stderr"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_chunks")
+    stream = models.CharField(max_length=6, choices=Stream.choices)
+    offset = models.BigIntegerField()
+    data = models.TextField()
+    size = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["job", "stream", "offset"]
+        constraints = [models.UniqueConstraint(fields=["job", "stream", "offset"], name="unique_log_chunk")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.stream} @{self.offset}+{self.size}"

@@ -1,0 +1,64 @@
+"""`manage.py register_devcluster`: register the dev cluster started by `scripts/devcluster up`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from scheduler.models import Cluster
+
+
+def local_time_zone() -> str:
+    """The machine's own zone (the dev cluster's Slurm prints times in it). Not $TZ: Django sets that
+    to the portal's TIME_ZONE."""
+    target = os.path.realpath("/etc/localtime")
+    if "/zoneinfo/" in target:
+        return target.split("/zoneinfo/", 1)[1]
+    try:
+        return Path("/etc/timezone").read_text().strip() or "UTC"
+    except OSError:
+        return "UTC"
+
+
+class Command(BaseCommand):
+    help = "Create or update the Cluster for the dev cluster, with its host key pinned."
+
+    def add_arguments(self, parser: Any) -> None:
+        default = Path(os.environ.get("DEVCLUSTER_DIR", "/var/lib/tanuki-devcluster")) / "cluster.json"
+        parser.add_argument(
+            "--info", type=Path, default=default, help="cluster.json written by devcluster up"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path: Path = options["info"]
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise CommandError(f"cannot read {path}: {error}. Run scripts/devcluster up first.") from error
+        cluster, created = Cluster.objects.update_or_create(
+            name=info["name"],
+            defaults={
+                "host": info["host"],
+                "port": int(info["port"]),
+                "username": info["username"],
+                "key_path": info["key_path"],
+                "host_key": info["host_key"],
+                "default_partition": info.get("partition", "gpu"),
+                "default_account": info.get("account", ""),
+                "work_dir": info["work_dir"],
+                "time_zone": local_time_zone(),
+                "is_active": True,
+                "status": Cluster.Status.UNKNOWN,
+                "inventory_at": None,
+            },
+        )
+        cluster.full_clean()
+        verb = "Registered" if created else "Updated"
+        self.stdout.write(
+            f"{verb} cluster {cluster.name}: {cluster.username}@{cluster.host}:{cluster.port}, "
+            f"host key {info.get('host_key_fingerprint', '')} pinned"
+        )

@@ -1,0 +1,279 @@
+"""Every change to clusters and jobs goes through these functions (web, API, Slack, commands alike).
+
+Submitting records the Job (state `submitting`) and nothing else: the worker stages and submits it
+after commit, so a web request never waits on SSH and a crash cannot submit twice (see worker.py).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from portal.models import Member, Subteam
+from scheduler import ssh
+from scheduler.models import Cluster, Job, JobEvent, Partition
+
+# Wakes the worker loop early (same process: the embedded demo and tests); other workers poll.
+wakeup = threading.Event()
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SLURM_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_COMMAND_BYTES = 64 * 1024
+MAX_NODES = 64
+MAX_GPUS_PER_NODE = 8
+DEFAULT_MAX_TIME_MINUTES = 7 * 24 * 60
+
+
+@dataclass
+class JobSpec:
+    """What a member asks for; validated by `validate_spec` before anything is recorded."""
+
+    subteam: Subteam
+    cluster: Cluster
+    name: str
+    command: str
+    nodes: int = 1
+    gpus_per_node: int = 0
+    time_limit_minutes: int = 60
+    partition: str = ""
+    account: str = ""
+    kind: str = Job.Kind.CUSTOM
+
+
+def _check_text(value: str, field: str, errors: dict[str, list[str]]) -> None:
+    if "\x00" in value:
+        errors.setdefault(field, []).append(_("NUL bytes are not allowed."))
+
+
+def validate_spec(spec: JobSpec) -> JobSpec:
+    """Field errors for anything Slurm would reject or that could change the script's meaning."""
+    errors: dict[str, list[str]] = {}
+    spec.partition = spec.partition or spec.cluster.default_partition
+    spec.account = spec.account or spec.cluster.default_account
+    if not spec.cluster.is_active:
+        errors.setdefault("cluster", []).append(_("This cluster is not active."))
+    if not NAME_RE.match(spec.name or ""):
+        errors.setdefault("name", []).append(
+            _("Use 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit.")
+        )
+    for field, value in (("partition", spec.partition), ("account", spec.account)):
+        if value and not SLURM_WORD_RE.match(value):
+            errors.setdefault(field, []).append(_("Only letters, digits, dots, dashes and underscores."))
+    command = spec.command or ""
+    _check_text(command, "command", errors)
+    if not command.strip():
+        errors.setdefault("command", []).append(_("Say what the job runs."))
+    if len(command.encode()) > MAX_COMMAND_BYTES:
+        errors.setdefault("command", []).append(
+            _("The command is longer than 64 KiB; put it in a script file.")
+        )
+    if any(line.lstrip().startswith("#SBATCH") for line in command.splitlines()):
+        errors.setdefault("command", []).append(
+            _("#SBATCH lines are not allowed in the command; use the form's fields for resources.")
+        )
+    if not 1 <= spec.nodes <= MAX_NODES:
+        errors.setdefault("nodes", []).append(_("Between 1 and %(n)d nodes.") % {"n": MAX_NODES})
+    if not 0 <= spec.gpus_per_node <= MAX_GPUS_PER_NODE:
+        errors.setdefault("gpus_per_node", []).append(
+            _("Between 0 and %(n)d GPUs per node.") % {"n": MAX_GPUS_PER_NODE}
+        )
+    if spec.time_limit_minutes < 1:
+        errors.setdefault("time_limit_minutes", []).append(_("At least one minute."))
+    partition = Partition.objects.filter(cluster=spec.cluster, name=spec.partition).first()
+    if spec.partition and not errors.get("partition"):
+        if partition is None and spec.cluster.partitions.exists():
+            errors.setdefault("partition", []).append(
+                _("The cluster has no partition %(name)s.") % {"name": spec.partition}
+            )
+        limit = partition.max_time_minutes if partition else DEFAULT_MAX_TIME_MINUTES
+        if limit is not None and spec.time_limit_minutes > limit:
+            errors.setdefault("time_limit_minutes", []).append(
+                _("The partition allows at most %(limit)d minutes.") % {"limit": limit}
+            )
+        if partition is not None and partition.total_nodes and spec.nodes > partition.total_nodes:
+            errors.setdefault("nodes", []).append(
+                _("The partition has only %(n)d nodes.") % {"n": partition.total_nodes}
+            )
+    if errors:
+        raise ValidationError(errors)
+    return spec
+
+
+def render_script(job: Job, after_slurm_id: str | None = None) -> str:
+    """The sbatch script. Values in #SBATCH lines are validated words; the command runs as written."""
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={job.slurm_name}",
+        f"#SBATCH --comment={job.slurm_comment}",
+        f"#SBATCH --partition={job.partition}",
+    ]
+    if job.account:
+        lines.append(f"#SBATCH --account={job.account}")
+    lines += [
+        f"#SBATCH --nodes={job.nodes}",
+        f"#SBATCH --time={job.time_limit_minutes}",
+        f"#SBATCH --output={job.stdout_path}",
+        f"#SBATCH --error={job.stderr_path}",
+        "#SBATCH --open-mode=append",
+    ]
+    if job.gpus_per_node:
+        lines.append(f"#SBATCH --gres=gpu:{job.gpus_per_node}")
+    if job.depends_on_id:
+        lines.append("#SBATCH --kill-on-invalid-dep=yes")
+    lines.append("")
+    lines.append(f"# Tanuki Portal job {job.id} ({job.name}) for {job.subteam.slug}")
+    preamble = job.cluster.env_preamble.strip()
+    if preamble:
+        lines += [preamble, ""]
+    lines.append(f"cd {shlex.quote(job.run_dir)}")
+    lines.append(job.command.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _record(job: Job, kind: str, actor: Member | None = None, message: str = "", **states: str) -> JobEvent:
+    return JobEvent.objects.create(job=job, kind=kind, actor=actor, message=message, **states)
+
+
+def _wake() -> None:
+    transaction.on_commit(wakeup.set)
+
+
+@transaction.atomic
+def submit_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **extra: Any) -> Job:
+    validate_spec(spec)
+    job = Job(
+        name=spec.name,
+        kind=spec.kind,
+        owner=actor,
+        subteam=spec.subteam,
+        cluster=spec.cluster,
+        command=spec.command,
+        partition=spec.partition,
+        account=spec.account,
+        nodes=spec.nodes,
+        gpus_per_node=spec.gpus_per_node,
+        time_limit_minutes=spec.time_limit_minutes,
+        depends_on=depends_on,
+        gpus=spec.nodes * spec.gpus_per_node,
+        parameters={
+            "nodes": spec.nodes,
+            "gpus_per_node": spec.gpus_per_node,
+            "time_limit_minutes": spec.time_limit_minutes,
+            "partition": spec.partition,
+            "account": spec.account,
+        },
+        **extra,
+    )
+    job.script = render_script(job)
+    job.save()
+    _record(
+        job,
+        JobEvent.Kind.SUBMITTED,
+        actor,
+        to_state=job.state,
+        message=_("after %(name)s") % {"name": depends_on.name} if depends_on else "",
+    )
+    _wake()
+    return job
+
+
+@transaction.atomic
+def submit_chain(actor: Member, specs: list[JobSpec]) -> list[Job]:
+    """Jobs that run one after another, each only if the previous one succeeded (`afterok`)."""
+    if not specs:
+        raise ValidationError({"jobs": [_("A chain needs at least one job.")]})
+    jobs: list[Job] = []
+    for spec in specs:
+        jobs.append(submit_job(actor, spec, depends_on=jobs[-1] if jobs else None))
+    return jobs
+
+
+def cancel_job(actor: Member | None, job: Job) -> Job:
+    """Ask the worker to scancel the job; a job not yet on the cluster is cancelled at once."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.is_terminal:
+            return locked
+        now = timezone.now()
+        if locked.state == Job.State.SUBMITTING and locked.submit_attempted_at is None:
+            old = locked.state
+            locked.state = Job.State.CANCELLED
+            locked.ended_at = now
+            locked.cancel_requested_at = now
+            locked.cancel_requested_by = actor
+            locked.reason = _("Cancelled before it reached the cluster.")
+            locked.updated_at = now
+            locked.save()
+            _record(locked, JobEvent.Kind.CANCELLED, actor, from_state=old, to_state=locked.state)
+            _cancel_dependents(locked)
+            return locked
+        if locked.cancel_requested_at is None:
+            locked.cancel_requested_at = now
+            locked.cancel_requested_by = actor
+            locked.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
+            _record(locked, JobEvent.Kind.CANCEL_REQUESTED, actor)
+        _wake()
+        return locked
+
+
+def _cancel_dependents(job: Job) -> None:
+    """Jobs waiting on a job that will never succeed can never run: cancel them too."""
+    for dependent in Job.objects.filter(
+        depends_on=job, state=Job.State.SUBMITTING, submit_attempted_at__isnull=True
+    ):
+        cancel_job(None, dependent)
+
+
+def resubmit_job(actor: Member, job: Job, changes: dict[str, Any] | None = None) -> Job:
+    """A copy of a job (optionally edited), submitted as a new job."""
+    changes = changes or {}
+    spec = JobSpec(
+        subteam=changes.get("subteam", job.subteam),
+        cluster=changes.get("cluster", job.cluster),
+        name=changes.get("name", job.name),
+        command=changes.get("command", job.command),
+        nodes=changes.get("nodes", job.nodes),
+        gpus_per_node=changes.get("gpus_per_node", job.gpus_per_node),
+        time_limit_minutes=changes.get("time_limit_minutes", job.time_limit_minutes),
+        partition=changes.get("partition", job.partition),
+        account=changes.get("account", job.account),
+        kind=job.kind,
+    )
+    new = submit_job(actor, spec, resubmitted_from=job)
+    _record(job, JobEvent.Kind.RESUBMITTED, actor, message=str(new.id))
+    return new
+
+
+# --- clusters ------------------------------------------------------------------------------------------
+
+
+def fetch_host_key(cluster: Cluster) -> tuple[str, str]:
+    """(key line, SHA256 fingerprint) the cluster's login node presents now, for an admin to check."""
+    key = ssh.fetch_host_key(cluster.host, cluster.port)
+    return ssh.key_line(key), ssh.fingerprint(key)
+
+
+def trust_host_key(actor: Member | None, cluster: Cluster, key_line: str) -> Cluster:
+    """Pin a host key (after an admin compared its fingerprint). Replaces any earlier pin."""
+    ssh.parse_host_key(key_line)  # refuses garbage
+    cluster.host_key = key_line.strip()
+    cluster.status = Cluster.Status.UNKNOWN
+    cluster.last_error = ""
+    cluster.save(update_fields=["host_key", "status", "last_error"])
+    ssh.pool.reset_backoff(cluster.pk)
+    return cluster
+
+
+def live_jobs(cluster: Cluster) -> Any:
+    return Job.objects.filter(cluster=cluster).filter(
+        Q(state__in=[Job.State.PENDING, Job.State.RUNNING]) | Q(state=Job.State.SUBMITTING)
+    )

@@ -1,0 +1,399 @@
+"""Slurm's command lines and the parsers of their output: pure functions, tested on recorded output.
+
+Every command asks for explicit fields (`--format`, `--parsable2`, `--oneliner`) so a site's default
+formats never change what we read. Nothing here does I/O; `scheduler.ssh` runs the commands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# Portal job states (scheduler.models.Job.State values).
+PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
+CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED = (
+    "cancelled",
+    "timeout",
+    "out_of_memory",
+    "node_fail",
+    "preempted",
+)
+
+_STATE_MAP = {
+    "PENDING": PENDING,
+    "REQUEUED": PENDING,
+    "REQUEUE_HOLD": PENDING,
+    "REQUEUE_FED": PENDING,
+    "RESV_DEL_HOLD": PENDING,
+    "SUSPENDED": PENDING,
+    "CONFIGURING": RUNNING,
+    "RUNNING": RUNNING,
+    "COMPLETING": RUNNING,
+    "STAGE_OUT": RUNNING,
+    "SIGNALING": RUNNING,
+    "RESIZING": RUNNING,
+    "STOPPED": RUNNING,
+    "COMPLETED": COMPLETED,
+    "FAILED": FAILED,
+    "BOOT_FAIL": FAILED,
+    "DEADLINE": FAILED,
+    "SPECIAL_EXIT": FAILED,
+    "REVOKED": FAILED,
+    "CANCELLED": CANCELLED,
+    "TIMEOUT": TIMEOUT,
+    "OUT_OF_MEMORY": OUT_OF_MEMORY,
+    "NODE_FAIL": NODE_FAIL,
+    "PREEMPTED": PREEMPTED,
+}
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED})
+# When steps disagree with the allocation line, the worst wins (a failed batch step is not "completed").
+_SEVERITY = [COMPLETED, CANCELLED, TIMEOUT, PREEMPTED, FAILED, NODE_FAIL, OUT_OF_MEMORY]
+
+
+def portal_state(slurm_state: str) -> str:
+    """Map a Slurm state (`CANCELLED by 1001`, `RUNNING`, `OUT_OF_MEMORY`…) to a portal state."""
+    word = slurm_state.strip().split(" ", 1)[0].rstrip("+").upper()
+    return _STATE_MAP.get(word, PENDING if not word else FAILED)
+
+
+# --- squeue -------------------------------------------------------------------------------------------
+
+SQUEUE_FORMAT = "%i|%T|%r|%N|%S|%V|%j|%k"  # the comment comes last: it may contain '|'
+
+
+def squeue_command(user: str) -> list[str]:
+    return ["squeue", "--noheader", "--array", "--user", user, "--format", SQUEUE_FORMAT]
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    job_id: str
+    slurm_state: str
+    reason: str
+    nodes: str
+    start: dt.datetime | None
+    submit: dt.datetime | None
+    name: str
+    comment: str
+
+    @property
+    def state(self) -> str:
+        return portal_state(self.slurm_state)
+
+
+def parse_time(value: str) -> dt.datetime | None:
+    """Slurm's local `YYYY-MM-DDTHH:MM:SS`; None for `Unknown`, `None`, `N/A`, empty."""
+    value = value.strip()
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+
+
+def _none_if_placeholder(value: str) -> str:
+    return (
+        "" if value.strip() in ("(null)", "None", "None assigned", "N/A", "n/a", "(None)") else value.strip()
+    )
+
+
+def parse_squeue(text: str) -> list[QueueEntry]:
+    entries = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("|", 7)
+        if len(parts) != 8:
+            raise ValueError(f"unexpected squeue line: {line!r}")
+        job_id, state, reason, nodes, start, submit, name, comment = parts
+        entries.append(
+            QueueEntry(
+                job_id=job_id.strip(),
+                slurm_state=state.strip(),
+                reason=_none_if_placeholder(reason),
+                nodes=_none_if_placeholder(nodes),
+                start=parse_time(start),
+                submit=parse_time(submit),
+                name=name.strip(),
+                comment=_none_if_placeholder(comment),
+            )
+        )
+    return entries
+
+
+# --- sacct --------------------------------------------------------------------------------------------
+
+SACCT_FIELDS = (
+    "JobID",
+    "State",
+    "ExitCode",
+    "Submit",
+    "Start",
+    "End",
+    "ElapsedRaw",
+    "NodeList",
+    "AllocTRES",
+    "JobName",
+    "Comment",
+)
+
+
+def sacct_command(job_ids: Iterable[str]) -> list[str]:
+    ids = ",".join(sorted(set(job_ids), key=lambda j: (len(j), j)))
+    return [
+        "sacct",
+        "--noheader",
+        "--parsable2",
+        "--duplicates",
+        "--jobs",
+        ids,
+        "--format",
+        ",".join(SACCT_FIELDS),
+    ]
+
+
+def sacct_by_name_command(names: Iterable[str], since: str = "now-7days") -> list[str]:
+    """Find jobs by their name (the portal UUID), e.g. after a crash between sbatch and commit."""
+    return [
+        "sacct",
+        "--noheader",
+        "--parsable2",
+        "--allocations",
+        "--starttime",
+        since,
+        "--name",
+        ",".join(sorted(set(names))),
+        "--format",
+        ",".join(SACCT_FIELDS),
+    ]
+
+
+@dataclass
+class AccountingRecord:
+    job_id: str
+    slurm_state: str = ""
+    state: str = PENDING
+    exit_code: int | None = None
+    signal: int | None = None
+    submit: dt.datetime | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    elapsed_seconds: int = 0
+    nodes: str = ""
+    gpus: int = 0
+    name: str = ""
+    comment: str = ""
+    cancelled_by_uid: int | None = None
+    steps: dict[str, str] = field(default_factory=dict)  # step name -> portal state
+
+    @property
+    def gpu_hours(self) -> float:
+        return round(self.gpus * self.elapsed_seconds / 3600, 4)
+
+
+def parse_exit_code(value: str) -> tuple[int | None, int | None]:
+    """`3:0` -> (3, 0); `0:9` -> (0, 9)."""
+    match = re.fullmatch(r"\s*(\d+):(\d+)\s*", value)
+    if not match:
+        return None, None
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_tres(value: str) -> dict[str, str]:
+    """`billing=1,cpu=1,gres/gpu:h100=2,gres/gpu=2,mem=2000M,node=1` -> mapping."""
+    items = {}
+    for part in value.split(","):
+        if "=" in part:
+            key, _, val = part.partition("=")
+            items[key.strip()] = val.strip()
+    return items
+
+
+def parse_sacct(text: str) -> dict[str, AccountingRecord]:
+    """One record per job, with its steps folded in: the allocation line gives times and resources;
+    a failed, OOM-killed or cancelled step makes the job's state say so even when the allocation
+    line reads COMPLETED."""
+    records: dict[str, AccountingRecord] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("|", len(SACCT_FIELDS) - 1)
+        if len(parts) != len(SACCT_FIELDS):
+            raise ValueError(f"unexpected sacct line: {line!r}")
+        row = dict(zip(SACCT_FIELDS, parts, strict=True))
+        job_id, _, step = row["JobID"].partition(".")
+        record = records.setdefault(job_id, AccountingRecord(job_id=job_id))
+        state = portal_state(row["State"])
+        code, signal = parse_exit_code(row["ExitCode"])
+        if step:
+            record.steps[step] = state
+            if step == "batch" and code is not None:
+                # The batch script's own exit status is the job's exit code.
+                record.exit_code, record.signal = code, signal
+            continue
+        record.slurm_state = row["State"].strip()
+        record.state = state
+        if record.exit_code is None:
+            record.exit_code, record.signal = code, signal
+        record.submit = parse_time(row["Submit"])
+        record.start = parse_time(row["Start"])
+        record.end = parse_time(row["End"])
+        record.elapsed_seconds = int(row["ElapsedRaw"] or 0) if row["ElapsedRaw"].strip().isdigit() else 0
+        record.nodes = _none_if_placeholder(row["NodeList"])
+        tres = parse_tres(row["AllocTRES"])
+        record.gpus = int(tres.get("gres/gpu", "0") or 0) if tres.get("gres/gpu", "0").isdigit() else 0
+        record.name = row["JobName"].strip()
+        record.comment = _none_if_placeholder(row["Comment"])
+        cancelled = re.search(r"CANCELLED by (\d+)", row["State"])
+        record.cancelled_by_uid = int(cancelled.group(1)) if cancelled else None
+    for record in records.values():
+        if record.state in TERMINAL:
+            worst = max(
+                [record.state, *[s for s in record.steps.values() if s in TERMINAL]], key=_SEVERITY.index
+            )
+            if record.state == COMPLETED and worst == CANCELLED:
+                worst = FAILED  # a step killed inside a "completed" job: the job did not succeed
+            record.state = worst
+            if record.state == COMPLETED and record.exit_code not in (None, 0):
+                record.state = FAILED
+    return records
+
+
+# --- sbatch, scancel -----------------------------------------------------------------------------------
+
+
+def parse_sbatch(text: str) -> str:
+    """`sbatch --parsable` prints `12345` or `12345;cluster`."""
+    first = text.strip().splitlines()[-1] if text.strip() else ""
+    job_id = first.split(";", 1)[0].strip()
+    if not job_id.isdigit():
+        raise ValueError(f"sbatch did not print a job id: {text.strip()[:200]!r}")
+    return job_id
+
+
+def scancel_command(job_ids: Iterable[str]) -> list[str]:
+    return ["scancel", *sorted(set(job_ids), key=lambda j: (len(j), j))]
+
+
+# --- inventory (scontrol) ------------------------------------------------------------------------------
+
+INVENTORY_MARK = "@@tanuki-partitions@@"
+
+
+def inventory_commands() -> tuple[list[str], list[str], list[str]]:
+    """Nodes and partitions in one round trip (`chain_commands(*inventory_commands())`)."""
+    return (
+        ["scontrol", "--oneliner", "show", "node"],
+        ["echo", INVENTORY_MARK],
+        ["scontrol", "--oneliner", "show", "partition"],
+    )
+
+
+_KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_/:.]*)=")
+
+
+def parse_oneliner(line: str) -> dict[str, str]:
+    """`NodeName=node1 Arch=x86_64 … Reason=Not responding [slurm@…]` -> mapping (values may hold spaces)."""
+    matches = list(_KEY.finditer(line))
+    fields = {}
+    for i, match in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
+        fields[match.group(1)] = line[match.end() : end].strip()
+    return fields
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    state: str
+    reason: str
+    partitions: tuple[str, ...]
+    gpus_total: int
+    gpus_alloc: int
+    cpus_total: int
+    cpus_alloc: int
+    memory_mb: int
+
+    @property
+    def unavailable(self) -> bool:
+        """Drained, draining, down or failing: jobs will not start here."""
+        words = set(self.state.replace("+", " ").split())
+        return bool(
+            words & {"DRAIN", "DRAINED", "DRAINING", "DOWN", "DOWN*", "FAIL", "FAILING", "NOT_RESPONDING"}
+        ) or self.state.endswith("*")
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    name: str
+    state: str
+    is_default: bool
+    max_time_minutes: int | None  # None = unlimited
+    default_time_minutes: int | None
+    nodes: str
+    total_nodes: int
+
+
+def parse_duration_minutes(value: str) -> int | None:
+    """Slurm durations (`7-00:00:00`, `01:00:00`, `30`, `UNLIMITED`) in minutes; None when unlimited."""
+    value = value.strip()
+    if not value or value.upper() in ("UNLIMITED", "INFINITE", "NONE"):
+        return None
+    days = 0
+    if "-" in value:
+        day_part, value = value.split("-", 1)
+        days = int(day_part)
+    pieces = [int(p) for p in value.split(":")]
+    if len(pieces) == 3:
+        hours, minutes, seconds = pieces
+    elif len(pieces) == 2:
+        hours, minutes, seconds = (0, *pieces) if days == 0 else (pieces[0], pieces[1], 0)
+    else:
+        hours, minutes, seconds = (pieces[0], 0, 0) if days else (0, pieces[0], 0)
+    return days * 1440 + hours * 60 + minutes + (1 if seconds else 0)
+
+
+def _gpu_count(tres: str) -> int:
+    value = parse_tres(tres).get("gres/gpu", "0")
+    return int(value) if value.isdigit() else 0
+
+
+def parse_inventory(text: str) -> tuple[list[NodeInfo], list[PartitionInfo]]:
+    node_text, _, partition_text = text.partition(INVENTORY_MARK)
+    nodes = []
+    for line in node_text.splitlines():
+        if not line.startswith("NodeName="):
+            continue
+        f = parse_oneliner(line)
+        alloc_tres = parse_tres(f.get("AllocTRES", ""))
+        nodes.append(
+            NodeInfo(
+                name=f["NodeName"],
+                state=f.get("State", "UNKNOWN"),
+                reason=_none_if_placeholder(f.get("Reason", "")),
+                partitions=tuple(p for p in f.get("Partitions", "").split(",") if p),
+                gpus_total=_gpu_count(f.get("CfgTRES", "")),
+                gpus_alloc=_gpu_count(f.get("AllocTRES", "")),
+                cpus_total=int(f.get("CPUTot", "0") or 0),
+                cpus_alloc=int(alloc_tres.get("cpu", f.get("CPUAlloc", "0")) or 0),
+                memory_mb=int(f.get("RealMemory", "0") or 0),
+            )
+        )
+    partitions = []
+    for line in partition_text.splitlines():
+        if not line.startswith("PartitionName="):
+            continue
+        f = parse_oneliner(line)
+        partitions.append(
+            PartitionInfo(
+                name=f["PartitionName"],
+                state=f.get("State", "UP"),
+                is_default=f.get("Default", "NO").upper() == "YES",
+                max_time_minutes=parse_duration_minutes(f.get("MaxTime", "UNLIMITED")),
+                default_time_minutes=parse_duration_minutes(f.get("DefaultTime", "NONE")),
+                nodes=f.get("Nodes", ""),
+                total_nodes=int(f.get("TotalNodes", "0") or 0),
+            )
+        )
+    return nodes, partitions
