@@ -22,11 +22,16 @@ venv: $(VENV)/.installed
 demo: venv
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput
 	$(DEMO_ENV) $(PY) manage.py load_demo
+	@# A real Slurm cluster on this machine when we may install and run it (root, apt); else none.
+	@if [ "$$(id -u)" = 0 ] && { command -v apt-get >/dev/null || command -v slurmctld >/dev/null; }; then \
+		scripts/devcluster up && $(DEMO_ENV) $(PY) manage.py register_devcluster \
+		|| echo "The dev cluster did not start; the portal runs without a cluster."; \
+	else echo "No dev cluster (needs root and apt): the portal runs without a cluster."; fi
 	@echo "Tanuki Portal: http://127.0.0.1:$(PORT)/  (user admin, password $${DEMO_PASSWORD:-demo})"
-	$(DEMO_ENV) $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) portal.asgi:application
+	$(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) portal.asgi:application
 
 serve: venv
-	$(DEMO_ENV) $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) portal.asgi:application
+	$(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) portal.asgi:application
 
 lint: venv
 	$(VENV)/bin/ruff check .
