@@ -228,8 +228,9 @@ def parse_sacct(text: str) -> dict[str, AccountingRecord]:
         code, signal = parse_exit_code(row["ExitCode"])
         if step:
             record.steps[step] = state
-            if step == "batch" and code is not None:
-                # The batch script's own exit status is the job's exit code.
+            if step == "batch":
+                # The batch script's own exit status is the job's exit code; none when it never
+                # reported one (a node failure leaves the batch step's ExitCode blank).
                 record.exit_code, record.signal = code, signal
             continue
         record.slurm_state = row["State"].strip()
@@ -237,10 +238,12 @@ def parse_sacct(text: str) -> dict[str, AccountingRecord]:
         if record.exit_code is None:
             record.exit_code, record.signal = code, signal
         record.submit = parse_time(row["Submit"])
-        record.start = parse_time(row["Start"])
+        record.nodes = _none_if_placeholder(row["NodeList"])
+        # A job cancelled before it got nodes (e.g. its dependency failed) reads Start == End with
+        # NodeList `None assigned`: it never started.
+        record.start = parse_time(row["Start"]) if record.nodes else None
         record.end = parse_time(row["End"])
         record.elapsed_seconds = int(row["ElapsedRaw"] or 0) if row["ElapsedRaw"].strip().isdigit() else 0
-        record.nodes = _none_if_placeholder(row["NodeList"])
         tres = parse_tres(row["AllocTRES"])
         record.gpus = int(tres.get("gres/gpu", "0") or 0) if tres.get("gres/gpu", "0").isdigit() else 0
         record.name = row["JobName"].strip()
@@ -248,7 +251,10 @@ def parse_sacct(text: str) -> dict[str, AccountingRecord]:
         cancelled = re.search(r"CANCELLED by (\d+)", row["State"])
         record.cancelled_by_uid = int(cancelled.group(1)) if cancelled else None
     for record in records.values():
-        if record.state in TERMINAL:
+        # Steps only refine an allocation that says COMPLETED or FAILED. CANCELLED, TIMEOUT, NODE_FAIL,
+        # PREEMPTED, OUT_OF_MEMORY name the cause even when the script, on being signalled, exited
+        # non-zero and its batch step reads FAILED.
+        if record.state in (COMPLETED, FAILED):
             worst = max(
                 [record.state, *[s for s in record.steps.values() if s in TERMINAL]], key=_SEVERITY.index
             )

@@ -1,0 +1,176 @@
+"""Capture the recorded Slurm output the parser tests read (run once against the real dev cluster).
+
+    .venv/bin/python tests/scheduler/recorded/capture.py
+
+Every command is the worker's own (`scheduler.slurm.*_command`), run as the cluster user over
+`scheduler.ssh.Connection`, so the files hold exactly what the worker parses. Takes about two minutes
+(one job must run into its one-minute time limit). It drains node3 and crashes node4 for a moment and
+restores both before it exits. Not collected by pytest (no `test_` prefix).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+
+from scheduler import slurm, ssh  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+STATE_DIR = Path(os.environ.get("DEVCLUSTER_DIR", "/var/lib/tanuki-devcluster"))
+DEVCLUSTER = ROOT / "scripts" / "devcluster"
+RUN = "/home/tanuki/tanuki-runs/recorded"
+
+TRAP_TERM = "trap 'echo caught TERM; exit 1' TERM\nsleep 300 &\nwait\n"
+
+# name -> (sbatch options, script body)
+JOBS: dict[str, tuple[list[str], str]] = {
+    # exit 3 after a successful step: allocation FAILED 3:0, batch FAILED 3:0, step 0 COMPLETED.
+    "failed": ([], "echo hi\nsrun true\nexit 3\n"),
+    # cancelled while running: CANCELLED by <uid>, batch step CANCELLED 0:15.
+    "cancelled": ([], "sleep 300\n"),
+    # runs on node4, which is then crashed: NODE_FAIL, batch step CANCELLED.
+    "node_fail": (["--nodelist=node4"], "sleep 300\n"),
+    # one-minute limit: TIMEOUT.
+    "timeout": (["--time=1"], "sleep 300\n"),
+    # scripts that catch SIGTERM (e.g. to save a checkpoint) and exit 1: the batch step reads FAILED 1:0
+    # while the allocation reads CANCELLED by <uid> / TIMEOUT.
+    "cancelled_trapped": ([], TRAP_TERM),
+    "timeout_trapped": (["--time=1"], TRAP_TERM),
+    # fails after 3 s; its dependent (submitted below with afterok + kill-on-invalid-dep) is cancelled.
+    "dep_parent": ([], "sleep 3\nexit 1\n"),
+    # the script succeeds but an srun step fails: allocation COMPLETED 0:0, step 0 FAILED 1:0.
+    "step_failed": ([], "srun false\nexit 0\n"),
+    # the batch script itself is killed by a signal while the allocation line is still reported.
+    "batch_killed": ([], "srun true\nkill -9 $$\n"),
+    # over its memory limit: killed by OverMemoryKill, FAILED 0:9.
+    "oom": (
+        ["--mem=100M"],
+        "python3 -c 'import time; a = b\"x\" * (400 * 1024 * 1024); time.sleep(60)'\n",
+    ),
+    # held by a begin time: pending, NodeList `None assigned`.
+    "pending": (["--begin=now+1hour"], "true\n"),
+    # cancelled while pending: Start `None`.
+    "pending_cancelled": (["--begin=now+1hour"], "true\n"),
+    # two GPUs, completes: AllocTRES with gres/gpu=2.
+    "gpus": (["--gres=gpu:2"], "sleep 3\n"),
+    # plain success.
+    "completed": ([], "echo ok\n"),
+    # a long runner that is RUNNING when the squeue snapshot is taken.
+    "running": (["--gres=gpu:1"], "sleep 300\n"),
+}
+
+
+def devcluster(*args: str) -> None:
+    subprocess.run([str(DEVCLUSTER), *args], check=True, capture_output=True, text=True)
+
+
+def main() -> None:
+    info = json.loads((STATE_DIR / "cluster.json").read_text())
+    conn = ssh.Connection(
+        host=info["host"],
+        port=int(info["port"]),
+        username=info["username"],
+        key_path=Path(info["key_path"]),
+        host_key=info["host_key"],
+    )
+    ids: dict[str, str] = {}
+    for name, (options, body) in JOBS.items():
+        script = f"#!/bin/bash\n#SBATCH --job-name=rec-{name}\n#SBATCH --comment=tanuki:rec-{name}\n"
+        script += f"#SBATCH --output={RUN}/{name}.out\n#SBATCH --error={RUN}/{name}.err\n"
+        if name != "node_fail":
+            options = [*options, "--exclude=node3,node4"]  # only node_fail runs on the node that crashes
+        script += "".join(f"#SBATCH {option}\n" for option in options) + body
+        result = conn.run_shell(
+            ssh.chain_commands(["mkdir", "-p", RUN], ["sbatch", "--parsable"]), stdin=script.encode()
+        ).check()
+        (HERE / "sbatch.txt").write_text(result.stdout)
+        ids[name] = slurm.parse_sbatch(result.stdout)
+    ids["dep_child"] = slurm.parse_sbatch(
+        conn.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--job-name=rec-dep_child",
+                "--comment=tanuki:rec-dep_child",
+                f"--output={RUN}/dep_child.out",
+                f"--dependency=afterok:{ids['dep_parent']}",
+                "--kill-on-invalid-dep=yes",
+                "--exclude=node3,node4",
+                "--wrap",
+                "true",
+            ]
+        )
+        .check()
+        .stdout
+    )
+    print("submitted", ids)
+
+    def sacct(*names: str) -> str:
+        return conn.run(slurm.sacct_command(ids[n] for n in names)).check().stdout
+
+    def squeue() -> str:
+        return conn.run(slurm.squeue_command(info["username"])).check().stdout
+
+    time.sleep(8)  # everything started; the quick ones are done
+    # afterok on a job that has already failed: accepted, then cancelled with Start == End and no nodes.
+    ids["dep_late_child"] = slurm.parse_sbatch(
+        conn.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--job-name=rec-dep_late_child",
+                "--comment=tanuki:rec-dep_late_child",
+                f"--output={RUN}/dep_late_child.out",
+                f"--dependency=afterok:{ids['dep_parent']}",
+                "--kill-on-invalid-dep=yes",
+                "--wrap",
+                "true",
+            ]
+        )
+        .check()
+        .stdout
+    )
+    (HERE / "job_ids.json").write_text(json.dumps(ids, indent=2) + "\n")
+    conn.run(
+        slurm.scancel_command([ids["cancelled"], ids["pending_cancelled"], ids["cancelled_trapped"]])
+    ).check()
+    (HERE / "squeue.txt").write_text(squeue())
+    conn.run_shell(
+        ssh.chain_commands(["scontrol", "update", "NodeName=node3", "State=DRAIN", "Reason=disk check"])
+    ).check()
+    devcluster("kill-slurmd", "node4")
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            text = conn.run_shell(ssh.chain_commands(*slurm.inventory_commands())).check().stdout
+            if "NodeName=node4" in text and "State=DOWN" in text:
+                break
+            time.sleep(1)
+        (HERE / "inventory.txt").write_text(text)
+    finally:
+        devcluster("start-slurmd", "node4")
+        conn.run(["scontrol", "update", "NodeName=node3", "State=RESUME"]).check()
+    # The OOM job is killed within 5 s of going over; the timeout job needs its minute (+ KillWait).
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        records = slurm.parse_sacct(sacct("timeout", "timeout_trapped", "oom", "dep_child", "dep_late_child"))
+        if all(r.state in slurm.TERMINAL for r in records.values()):
+            break
+        time.sleep(3)
+    time.sleep(3)
+    for name in ids:
+        (HERE / f"sacct_{name}.txt").write_text(sacct(name))
+    (HERE / "sacct_all.txt").write_text(sacct(*ids))
+    conn.run(slurm.scancel_command([ids["pending"], ids["running"]])).check()
+    print("done")
+
+
+if __name__ == "__main__":
+    main()
