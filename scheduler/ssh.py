@@ -92,7 +92,10 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 
 def load_private_key(path: Path) -> paramiko.PKey:
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except OSError as error:  # missing or unreadable: the cluster is unreachable, the loop goes on
+        raise ClusterUnreachable(f"cannot read the private key in {path}: {error}") from error
     errors = []
     for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
@@ -293,6 +296,7 @@ class Connection:
 class _Backoff:
     failures: int = 0
     retry_at: float = 0.0
+    host_key_mismatch: str = ""  # the last failure was a changed host key: keep saying so
 
 
 class Pool:
@@ -317,6 +321,7 @@ class Pool:
             ):
                 if current is not None:
                     current.close()
+                    self._backoff.pop(key, None)  # new settings (e.g. a newly pinned key): try at once
                 current = make
                 self._connections[key] = current
             return current
@@ -329,15 +334,19 @@ class Pool:
         backoff = self._backoff.setdefault(key, _Backoff())
         now = time.monotonic()
         if now < backoff.retry_at:
+            if backoff.host_key_mismatch:
+                raise HostKeyMismatch(backoff.host_key_mismatch)
             raise ClusterUnreachable(f"retrying {make.host} in {backoff.retry_at - now:.0f} s")
         try:
             connection.open()
-        except SlurmError:
+        except SlurmError as error:
             backoff.failures += 1
             backoff.retry_at = now + min(self.max_backoff, 2 ** (backoff.failures - 1))
+            backoff.host_key_mismatch = str(error) if isinstance(error, HostKeyMismatch) else ""
             raise
         backoff.failures = 0
         backoff.retry_at = 0.0
+        backoff.host_key_mismatch = ""
         return connection
 
     def reset_backoff(self, key: object) -> None:
