@@ -9,6 +9,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("api/", include("portal.api.urls")),
+    path("", include(("scheduler.urls", "scheduler"))),
     path("", include("portal.web_urls")),
 ]
 

@@ -6,6 +6,9 @@
 /api/v1/goals/<id>/           CRUD; `?subteam=<slug>|none&project_wide=&status=`
 /api/v1/goals/<id>/revisions/ read-only history of a goal
 /api/v1/milestones/<id>/      CRUD; `?subteam=<slug>|none&project_wide=&done=`
+/api/v1/jobs/<uuid>/          list, submit, read; `?subteam=&state=&owner=<username>&cluster=<id>`;
+                              POST …/cancel/, GET …/logs/?stream=stdout&offset=N
+/api/v1/clusters/<id>/        read-only, with partitions and nodes
 """
 
 from django.urls import include, path
@@ -13,6 +16,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from portal.api import views
+from scheduler.api import views as scheduler_views
 
 router = DefaultRouter()
 router.register("members", views.MemberViewSet, basename="member")
@@ -20,6 +24,8 @@ router.register("subteams", views.SubteamViewSet, basename="subteam")
 router.register("tasks", views.TaskViewSet, basename="task")
 router.register("goals", views.GoalViewSet, basename="goal")
 router.register("milestones", views.MilestoneViewSet, basename="milestone")
+router.register("jobs", scheduler_views.JobViewSet, basename="job")
+router.register("clusters", scheduler_views.ClusterViewSet, basename="cluster")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -1,0 +1,135 @@
+"""Clusters and jobs in the portal's admin (management team only; see `portal.admin.ManagementOnly`).
+
+Clusters are configured here. What the worker reads from a cluster (nodes, partitions, status) and
+everything about a job is shown read-only: jobs are submitted and cancelled through
+`scheduler.services` (the Jobs pages, the API), and a host key is pinned on the cluster's page after
+its fingerprint was checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from portal import access
+from portal.admin import ManagementOnly, admin_site
+from scheduler.models import Cluster, Job, JobEvent, Node, Partition
+
+
+class _ReadOnlyInline:
+    """Shown to the management team, changed by nobody (the worker writes these rows)."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return access.is_admin(request.user)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+PARTITION_FIELDS = ("name", "state", "total_nodes", "max_time_minutes", "default_time_minutes", "updated_at")
+NODE_FIELDS = (
+    "name",
+    "state",
+    "reason",
+    "gpus_alloc",
+    "gpus_total",
+    "cpus_alloc",
+    "cpus_total",
+    "unavailable",
+)
+EVENT_FIELDS = ("at", "kind", "actor", "from_state", "to_state", "message")
+
+
+class PartitionInline(_ReadOnlyInline, admin.TabularInline[Partition, Cluster]):
+    model = Partition
+    fields = PARTITION_FIELDS
+    readonly_fields = PARTITION_FIELDS
+
+
+class NodeInline(_ReadOnlyInline, admin.TabularInline[Node, Cluster]):
+    model = Node
+    fields = NODE_FIELDS
+    readonly_fields = NODE_FIELDS
+
+
+@admin.register(Cluster, site=admin_site)
+class ClusterAdmin(ManagementOnly, admin.ModelAdmin[Cluster]):
+    list_display = ["name", "host", "port", "username", "status", "is_active", "last_contact_at"]
+    list_filter = ["status", "is_active"]
+    search_fields = ["name", "host"]
+    readonly_fields = [
+        "host_key",
+        "status",
+        "last_error",
+        "last_contact_at",
+        "inventory_at",
+        "poll_claimed_until",
+        "poll_claimed_by",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "is_active"]}),
+        ("SSH", {"fields": ["host", "port", "username", "key_path", "key_path_env", "host_key"]}),
+        (
+            "Slurm",
+            {"fields": ["default_partition", "default_account", "work_dir", "env_preamble", "time_zone"]},
+        ),
+        (
+            _("Status"),
+            {
+                "fields": [
+                    "status",
+                    "last_error",
+                    "last_contact_at",
+                    "inventory_at",
+                    "poll_claimed_until",
+                    "poll_claimed_by",
+                ]
+            },
+        ),
+    ]
+    inlines = [PartitionInline, NodeInline]
+
+
+class JobEventInline(_ReadOnlyInline, admin.TabularInline[JobEvent, Job]):
+    model = JobEvent
+    fields = EVENT_FIELDS
+    readonly_fields = EVENT_FIELDS
+
+
+@admin.register(Job, site=admin_site)
+class JobAdmin(ManagementOnly, admin.ModelAdmin[Job]):
+    list_display = [
+        "name",
+        "state",
+        "subteam",
+        "owner",
+        "cluster",
+        "slurm_job_id",
+        "gpus",
+        "exit_code",
+        "created_at",
+    ]
+    list_filter = ["state", "kind", "cluster", "subteam"]
+    list_select_related = ["subteam", "owner", "cluster"]
+    search_fields = ["name", "slurm_job_id", "owner__display_name", "owner__user__username"]
+    date_hierarchy = "created_at"
+    inlines = [JobEventInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Job | None = None) -> list[str]:
+        return [field.name for field in Job._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # jobs are submitted through scheduler.services (the Jobs pages, the API)

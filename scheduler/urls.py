@@ -1,0 +1,19 @@
+"""Web pages of the scheduler, included by portal/urls.py under the `scheduler` namespace."""
+
+from django.urls import path
+
+from scheduler.views import clusters, jobs
+
+urlpatterns = [
+    path("jobs/", jobs.job_list, name="jobs"),
+    path("jobs/new/", jobs.job_create, name="job-create"),
+    path("jobs/preview/", jobs.job_preview, name="job-preview"),
+    path("jobs/<uuid:pk>/", jobs.job_detail, name="job"),
+    path("jobs/<uuid:pk>/cancel/", jobs.job_cancel, name="job-cancel"),
+    path("jobs/<uuid:pk>/resubmit/", jobs.job_resubmit, name="job-resubmit"),
+    path("jobs/<uuid:pk>/logs/<str:stream>/", jobs.job_log, name="job-log"),
+    path("clusters/", clusters.cluster_list, name="clusters"),
+    path("clusters/<int:pk>/", clusters.cluster_detail, name="cluster"),
+    path("clusters/<int:pk>/host-key/", clusters.cluster_check_host_key, name="cluster-host-key"),
+    path("clusters/<int:pk>/trust/", clusters.cluster_trust_host_key, name="cluster-trust"),
+]

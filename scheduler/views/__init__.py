@@ -1,0 +1,1 @@
+"""Web pages of the scheduler: jobs (`/jobs/`) and clusters (`/clusters/`)."""

@@ -1,0 +1,132 @@
+"""Clusters: their status, partitions and nodes as the worker last saw them; admins check and pin host keys.
+
+Checking a host key is the one web request that opens a connection (an explicit admin action, and
+it reads only the key the server presents: nothing is authenticated or run).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.db.models import Count, Prefetch, QuerySet
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from portal import access
+from portal.http import HtmxHttpRequest
+from scheduler import services, ssh
+from scheduler.forms import TrustHostKeyForm
+from scheduler.models import Cluster, Job, Node, Partition
+
+
+def _clusters() -> QuerySet[Cluster]:
+    return Cluster.objects.prefetch_related(
+        Prefetch("nodes", queryset=Node.objects.order_by("name")),
+        Prefetch("partitions", queryset=Partition.objects.order_by("name")),
+    )
+
+
+def _summarise(cluster: Cluster) -> Cluster:
+    """GPU totals and the nodes that are out, from the prefetched inventory (no further queries)."""
+    nodes = list(cluster.nodes.all())
+    for node in nodes:
+        node.gpu_percent = (  # type: ignore[attr-defined]
+            round(100 * node.gpus_alloc / node.gpus_total) if node.gpus_total else 0
+        )
+    cluster.node_rows = nodes  # type: ignore[attr-defined]
+    cluster.gpus_total = sum(n.gpus_total for n in nodes)  # type: ignore[attr-defined]
+    cluster.gpus_alloc = sum(n.gpus_alloc for n in nodes)  # type: ignore[attr-defined]
+    cluster.gpus_free = sum(n.gpus_free for n in nodes)  # type: ignore[attr-defined]
+    cluster.nodes_out = sum(1 for n in nodes if n.unavailable)  # type: ignore[attr-defined]
+    total = cluster.gpus_total  # type: ignore[attr-defined]
+    cluster.gpu_percent = round(100 * cluster.gpus_alloc / total) if total else 0  # type: ignore[attr-defined]
+    return cluster
+
+
+def pinned_fingerprint(cluster: Cluster) -> str:
+    """The SHA256 fingerprint of the pinned key (computed here, no connection); empty when none is."""
+    if not cluster.host_key.strip():
+        return ""
+    try:
+        return ssh.fingerprint(ssh.parse_host_key(cluster.host_key))
+    except ssh.SlurmError:
+        return _("unreadable")
+
+
+@require_GET
+def cluster_list(request: HtmxHttpRequest) -> HttpResponse:
+    clusters = [_summarise(c) for c in _clusters()]
+    return render(
+        request,
+        "scheduler/clusters/list.html",
+        {"clusters": clusters, "can_manage": access.can_manage_clusters(request.user)},
+    )
+
+
+@require_GET
+def cluster_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    cluster = _summarise(get_object_or_404(_clusters(), pk=pk))
+    counts = dict(
+        services.live_jobs(cluster)
+        .order_by()
+        .values("state")
+        .annotate(n=Count("pk"))
+        .values_list("state", "n")
+    )
+    context: dict[str, Any] = {
+        "cluster": cluster,
+        "partitions": list(cluster.partitions.all()),
+        "fingerprint": pinned_fingerprint(cluster),
+        "live_counts": [
+            (state, label, counts.get(state, 0))
+            for state, label in Job.State.choices
+            if state in (Job.State.SUBMITTING, Job.State.PENDING, Job.State.RUNNING)
+        ],
+        "can_manage": access.can_manage_clusters(request.user),
+    }
+    return render(request, "scheduler/clusters/detail.html", context)
+
+
+@require_POST
+def cluster_check_host_key(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Fetch the key the login node presents now and show it beside the pinned one, to confirm."""
+    access.require(access.can_manage_clusters(request.user))
+    cluster = get_object_or_404(Cluster, pk=pk)
+    try:
+        key_line, fingerprint = services.fetch_host_key(cluster)
+    except ssh.SlurmError as error:
+        messages.error(request, _("Could not read the host key: %(error)s") % {"error": error})
+        return redirect(cluster)
+    context = {
+        "cluster": cluster,
+        "key_line": key_line,
+        "fingerprint": fingerprint,
+        "pinned_fingerprint": pinned_fingerprint(cluster),
+        "same": key_line == " ".join(cluster.host_key.split()[:2]),  # a pinned line may carry a comment
+    }
+    return render(request, "scheduler/clusters/host_key.html", context)
+
+
+@require_POST
+def cluster_trust_host_key(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Pin the key an admin has compared (it replaces any earlier pin)."""
+    access.require(access.can_manage_clusters(request.user))
+    cluster = get_object_or_404(Cluster, pk=pk)
+    form = TrustHostKeyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("No host key was sent."))
+        return redirect(cluster)
+    try:
+        services.trust_host_key(access.member_of(request.user), cluster, form.cleaned_data["key_line"])
+    except ssh.SlurmError as error:
+        messages.error(request, _("That host key was not pinned: %(error)s") % {"error": error})
+        return redirect(cluster)
+    messages.success(
+        request,
+        _("Host key %(fingerprint)s is now trusted for %(cluster)s.")
+        % {"fingerprint": pinned_fingerprint(cluster), "cluster": cluster.name},
+    )
+    return redirect(cluster)

@@ -1,0 +1,307 @@
+"""Jobs: the list, the submit form (with a preview of the sbatch script), a job's page, cancel, resubmit.
+
+Every write is a `scheduler.services` call and every permission a `portal.access` predicate. No view
+talks to a cluster: the worker submits, polls and reads logs; these pages show what it stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from portal import access
+from portal.http import HtmxHttpRequest
+from portal.models import Member, Subteam
+from scheduler import services, worker
+from scheduler.forms import JobForm, initial_from, spec_errors
+from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
+
+PAGE_SIZE = 50
+TAIL_LINES = 200
+STATE_LABELS = dict(Job.State.choices)
+
+
+def format_duration(seconds: float | None) -> str:
+    """`1:02:03` (hours:minutes:seconds), `2d 1:02:03` past a day; empty when there is nothing to show."""
+    if seconds is None:
+        return ""
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+def _decorate(jobs: list[Job]) -> list[Job]:
+    for job in jobs:
+        job.runtime_text = format_duration(job.runtime)  # type: ignore[attr-defined]
+    return jobs
+
+
+def job_rows() -> QuerySet[Job]:
+    return Job.objects.select_related("subteam", "owner__user", "cluster")
+
+
+# --- list -----------------------------------------------------------------------------------------------
+
+
+def _filtered(request: HtmxHttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
+    """The jobs the query string asks for (`subteam` slug, `state`, `owner` me|username, `cluster` id)."""
+    jobs = job_rows()
+    chosen = {key: request.GET.get(key, "").strip() for key in ("subteam", "state", "owner", "cluster")}
+    if chosen["subteam"]:
+        jobs = jobs.filter(subteam__slug=chosen["subteam"])
+    if chosen["state"] in Job.State.values:
+        jobs = jobs.filter(state=chosen["state"])
+    elif chosen["state"] == "live":
+        jobs = jobs.exclude(state__in=list(Job.TERMINAL_STATES))
+    else:
+        chosen["state"] = ""
+    if chosen["owner"] == "me":
+        me = access.member_of(request.user)
+        jobs = jobs.filter(owner=me) if me is not None else jobs.none()
+    elif chosen["owner"]:
+        jobs = jobs.filter(owner__user__username=chosen["owner"])
+    if chosen["cluster"].isdigit():
+        jobs = jobs.filter(cluster_id=int(chosen["cluster"]))
+    else:
+        chosen["cluster"] = ""
+    return jobs, chosen
+
+
+@require_GET
+def job_list(request: HtmxHttpRequest) -> HttpResponse:
+    jobs, chosen = _filtered(request)
+    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = _decorate(list(page.object_list))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "jobs": rows,
+        "page": page,
+        "query": query.urlencode(),
+        "chosen": chosen,
+        "live": any(not job.is_terminal for job in rows),
+    }
+    if request.htmx:
+        return render(request, "scheduler/jobs/list.html#table", context)
+    context.update(
+        subteams=Subteam.objects.all(),
+        clusters=Cluster.objects.all(),
+        states=Job.State.choices,
+        can_submit=access.is_admin(request.user) or bool(access.subteam_ids(request.user)),
+    )
+    return render(request, "scheduler/jobs/list.html", context)
+
+
+# --- submit ---------------------------------------------------------------------------------------------
+
+
+def _refused_subteam(form: JobForm, request: HtmxHttpRequest) -> None:
+    """The subteam field offers only the user's subteams: another one is a refusal, not a typo."""
+    if "subteam" in form.errors and request.POST.get("subteam"):
+        access.require(False)
+
+
+def _submitter(request: HtmxHttpRequest) -> Member:
+    me = access.member_of(request.user)
+    access.require(me is not None)  # jobs belong to a member; an account without a profile cannot own one
+    assert me is not None
+    return me
+
+
+def _preview(owner: Member, specs: list[services.JobSpec]) -> list[dict[str, Any]]:
+    """The sbatch scripts the worker would send, rendered on unsaved Jobs (nothing is recorded)."""
+    steps: list[dict[str, Any]] = []
+    previous: Job | None = None
+    for spec in specs:
+        job = Job(
+            name=spec.name,
+            kind=spec.kind,
+            owner=owner,
+            subteam=spec.subteam,
+            cluster=spec.cluster,
+            command=spec.command,
+            partition=spec.partition,
+            account=spec.account,
+            nodes=spec.nodes,
+            gpus_per_node=spec.gpus_per_node,
+            time_limit_minutes=spec.time_limit_minutes,
+            depends_on=previous,
+        )
+        steps.append({"job": job, "script": services.render_script(job), "after": previous})
+        previous = job
+    return steps
+
+
+def _form_context(form: JobForm, **extra: Any) -> dict[str, Any]:
+    clusters = list(Cluster.objects.filter(is_active=True).prefetch_related("partitions"))
+    return {"form": form, "clusters": clusters, "no_cluster": not clusters, **extra}
+
+
+def _initial(request: HtmxHttpRequest) -> dict[str, Any]:
+    initial: dict[str, Any] = {}
+    slug = request.GET.get("subteam")
+    if slug:
+        subteam = Subteam.objects.filter(slug=slug).first()
+        if subteam is not None and access.can_submit_job(request.user, subteam.pk):
+            initial["subteam"] = subteam.pk
+    clusters = list(Cluster.objects.filter(is_active=True).values_list("pk", flat=True)[:2])
+    if len(clusters) == 1:
+        initial["cluster"] = clusters[0]
+    return initial
+
+
+def job_create(request: HtmxHttpRequest) -> HttpResponse:
+    """The submit form; with "then run" filled in, two jobs: the second runs after the first succeeds."""
+    if not Cluster.objects.filter(is_active=True).exists():
+        return render(request, "scheduler/jobs/form.html", _form_context(JobForm(user=request.user)))
+    if request.method == "POST":
+        form = JobForm(request.POST, user=request.user)
+        if form.is_valid():
+            access.require(access.can_submit_job(request.user, form.cleaned_data["subteam"].pk))
+            me = _submitter(request)
+            specs = form.check()
+            if specs is not None:
+                try:
+                    jobs = services.submit_chain(me, specs)
+                except ValidationError as error:  # the cluster changed since the check
+                    for field, errors in spec_errors(error).items():
+                        form.add_error(field if field in form.fields else None, errors)
+                else:
+                    if len(jobs) > 1:
+                        messages.success(
+                            request, _("Two jobs submitted: the second runs only if the first succeeds.")
+                        )
+                    else:
+                        messages.success(request, _("Job submitted."))
+                    return redirect(jobs[0])
+        else:
+            _refused_subteam(form, request)
+    else:
+        if not (access.is_admin(request.user) or access.subteam_ids(request.user)):
+            access.require(False)
+        form = JobForm(user=request.user, initial=_initial(request))
+    return render(request, "scheduler/jobs/form.html", _form_context(form))
+
+
+@require_POST
+def job_preview(request: HtmxHttpRequest) -> HttpResponse:
+    """The scripts the form would submit; htmx gets the preview fragment, a plain POST the whole form."""
+    form = JobForm(request.POST, user=request.user)
+    preview: list[dict[str, Any]] = []
+    if form.is_valid():
+        access.require(access.can_submit_job(request.user, form.cleaned_data["subteam"].pk))
+        specs = form.check()
+        if specs is not None:
+            preview = _preview(_submitter(request), specs)
+    else:
+        _refused_subteam(form, request)
+    context = _form_context(form, preview=preview, previewed=True)
+    if request.htmx:
+        return render(request, "scheduler/jobs/form.html#preview", context)
+    return render(request, "scheduler/jobs/form.html", context)
+
+
+# --- one job --------------------------------------------------------------------------------------------
+
+
+def _job(pk: object) -> Job:
+    return get_object_or_404(
+        Job.objects.select_related(
+            "subteam", "owner__user", "cluster", "cancel_requested_by__user", "resubmitted_from"
+        ),
+        pk=pk,
+    )
+
+
+def _live_context(request: HtmxHttpRequest, job: Job) -> dict[str, Any]:
+    """What changes while a job runs: its state, facts, timeline, chain and logs."""
+    events = list(JobEvent.objects.filter(job=job).select_related("actor__user"))
+    for event in events:
+        event.from_label = STATE_LABELS.get(event.from_state, event.from_state)  # type: ignore[attr-defined]
+        event.to_label = STATE_LABELS.get(event.to_state, event.to_state)  # type: ignore[attr-defined]
+    chain = job.chain
+    streams = []
+    for stream in JobLogChunk.Stream.values:
+        streams.append({"name": stream, "text": worker.tail(job, stream, TAIL_LINES)})
+    _decorate([job])
+    return {
+        "job": job,
+        "events": events,
+        "chain": chain if len(chain) > 1 else [],
+        "streams": streams,
+        "tail_lines": TAIL_LINES,
+        "can_cancel": not job.is_terminal and access.can_cancel_job(request.user, job),
+        "can_resubmit": access.can_submit_job(request.user, job.subteam_id),
+    }
+
+
+@require_GET
+def job_detail(request: HtmxHttpRequest, pk: object) -> HttpResponse:
+    job = _job(pk)
+    context = _live_context(request, job)
+    if request.htmx:
+        return render(request, "scheduler/jobs/detail.html#live", context)
+    return render(request, "scheduler/jobs/detail.html", context)
+
+
+@require_GET
+def job_log(request: HtmxHttpRequest, pk: object, stream: str) -> HttpResponse:
+    """A job's whole stored stdout or stderr (from `?offset=` bytes), as plain text."""
+    job = get_object_or_404(Job.objects.only("pk"), pk=pk)
+    if stream not in JobLogChunk.Stream.values:
+        return HttpResponse(_("Unknown log stream."), status=404, content_type="text/plain; charset=utf-8")
+    offset = request.GET.get("offset", "0")
+    text, _next = worker.log_text(job, stream, int(offset) if offset.isdigit() else 0)
+    return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+@require_POST
+def job_cancel(request: HtmxHttpRequest, pk: object) -> HttpResponse:
+    job = access.get_job_to_cancel(request.user, pk)
+    was_terminal = job.is_terminal
+    job = services.cancel_job(access.member_of(request.user), job)
+    if request.htmx:
+        return render(request, "scheduler/jobs/detail.html#live", _live_context(request, _job(job.pk)))
+    if was_terminal:
+        messages.info(request, _("The job had already finished."))
+    elif job.state == Job.State.CANCELLED:
+        messages.success(request, _("Job cancelled."))
+    else:
+        messages.success(request, _("Cancel requested; the job stops once Slurm confirms it."))
+    return redirect(job)
+
+
+def job_resubmit(request: HtmxHttpRequest, pk: object) -> HttpResponse:
+    """The submit form prefilled from a job; submitting records a new job linked to the old one."""
+    job = _job(pk)
+    access.require(access.can_submit_job(request.user, job.subteam_id))
+    if request.method == "POST":
+        form = JobForm(request.POST, user=request.user, chain=False)
+        if form.is_valid():
+            access.require(access.can_submit_job(request.user, form.cleaned_data["subteam"].pk))
+            me = _submitter(request)
+            if form.check() is not None:
+                try:
+                    new = services.resubmit_job(me, job, form.changes())
+                except ValidationError as error:
+                    for field, errors in spec_errors(error).items():
+                        form.add_error(field if field in form.fields else None, errors)
+                else:
+                    messages.success(request, _("Job resubmitted."))
+                    return redirect(new)
+        else:
+            _refused_subteam(form, request)
+    else:
+        form = JobForm(user=request.user, chain=False, initial=initial_from(job))
+    return render(request, "scheduler/jobs/form.html", _form_context(form, resubmit_of=job))
