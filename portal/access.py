@@ -212,6 +212,12 @@ def can_submit_job(user: AnyUser, subteam_id: int | None) -> bool:
     return is_admin(user) or is_in_subteam(user, subteam_id)
 
 
+def can_resubmit_job(user: AnyUser, job: Job, subteam_id: int | None = None) -> bool:
+    """A copy of a job: allowed to whoever may submit for the job's subteam (and the new one, if moved)."""
+    target = job.subteam_id if subteam_id is None else subteam_id
+    return can_submit_job(user, job.subteam_id) and can_submit_job(user, target)
+
+
 def can_cancel_job(user: AnyUser, job: Job) -> bool:
     """The owner cancels their job, a lead their subteam's, an admin any."""
     if is_admin(user) or is_lead(user, job.subteam_id):

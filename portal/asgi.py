@@ -23,6 +23,6 @@ application = ProtocolTypeRouter(
 
 if env_bool("SCHEDULER_EMBEDDED", default=False):
     # The embedded deployment runs the scheduler loop in the server process (see scheduler/embedded.py).
-    from scheduler import embedded  # noqa: E402
+    from scheduler import embedded
 
     embedded.start()

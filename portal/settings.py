@@ -165,8 +165,8 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tanuki Portal API",
-    "DESCRIPTION": "Members, subteams, tasks, goals and milestones of the team; token auth "
-    "(`Authorization: Token KEY`).",
+    "DESCRIPTION": "Members, subteams, tasks, goals and milestones of the team, and its jobs on the "
+    "Slurm clusters; token auth (`Authorization: Token KEY`).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],

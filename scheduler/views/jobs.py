@@ -242,7 +242,7 @@ def _live_context(request: HtmxHttpRequest, job: Job) -> dict[str, Any]:
         "streams": streams,
         "tail_lines": TAIL_LINES,
         "can_cancel": not job.is_terminal and access.can_cancel_job(request.user, job),
-        "can_resubmit": access.can_submit_job(request.user, job.subteam_id),
+        "can_resubmit": access.can_resubmit_job(request.user, job),
     }
 
 
@@ -285,11 +285,11 @@ def job_cancel(request: HtmxHttpRequest, pk: object) -> HttpResponse:
 def job_resubmit(request: HtmxHttpRequest, pk: object) -> HttpResponse:
     """The submit form prefilled from a job; submitting records a new job linked to the old one."""
     job = _job(pk)
-    access.require(access.can_submit_job(request.user, job.subteam_id))
+    access.require(access.can_resubmit_job(request.user, job))
     if request.method == "POST":
         form = JobForm(request.POST, user=request.user, chain=False)
         if form.is_valid():
-            access.require(access.can_submit_job(request.user, form.cleaned_data["subteam"].pk))
+            access.require(access.can_resubmit_job(request.user, job, form.cleaned_data["subteam"].pk))
             me = _submitter(request)
             if form.check() is not None:
                 try:
