@@ -218,15 +218,21 @@ class Connection:
                         out += channel.recv(65536)
                     while channel.recv_stderr_ready():
                         err += channel.recv_stderr(65536)
+                    # Done at exit status *and* end of output: sshd may send the exit status before
+                    # the last output (e.g. a background process still holding stdout).
                     if (
                         channel.exit_status_ready()
+                        and (channel.eof_received or channel.closed)
                         and not channel.recv_ready()
                         and not channel.recv_stderr_ready()
                     ):
                         break
                     if time.monotonic() > deadline:
                         raise SlurmError(f"`{command[:80]}` did not finish within {timeout:.0f} s")
-                    channel.status_event.wait(0.01)
+                    if channel.status_event.is_set():
+                        time.sleep(0.002)  # exited; the rest of its output is on the way
+                    else:
+                        channel.status_event.wait(0.01)
                 status = channel.recv_exit_status()
             except (TimeoutError, paramiko.SSHException, OSError, EOFError) as error:
                 self.close()

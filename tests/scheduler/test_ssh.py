@@ -73,6 +73,13 @@ def test_run_returns_stdout_stderr_and_exit_status(conn: ssh.Connection) -> None
     assert (ok.stdout, ok.exit_status) == (f"{conn.username}\n", 0)
 
 
+def test_output_that_arrives_after_the_exit_status_is_not_lost(conn: ssh.Connection) -> None:
+    """sshd sends the exit status when the command exits; output still held by a child (here one in
+    the background) follows it. Reading must go on to the end of the output."""
+    result = conn.run(["sh", "-c", "(sleep 0.3; echo late; echo later >&2) & exit 5"])
+    assert (result.exit_status, result.stdout, result.stderr) == (5, "late\n", "later\n")
+
+
 def test_stdin_reaches_the_remote_command(conn: ssh.Connection) -> None:
     data = "line 1\nline 2 ü\n" * 1000
     assert conn.run(["cat"], stdin=data.encode()).check().stdout == data
