@@ -25,8 +25,9 @@ from scheduler.models import Cluster, Job, JobEvent, Partition
 # Wakes the worker loop early (same process: the embedded demo and tests); other workers poll.
 wakeup = threading.Event()
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-SLURM_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# \Z, not $: `$` also matches before a trailing newline, which would let "name\n" through.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+SLURM_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_NODES = 64
 MAX_GPUS_PER_NODE = 8
@@ -212,6 +213,7 @@ def cancel_job(actor: Member | None, job: Job) -> Job:
             locked.cancel_requested_by = actor
             locked.reason = _("Cancelled before it reached the cluster.")
             locked.updated_at = now
+            locked.logs_final = True  # it never ran: no logs will come
             locked.save()
             _record(locked, JobEvent.Kind.CANCELLED, actor, from_state=old, to_state=locked.state)
             _cancel_dependents(locked)

@@ -39,6 +39,14 @@ LOG_BYTES_PER_CYCLE = 256 * 1024
 LOG_JOBS_PER_CYCLE = 50
 FAST_INTERVAL = 2.0
 SLOW_INTERVAL = 30.0
+# sbatch failures that say nothing about the job itself: the controller was unreachable or busy.
+TRANSIENT_SBATCH_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Slurm temporarily unavailable",
+    "Zero Bytes were transmitted or received",
+    "Slurm backup controller in standby mode",
+)
 
 
 @dataclass
@@ -264,6 +272,11 @@ class Worker:
                 continue
             if job.submit_attempted_at is not None and timezone.now() - job.submit_attempted_at < ADOPT_GRACE:
                 continue  # accounting may lag a few seconds: look again before submitting twice
+            if job.cancel_requested_at is not None:
+                # Cancelled while an earlier attempt was in doubt, and that attempt never reached Slurm.
+                self._finish_unsubmitted(job, "Cancelled before it reached the cluster.")
+                stats.transitions += 1
+                continue
             dependency = job.depends_on
             dep_args: list[str] = []
             if dependency is not None:
@@ -278,7 +291,11 @@ class Worker:
             self._submit(job, conn, dep_args, stats)
 
     def _submit(self, job: Job, conn: ssh.Connection, dep_args: list[str], stats: CycleStats) -> None:
-        Job.objects.filter(pk=job.pk).update(submit_attempted_at=timezone.now())
+        # Conditional: a job cancelled (cancel_job) since it was claimed is not sent.
+        if not Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING, claimed_by=self.name).update(
+            submit_attempted_at=timezone.now()
+        ):
+            return
         command = ssh.chain_commands(["mkdir", "-p", job.run_dir], ["sbatch", "--parsable", *dep_args])
         try:
             result = conn.run_shell(command, stdin=job.script.encode())
@@ -286,6 +303,10 @@ class Worker:
             raise  # the attempt stays recorded; the next cycle adopts or retries
         if not result.ok:
             message = (result.stderr or result.stdout).strip()[:500] or f"sbatch exited {result.exit_status}"
+            if any(text in message for text in TRANSIENT_SBATCH_ERRORS):
+                # The controller is down or slow: the job may or may not be queued. It stays
+                # `submitting` with its attempt recorded, so the next cycles adopt it or send it again.
+                raise ssh.SlurmError(f"sbatch for {job.slurm_name}: {message}")
             self._finish_unsubmitted(job, message, state=Job.State.FAILED)
             stats.transitions += 1
             return
@@ -332,7 +353,13 @@ class Worker:
         now = timezone.now()
         with transaction.atomic():
             Job.objects.filter(pk=job.pk).update(
-                state=state, reason=reason, ended_at=now, updated_at=now, claimed_by="", claimed_until=None
+                state=state,
+                reason=reason,
+                ended_at=now,
+                updated_at=now,
+                claimed_by="",
+                claimed_until=None,
+                logs_final=True,  # it never ran: there are no logs to wait for
             )
             JobEvent.objects.create(
                 job=job,
@@ -484,10 +511,17 @@ class Worker:
                 if used == 0:
                     continue
                 with transaction.atomic():
-                    JobLogChunk.objects.create(job=job, stream=stream, offset=offset, data=text, size=used)
-                    Job.objects.filter(pk=job.pk, **{offset_field: offset}).update(
+                    # Advance the offset first: when another worker already stored these bytes the
+                    # update matches nothing and no duplicate chunk is written.
+                    advanced = Job.objects.filter(pk=job.pk, **{offset_field: offset}).update(
                         **{offset_field: offset + used}
                     )
+                    if advanced:
+                        JobLogChunk.objects.create(
+                            job=job, stream=stream, offset=offset, data=text, size=used
+                        )
+                if not advanced:
+                    continue
                 setattr(job, offset_field, offset + used)
                 got += used
             stats.log_bytes += got

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from scheduler import ssh
-from scheduler.models import Cluster
+from scheduler.models import Cluster, Job
 from scheduler.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +22,11 @@ STATE_DIR = Path(os.environ.get("DEVCLUSTER_DIR", "/var/lib/tanuki-devcluster"))
 
 
 def devcluster(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    # Not with $TZ: Django sets it to the portal's TIME_ZONE, and daemons started with it pass it on
+    # (sshd hands TZ to every session), so Slurm would print its times in the portal's zone.
+    env = {name: value for name, value in os.environ.items() if name != "TZ"}
     return subprocess.run(
-        [str(DEVCLUSTER), *args], capture_output=True, text=True, timeout=timeout, check=False
+        [str(DEVCLUSTER), *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 
@@ -36,6 +39,93 @@ def devcluster_info() -> dict[str, Any]:
     if result.returncode != 0:
         pytest.fail(f"scripts/devcluster up failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return json.loads((STATE_DIR / "cluster.json").read_text())
+
+
+class Remote:
+    """The test's own view of the cluster (its own SSH connection): what exists there, whatever the
+    portal's database says."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.info = info
+        self.conn = ssh.Connection(
+            host=info["host"],
+            port=int(info["port"]),
+            username=info["username"],
+            key_path=Path(info["key_path"]),
+            host_key=info["host_key"],
+        )
+
+    def run(self, *argv: str) -> ssh.CommandResult:
+        return self.conn.run(argv)
+
+    def exists(self, path: str) -> bool:
+        return self.conn.run(["test", "-e", path]).exit_status == 0
+
+    def read(self, path: str) -> bytes:
+        """A whole remote file (b"" when missing)."""
+        data = b""
+        while chunk := self.conn.read_from(path, len(data)):
+            data += chunk
+        return data
+
+    def slurm_jobs(self, *names: str) -> dict[str, set[str]]:
+        """Every Slurm job with one of these names, queued, running or finished: name -> job ids."""
+        found: dict[str, set[str]] = {name: set() for name in names}
+        if not names:
+            return found
+        joined = ",".join(names)
+        queue = self.conn.run(
+            ["squeue", "--noheader", "--states=all", "--name", joined, "--format", "%i|%j"]
+        ).check()
+        accounting = self.conn.run(
+            [
+                "sacct",
+                "--noheader",
+                "--parsable2",
+                "--allocations",
+                "--starttime",
+                "now-1days",
+                "--name",
+                joined,
+                "--format",
+                "JobID,JobName",
+            ]
+        ).check()
+        for line in (queue.stdout + accounting.stdout).splitlines():
+            if "|" in line:
+                job_id, name = line.split("|", 1)
+                if name in found:
+                    found[name].add(job_id.strip())
+        return found
+
+    def sacct_state(self, job_id: str) -> str:
+        result = self.conn.run(
+            ["sacct", "--noheader", "--parsable2", "--allocations", "--jobs", job_id, "--format", "State"]
+        ).check()
+        return result.stdout.strip()
+
+    def cancel_named(self, *names: str) -> None:
+        """scancel whatever still runs under these names (cleanup; never other people's jobs)."""
+        ids = sorted({i for found in self.slurm_jobs(*names).values() for i in found})
+        if ids:
+            self.conn.run(["scancel", *ids])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def remote(devcluster_info: dict[str, Any]) -> Iterator[Remote]:
+    remote = Remote(devcluster_info)
+    yield remote
+    remote.close()
+
+
+def fault(*args: str) -> None:
+    """Inject (or repair) a fault with scripts/devcluster; fails the test when the command fails."""
+    result = devcluster(*args, timeout=120)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/devcluster {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
 
 
 @pytest.fixture
@@ -57,12 +147,24 @@ def cluster(db: None, devcluster_info: dict[str, Any]) -> Iterator[Cluster]:
         time_zone=local_time_zone(),
     )
     yield cluster
+    # Leave nothing of this test running on the shared cluster.
+    names = [job.slurm_name for job in Job.objects.filter(cluster_id=cluster.pk)]
+    if names:
+        remote = Remote(info)
+        try:
+            remote.cancel_named(*names)
+        except ssh.SlurmError:
+            pass
+        finally:
+            remote.close()
     ssh.pool.close_all()
 
 
 @pytest.fixture
-def worker() -> Worker:
-    return Worker(name="test-worker", pool=ssh.Pool(max_backoff=2.0))
+def worker() -> Iterator[Worker]:
+    worker = Worker(name="test-worker", pool=ssh.Pool(max_backoff=2.0))
+    yield worker
+    worker.pool.close_all()
 
 
 @pytest.fixture
