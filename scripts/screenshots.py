@@ -24,6 +24,10 @@ PAGES = [
     ("members", "/members/"),
     ("member", None),  # the signed-in user's profile
     ("api-docs", "/api/docs/"),
+    ("jobs", "/jobs/"),
+    ("job", None),  # the first job in the list
+    ("job-new", "/jobs/new/"),
+    ("cluster", None),  # the first cluster
 ]
 
 
@@ -69,8 +73,21 @@ def main() -> None:
                 path = page.locator(".goalcard h3 a").first.get_attribute("href")
             elif name == "member":
                 path = page.locator("a.me").get_attribute("href")
+            elif name == "job":
+                page.goto(f"{args.base}/jobs/")
+                links = page.locator("main table a[href^='/jobs/']")
+                if links.count() == 0:
+                    continue
+                path = links.first.get_attribute("href")
+            elif name == "cluster":
+                page.goto(f"{args.base}/clusters/")
+                links = page.locator("main a[href^='/clusters/']")
+                if links.count() == 0:
+                    continue
+                path = links.first.get_attribute("href")
             page.goto(f"{args.base}{path}")
-            page.wait_for_load_state("networkidle")
+            page.wait_for_load_state("load")
+            page.wait_for_timeout(500)
             page.screenshot(
                 path=out / f"{name}.png", full_page=name not in ("timeline", "members", "api-docs")
             )
