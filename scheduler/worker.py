@@ -15,6 +15,7 @@ submitting again. Only a job found nowhere after `ADOPT_GRACE` is submitted agai
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import logging
 import os
@@ -530,15 +531,12 @@ class Worker:
 
 
 def _decode_complete(data: bytes) -> tuple[str, int]:
-    """Decode the longest prefix that ends on a whole UTF-8 character (invalid bytes replaced)."""
-    for cut in range(len(data), max(len(data) - 4, 0) - 1, -1):
-        try:
-            return data[:cut].decode("utf-8"), cut
-        except UnicodeDecodeError as error:
-            if error.reason == "unexpected end of data":
-                continue
-            return data.decode("utf-8", errors="replace"), len(data)
-    return data.decode("utf-8", errors="replace"), len(data)
+    """Decode the longest prefix that ends on a whole UTF-8 character (invalid bytes replaced).
+    An incomplete character at the end waits for the next read, even after an invalid byte."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text = decoder.decode(data, final=False)
+    pending, _ = decoder.getstate()
+    return text, len(data) - len(pending)
 
 
 def log_text(job: Job, stream: str, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:

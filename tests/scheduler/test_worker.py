@@ -214,3 +214,44 @@ def test_two_workers_reading_the_same_log_store_each_byte_once(
     assert worker_module.log_text(job, "stdout") == (expected.decode(), len(expected))
     assert worker_module.log_text(job, "stderr")[0] == "done\n"
     assert fresh(job).stdout_offset == len(expected)
+
+
+# --- log decoding ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "text", "used"),
+    [
+        (b"abc", "abc", 3),
+        ("✓".encode(), "✓", 3),
+        (b"ok \xe2\x9c", "ok ", 3),  # the half character waits for the next read
+        (b"\xe2\x9c", "", 0),
+        (b"ok \xff then \xe2\x9c", "ok \ufffd then ", 10),  # an invalid byte does not eat the tail
+        (b"a\xe2\x9cb", "a\ufffdb", 4),  # a broken character in the middle is replaced
+        (b"", "", 0),
+    ],
+)
+def test_decode_complete(data: bytes, text: str, used: int) -> None:
+    assert worker_module._decode_complete(data) == (text, used)
+
+
+def test_logs_read_in_tiny_pieces_keep_every_character(
+    team: Team,
+    cluster: Cluster,
+    run_until: Callable[..., None],
+    remote: Remote,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reads of 4 bytes split multi-byte characters (and meet an invalid byte): every character is
+    stored whole, once, in order."""
+    monkeypatch.setattr(worker_module, "LOG_BYTES_PER_CYCLE", 4)
+    command = r"printf 'a\377 ✓✓ 日本語 😀 end\n'"
+    job = services.submit_job(team.member("member"), spec(team, cluster, "utf8", command))
+    run_until(lambda: fresh(job).is_terminal and fresh(job).logs_final, timeout=60, interval=0.2)
+    raw = remote.read(job.stdout_path)
+    assert raw == "a\udcff ✓✓ 日本語 😀 end\n".encode(errors="surrogateescape")
+    chunks = list(JobLogChunk.objects.filter(job=job, stream="stdout").order_by("offset"))
+    assert len(chunks) >= 8 and all(c.size <= 4 for c in chunks)
+    assert [c.offset for c in chunks] == [sum(c.size for c in chunks[:i]) for i in range(len(chunks))]
+    assert "".join(c.data for c in chunks) == "a\ufffd ✓✓ 日本語 😀 end\n"
+    assert fresh(job).stdout_offset == len(raw)
