@@ -274,14 +274,14 @@ def test_name_partition_and_account_never_reach_a_shell(
 ) -> None:
     """Even rows that bypassed validate_spec (written by hand): these fields only ever reach sbatch's
     own #SBATCH parser and a comment line, never a shell, so the files they try to create never exist."""
-    marker_dir = f"{cluster.work_dir}/injection-{uuid.uuid4().hex[:8]}"
-    markers = [f"{marker_dir}/{what}" for what in ("name1", "name2", "partition", "account")]
+    # Short absolute paths: the values must fit Job.name (100) and partition/account (64) on PostgreSQL.
+    tag = uuid.uuid4().hex[:8]
+    markers = [f"/home/{cluster.username}/inj-{tag}-{what}" for what in ("n1", "n2", "p", "a")]
     hostile = {
         "name": {"name": f"n$(touch {markers[0]})`touch {markers[1]}`"},
         "partition": {"partition": f"gpu$(touch {markers[2]})"},
         "account": {"account": f"sft;touch {markers[3]}"},
     }
-    remote.run("mkdir", "-p", marker_dir).check()
     jobs = {}
     for field, values in hostile.items():
         job = Job(
@@ -312,4 +312,4 @@ def test_name_partition_and_account_never_reach_a_shell(
         for marker in markers:
             assert not remote.exists(marker), marker
     finally:
-        remote.run("rm", "-rf", marker_dir)
+        remote.run("rm", "-f", *markers)
