@@ -250,9 +250,9 @@ def test_a_job_sent_by_a_worker_that_died_before_commit_is_adopted_not_sent_twic
             time.sleep(0.5)
         job.refresh_from_db()
         assert job.slurm_job_id == slurm_id
+        assert job.submit_attempted_at is not None
         assert timezone.now() - job.submit_attempted_at < worker_module.ADOPT_GRACE
-        adopted = job.events.get(kind=JobEvent.Kind.ADOPTED)
-        assert slurm_id in adopted.message
+        assert slurm_id in job.events.get(kind=JobEvent.Kind.ADOPTED).message
         assert not job.events.filter(kind=JobEvent.Kind.SENT).exists()
         deadline = time.monotonic() + 60
         while not (fresh(job).is_terminal and fresh(job).logs_final):

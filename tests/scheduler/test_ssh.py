@@ -168,7 +168,8 @@ def test_one_transport_serves_every_command(conn: ssh.Connection) -> None:
     assert conn._transport is transport
     assert conn.commands_run == 25
     client_port = first.split()[1]
-    assert transport is not None and str(transport.sock.getsockname()[1]) == client_port
+    assert transport is not None and isinstance(transport.sock, socket.socket)
+    assert str(transport.sock.getsockname()[1]) == client_port
 
 
 def test_sftp_reads_from_offsets(conn: ssh.Connection, scratch: str) -> None:

@@ -195,7 +195,7 @@ def test_two_workers_reading_the_same_log_store_each_byte_once(
     conn_a = first.pool.connect(cluster.pk, worker_module.connection_for(cluster))
     conn_b = second.pool.connect(cluster.pk, worker_module.connection_for(cluster))
     real_read = conn_b.read_from
-    interleaved = []
+    interleaved: list[bool] = []
 
     def read_after_the_other_worker(path: str, offset: int, max_bytes: int = 1 << 20) -> bytes:
         if not interleaved:  # B has loaded the job (offsets 0); A now reads and stores everything
