@@ -29,6 +29,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from portal.models import Goal  # noqa: E402
+from scheduler.models import Job  # noqa: E402
 
 PAGES = [
     "/",
@@ -41,11 +42,17 @@ PAGES = [
     "/timeline/",
     "/members/",
     "/members/admin/",
+    "/jobs/",
+    "/jobs/{job}/",
+    "/jobs/new/",
+    "/clusters/",
     "/api/v1/members/",
     "/api/v1/subteams/",
     "/api/v1/tasks/",
     "/api/v1/goals/",
     "/api/v1/milestones/",
+    "/api/v1/jobs/",
+    "/api/v1/clusters/",
 ]
 
 
@@ -53,9 +60,12 @@ def main() -> None:
     client = Client(headers={"accept-language": "en"}, HTTP_HOST="127.0.0.1")
     client.force_login(User.objects.get(username="admin"))
     goal = Goal.objects.filter(subteam__isnull=True).first()
+    job = Job.objects.first()
     rows = ["| page | status | queries | ms (median of 5) |", "| --- | --- | --- | --- |"]
     for template in PAGES:
-        url = template.format(goal=goal.pk if goal else 1)
+        if "{job}" in template and job is None:
+            continue
+        url = template.format(goal=goal.pk if goal else 1, job=job.pk if job else "")
         client.get(url)
         with CaptureQueriesContext(connection) as queries:
             response = client.get(url)
