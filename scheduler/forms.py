@@ -14,9 +14,9 @@ from portal import access
 from portal.models import Subteam
 from scheduler import services
 from scheduler.models import Cluster, Job
+from scheduler.services import MIN_GPUS_PER_NODE
 
 # The portal submits GPU jobs: every step asks for at least one GPU per node (the API says the same).
-MIN_GPUS_PER_NODE = 1
 GPUS_REQUIRED = _("Ask for at least one GPU per node.")
 
 

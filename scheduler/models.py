@@ -17,8 +17,8 @@ from django.utils.translation import gettext_lazy as _
 from portal.models import Member, Subteam
 from scheduler import slurm
 
-WORK_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,400}$")
-WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+WORK_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,400}\Z")  # \Z: `$` would accept a trailing newline
+WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class Cluster(models.Model):
@@ -343,7 +343,7 @@ class JobLogChunk(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_chunks")
     stream = models.CharField(max_length=6, choices=Stream.choices)
     offset = models.BigIntegerField()
-    data = models.TextField()
+    data = models.BinaryField()  # the bytes as read: offsets stay exact even around invalid UTF-8
     size = models.PositiveIntegerField()
 
     class Meta:

@@ -30,6 +30,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 SLURM_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_NODES = 64
+MIN_GPUS_PER_NODE = 1  # the cluster is for GPU work: a job asks for at least one GPU per node
 MAX_GPUS_PER_NODE = 8
 DEFAULT_MAX_TIME_MINUTES = 7 * 24 * 60
 
@@ -43,7 +44,7 @@ class JobSpec:
     name: str
     command: str
     nodes: int = 1
-    gpus_per_node: int = 0
+    gpus_per_node: int = 1
     time_limit_minutes: int = 60
     partition: str = ""
     account: str = ""
@@ -83,9 +84,10 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         )
     if not 1 <= spec.nodes <= MAX_NODES:
         errors.setdefault("nodes", []).append(_("Between 1 and %(n)d nodes.") % {"n": MAX_NODES})
-    if not 0 <= spec.gpus_per_node <= MAX_GPUS_PER_NODE:
+    if not MIN_GPUS_PER_NODE <= spec.gpus_per_node <= MAX_GPUS_PER_NODE:
         errors.setdefault("gpus_per_node", []).append(
-            _("Between 0 and %(n)d GPUs per node.") % {"n": MAX_GPUS_PER_NODE}
+            _("Between %(min)d and %(max)d GPUs per node.")
+            % {"min": MIN_GPUS_PER_NODE, "max": MAX_GPUS_PER_NODE}
         )
     if spec.time_limit_minutes < 1:
         errors.setdefault("time_limit_minutes", []).append(_("At least one minute."))

@@ -64,7 +64,7 @@ SQUEUE_FORMAT = "%i|%T|%r|%N|%S|%V|%j|%k"  # the comment comes last: it may cont
 
 
 def squeue_command(user: str) -> list[str]:
-    return ["squeue", "--noheader", "--array", "--user", user, "--format", SQUEUE_FORMAT]
+    return [*TIME_ENV, "squeue", "--noheader", "--array", "--user", user, "--format", SQUEUE_FORMAT]
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,16 @@ class QueueEntry:
         return portal_state(self.slurm_state)
 
 
+# Times as epoch seconds: no guessing which time zone the login node's sessions print in.
+TIME_ENV = ["env", "SLURM_TIME_FORMAT=%s"]
+
+
 def parse_time(value: str) -> dt.datetime | None:
-    """Slurm's local `YYYY-MM-DDTHH:MM:SS`; None for `Unknown`, `None`, `N/A`, empty."""
+    """Epoch seconds (with SLURM_TIME_FORMAT=%s) as an aware UTC datetime, or Slurm's local
+    `YYYY-MM-DDTHH:MM:SS` as a naive one; None for `Unknown`, `None`, `N/A`, empty."""
     value = value.strip()
+    if value.isdigit():
+        return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
     try:
         return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S")
     except ValueError:
@@ -142,6 +149,7 @@ SACCT_FIELDS = (
 def sacct_command(job_ids: Iterable[str]) -> list[str]:
     ids = ",".join(sorted(set(job_ids), key=lambda j: (len(j), j)))
     return [
+        *TIME_ENV,
         "sacct",
         "--noheader",
         "--parsable2",
@@ -156,6 +164,7 @@ def sacct_command(job_ids: Iterable[str]) -> list[str]:
 def sacct_by_name_command(names: Iterable[str], since: str = "now-7days") -> list[str]:
     """Find jobs by their name (the portal UUID), e.g. after a crash between sbatch and commit."""
     return [
+        *TIME_ENV,
         "sacct",
         "--noheader",
         "--parsable2",

@@ -79,7 +79,10 @@ def connection_for(cluster: Cluster) -> ssh.Connection:
 
 
 def _aware(value: dt.datetime | None, cluster: Cluster) -> dt.datetime | None:
-    return value.replace(tzinfo=cluster.tz) if value is not None else None
+    """Slurm's times: epoch seconds (aware already) or, from older output, the cluster's local time."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=cluster.tz)
 
 
 def _uuid_from(comment: str, name: str) -> uuid.UUID | None:
@@ -508,7 +511,7 @@ class Worker:
                 if not data:
                     continue
                 # Keep whole UTF-8 characters: an incomplete tail waits for the next read.
-                text, used = _decode_complete(data)
+                _text, used = _decode_complete(data)
                 if used == 0:
                     continue
                 with transaction.atomic():
@@ -519,7 +522,7 @@ class Worker:
                     )
                     if advanced:
                         JobLogChunk.objects.create(
-                            job=job, stream=stream, offset=offset, data=text, size=used
+                            job=job, stream=stream, offset=offset, data=bytes(data[:used]), size=used
                         )
                 if not advanced:
                     continue
@@ -540,23 +543,24 @@ def _decode_complete(data: bytes) -> tuple[str, int]:
 
 
 def log_text(job: Job, stream: str, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
-    """A job's stored log from a byte offset: (text, next offset)."""
-    chunks = JobLogChunk.objects.filter(job=job, stream=stream, offset__gte=0).order_by("offset")
-    parts: list[str] = []
+    """A job's stored log from a byte offset: (text, next offset). Reads at most about `limit` bytes;
+    an offset inside a multi-byte character starts at the next whole character."""
+    raw = bytearray()
     end = offset
-    total = 0
-    for chunk in chunks.filter(offset__gte=_chunk_start(job, stream, offset)):
+    for chunk in JobLogChunk.objects.filter(
+        job=job, stream=stream, offset__gte=_chunk_start(job, stream, offset)
+    ).order_by("offset"):
         if chunk.offset + chunk.size <= offset:
             continue
-        data = chunk.data.encode()
-        start = max(0, offset - chunk.offset)
-        piece = data[start:]
-        parts.append(piece.decode("utf-8", errors="ignore"))
+        data = bytes(chunk.data)
+        raw += data[max(0, offset - chunk.offset) :]
         end = chunk.offset + chunk.size
-        total += len(piece)
-        if total >= limit:
+        if len(raw) >= limit:
             break
-    return "".join(parts), max(end, offset)
+    start = 0
+    while start < len(raw) and start < 3 and 0x80 <= raw[start] <= 0xBF:
+        start += 1  # continuation bytes of a character that began before the offset
+    return bytes(raw[start:]).decode("utf-8", errors="replace"), max(end, offset)
 
 
 def _chunk_start(job: Job, stream: str, offset: int) -> int:
@@ -570,6 +574,7 @@ def _chunk_start(job: Job, stream: str, offset: int) -> int:
 
 
 def tail(job: Job, stream: str, lines: int = 200) -> str:
+    """The last lines of a job's stored log (from its last few chunks)."""
     chunks = list(JobLogChunk.objects.filter(job=job, stream=stream).order_by("-offset")[:20])
-    text = "".join(c.data for c in reversed(chunks))
-    return "\n".join(text.splitlines()[-lines:])
+    raw = b"".join(bytes(c.data) for c in reversed(chunks))
+    return "\n".join(raw.decode("utf-8", errors="replace").splitlines()[-lines:])

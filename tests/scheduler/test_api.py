@@ -106,7 +106,7 @@ def test_a_chain_links_each_step_to_the_one_before(team: Team, fake_cluster: Clu
     [
         ({"cluster": 999999}, "cluster", "Invalid pk"),
         ({"gpus_per_node": 0}, "gpus_per_node", "at least one GPU"),
-        ({"gpus_per_node": 9}, "gpus_per_node", "Between 0 and 8 GPUs per node."),
+        ({"gpus_per_node": 9}, "gpus_per_node", "Between 1 and 8 GPUs per node."),
         ({"nodes": 0}, "nodes", "Between 1 and 64 nodes."),
         ({"time_limit": 24 * 60 + 1}, "time_limit", "at most 1440 minutes"),
         ({"time_limit": 0}, "time_limit", "At least one minute."),
@@ -229,9 +229,9 @@ def test_unknown_jobs_are_404(team: Team, fake_cluster: Cluster) -> None:
 
 def test_logs_are_read_from_an_offset(team: Team, fake_cluster: Cluster) -> None:
     job = submit(team, fake_cluster)
-    JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data="hello\n", size=6)
-    JobLogChunk.objects.create(job=job, stream="stdout", offset=6, data="ütf\n", size=5)
-    JobLogChunk.objects.create(job=job, stream="stderr", offset=0, data="warn\n", size=5)
+    JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data=(b"hello\n"), size=6)
+    JobLogChunk.objects.create(job=job, stream="stdout", offset=6, data=("ütf\n").encode(), size=5)
+    JobLogChunk.objects.create(job=job, stream="stderr", offset=0, data=(b"warn\n"), size=5)
     Job.objects.filter(pk=job.pk).update(stdout_offset=11, stderr_offset=5)
     client = team.client("other")
     url = f"{JOBS}{job.pk}/logs/"
@@ -250,7 +250,7 @@ def test_logs_are_read_from_an_offset(team: Team, fake_cluster: Cluster) -> None
     assert (rest["text"], rest["next_offset"]) == ("", 11)
     assert client.get(f"{url}?stream=stderr").json()["text"] == "warn\n"
 
-    JobLogChunk.objects.create(job=job, stream="stdout", offset=11, data="more\n", size=5)
+    JobLogChunk.objects.create(job=job, stream="stdout", offset=11, data=(b"more\n"), size=5)
     finish(job, Job.State.COMPLETED, 0, stdout_offset=16, logs_final=True)
     last = client.get(f"{url}?offset=11").json()
     assert (last["text"], last["next_offset"], last["final"]) == ("more\n", 16, True)

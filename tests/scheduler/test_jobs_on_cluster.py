@@ -162,7 +162,8 @@ def test_gpu_accounting(team: Team, cluster: Cluster, run_until: Callable[..., N
     assert job.runtime is not None and job.runtime >= 4
     assert job.gpu_hours > 0
     assert job.gpu_hours == pytest.approx(2 * job.runtime / 3600, abs=2 * 2 / 3600)
-    assert worker_module.log_text(job, "stdout")[0] == "0,1\n"
+    visible = worker_module.log_text(job, "stdout")[0].strip().split(",")
+    assert len(set(visible)) == 2 and all(v.isdigit() for v in visible)  # two GPUs, whichever were free
 
 
 def test_logs_are_read_incrementally_from_offsets(
@@ -196,10 +197,10 @@ def test_logs_are_read_incrementally_from_offsets(
         position = 0
         for chunk in chunks:  # contiguous: no gap, no overlap, no duplicate
             assert chunk.offset == position
-            assert len(chunk.data.encode()) == chunk.size
+            assert len(bytes(chunk.data)) == chunk.size
             position += chunk.size
         assert position == offset == len(data)
-        assert "".join(c.data for c in chunks).encode() == data
+        assert b"".join(bytes(c.data) for c in chunks) == data
         assert worker_module.log_text(job, stream) == (data.decode(), len(data))
     # From an offset in the middle of a chunk, and in the middle of a multi-byte character.
     middle = remote_out.index("✓".encode()) + 1

@@ -120,6 +120,8 @@ def test_parse_sbatch() -> None:
 
 def test_parse_time() -> None:
     assert slurm.parse_time("2026-11-28T11:11:14") == dt.datetime(2026, 11, 28, 11, 11, 14)
+    # SLURM_TIME_FORMAT=%s: epoch seconds become an aware UTC time.
+    assert slurm.parse_time("1795865503") == dt.datetime(2026, 11, 28, 11, 31, 43, tzinfo=dt.UTC)
     for placeholder in ("Unknown", "None", "N/A", "", "  "):
         assert slurm.parse_time(placeholder) is None
 
@@ -394,6 +396,8 @@ def test_node_unavailable(state: str, unavailable: bool) -> None:
 
 def test_command_lines_ask_for_explicit_fields() -> None:
     assert slurm.squeue_command("tanuki") == [
+        "env",
+        "SLURM_TIME_FORMAT=%s",  # epoch seconds: no guessing the login sessions' time zone
         "squeue",
         "--noheader",
         "--array",
@@ -406,6 +410,7 @@ def test_command_lines_ask_for_explicit_fields() -> None:
     assert sacct[sacct.index("--jobs") + 1] == "9,10,100"  # deduplicated, numeric order
     assert sacct[sacct.index("--format") + 1] == ",".join(slurm.SACCT_FIELDS)
     assert "--parsable2" in sacct and "--noheader" in sacct
+    assert sacct[:2] == ["env", "SLURM_TIME_FORMAT=%s"]
     by_name = slurm.sacct_by_name_command(["tanuki-b", "tanuki-a", "tanuki-a"])
     assert by_name[by_name.index("--name") + 1] == "tanuki-a,tanuki-b"
     assert slurm.scancel_command(["12", "3", "12"]) == ["scancel", "3", "12"]

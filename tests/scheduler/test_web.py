@@ -175,7 +175,7 @@ def test_a_job_without_a_name_gets_one(team: Team, fake_cluster: Cluster) -> Non
         ({"command": "echo a\x00b"}, "command", "NUL"),
         ({"command": "   "}, "command", "Say what the job runs."),
         ({"gpus_per_node": 0}, "gpus_per_node", "at least one GPU"),
-        ({"gpus_per_node": 9}, "gpus_per_node", "Between 0 and 8 GPUs per node."),
+        ({"gpus_per_node": 9}, "gpus_per_node", "Between 1 and 8 GPUs per node."),
         ({"nodes": 0}, "nodes", "Between 1 and 64 nodes."),
         ({"nodes": 3}, "nodes", "The partition has only 2 nodes."),
         ({"time_limit_minutes": 24 * 60 + 1}, "time_limit_minutes", "at most 1440 minutes"),
@@ -256,8 +256,8 @@ def test_the_job_page_shows_facts_timeline_script_and_logs(team: Team, fake_clus
     job = submit(team, fake_cluster, name="lora-sweep", command="echo hi; exit 3")
     job = finish(job, Job.State.FAILED, 3, reason="NonZeroExitCode", node_list="node1", gpus=1)
     JobEvent.objects.create(job=job, kind=JobEvent.Kind.STATE, from_state="submitting", to_state="failed")
-    JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data="hi\n", size=3)
-    JobLogChunk.objects.create(job=job, stream="stderr", offset=0, data="boom\n", size=5)
+    JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data=(b"hi\n"), size=3)
+    JobLogChunk.objects.create(job=job, stream="stderr", offset=0, data=(b"boom\n"), size=5)
 
     page = body(team.client("other").get(f"/jobs/{job.pk}/"))
 
@@ -291,8 +291,10 @@ def test_a_live_job_polls_and_stops_once_finished(team: Team, fake_cluster: Clus
 
 def test_the_log_page_serves_the_whole_log_as_plain_text(team: Team, fake_cluster: Cluster) -> None:
     job = submit(team, fake_cluster)
-    JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data=f"{EVIL}\n", size=len(EVIL) + 1)
-    JobLogChunk.objects.create(job=job, stream="stdout", offset=len(EVIL) + 1, data="two\n", size=4)
+    JobLogChunk.objects.create(
+        job=job, stream="stdout", offset=0, data=(f"{EVIL}\n").encode(), size=len(EVIL) + 1
+    )
+    JobLogChunk.objects.create(job=job, stream="stdout", offset=len(EVIL) + 1, data=(b"two\n"), size=4)
     response = team.client("member").get(f"/jobs/{job.pk}/logs/stdout/")
     assert response["Content-Type"] == "text/plain; charset=utf-8"
     assert body(response) == f"{EVIL}\ntwo\n"
@@ -303,7 +305,7 @@ def test_the_log_page_serves_the_whole_log_as_plain_text(team: Team, fake_cluste
 def test_the_tail_keeps_the_last_200_lines(team: Team, fake_cluster: Cluster) -> None:
     job = submit(team, fake_cluster)
     text = "".join(f"line {i}\n" for i in range(300))
-    JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data=text, size=len(text))
+    JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data=(text).encode(), size=len(text))
     page = body(team.client("member").get(f"/jobs/{job.pk}/"))
     assert "line 100\n" in page and "line 299" in page
     assert "line 99\n" not in page
@@ -442,7 +444,7 @@ def add_jobs(team: Team, cluster: Cluster, n: int) -> None:
             finish(job, Job.State.FAILED, 1)
         elif i % 3 == 1:
             Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, started_at=timezone.now())
-        JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data="x\n", size=2)
+        JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data=(b"x\n"), size=2)
 
 
 @pytest.mark.parametrize(
@@ -479,7 +481,7 @@ def test_a_job_page_runs_a_fixed_number_of_queries(team: Team, fake_cluster: Clu
         client.get(f"/jobs/{job.pk}/")
     for i in range(10):
         JobEvent.objects.create(job=job, kind=JobEvent.Kind.STATE, actor=team.member("lead"), message=str(i))
-        JobLogChunk.objects.create(job=job, stream="stdout", offset=i * 2, data=f"{i}\n", size=2)
+        JobLogChunk.objects.create(job=job, stream="stdout", offset=i * 2, data=(f"{i}\n").encode(), size=2)
     with CaptureQueriesContext(connection) as many:
         client.get(f"/jobs/{job.pk}/")
     assert len(few) == len(many), "\n".join(q["sql"][:160] for q in many.captured_queries)
@@ -491,7 +493,7 @@ def test_a_job_page_runs_a_fixed_number_of_queries(team: Team, fake_cluster: Clu
 def test_what_users_type_is_escaped_everywhere(team: Team, fake_cluster: Cluster) -> None:
     job = submit(team, fake_cluster, name="evil", command=f"echo '{EVIL}'")
     Job.objects.filter(pk=job.pk).update(name=EVIL, reason=EVIL)  # as if stored by an older version
-    JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data=EVIL, size=len(EVIL))
+    JobLogChunk.objects.create(job=job, stream="stdout", offset=0, data=(EVIL).encode(), size=len(EVIL))
     JobEvent.objects.create(job=job, kind=JobEvent.Kind.ERROR, message=EVIL)
     Node.objects.filter(name="node2").update(reason=EVIL)
     Cluster.objects.filter(pk=fake_cluster.pk).update(last_error=EVIL)
