@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from portal.models import Goal, Member, Membership, Milestone, Subteam, Task
@@ -91,6 +92,14 @@ def led_subteam_ids(user: AnyUser) -> set[int]:
 
 def subteam_ids(user: AnyUser) -> set[int]:
     return set(_active_roles(user))
+
+
+def subteams_for(user: AnyUser, *, leading: bool = False) -> QuerySet[Subteam]:
+    """The subteams a form may offer the user: all for admins, else those they are in (or lead)."""
+    subteams = Subteam.objects.all()
+    if is_admin(user):
+        return subteams
+    return subteams.filter(pk__in=led_subteam_ids(user) if leading else subteam_ids(user))
 
 
 # --- predicates -----------------------------------------------------------------------------------

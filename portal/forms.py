@@ -44,10 +44,7 @@ class TaskForm(forms.ModelForm[Task]):
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        subteams = Subteam.objects.all()
-        if not access.is_admin(user):
-            subteams = subteams.filter(pk__in=access.subteam_ids(user))
-        self.fields["subteam"].queryset = subteams  # type: ignore[attr-defined]
+        self.fields["subteam"].queryset = access.subteams_for(user)  # type: ignore[attr-defined]
         self.fields["assignees"].queryset = Member.objects.order_by("display_name")  # type: ignore[attr-defined]
         self.fields["goal"].queryset = Goal.objects.filter(  # type: ignore[attr-defined]
             status__in=[Goal.Status.ON_TRACK, Goal.Status.AT_RISK]
@@ -63,10 +60,7 @@ class QuickTaskForm(forms.ModelForm[Task]):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        subteams = Subteam.objects.all()
-        if not access.is_admin(user):
-            subteams = subteams.filter(pk__in=access.subteam_ids(user))
-        self.fields["subteam"].queryset = subteams  # type: ignore[attr-defined]
+        self.fields["subteam"].queryset = access.subteams_for(user)  # type: ignore[attr-defined]
         self.fields["title"].widget.attrs.update({"placeholder": _("New task…"), "autocomplete": "off"})
 
 
@@ -105,10 +99,7 @@ class GoalForm(forms.ModelForm[Goal]):
     def __init__(self, *args: Any, user: Any, creating: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        subteams = Subteam.objects.all()
-        if not access.is_admin(user):
-            subteams = subteams.filter(pk__in=access.led_subteam_ids(user))
-        self.fields["subteam"].queryset = subteams  # type: ignore[attr-defined]
+        self.fields["subteam"].queryset = access.subteams_for(user, leading=True)  # type: ignore[attr-defined]
         self.fields["subteam"].empty_label = _("Whole project")  # type: ignore[attr-defined]
         if creating:
             self.fields["reason"].required = False
@@ -130,10 +121,7 @@ class MilestoneForm(forms.ModelForm[Milestone]):
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        subteams = Subteam.objects.all()
-        if not access.is_admin(user):
-            subteams = subteams.filter(pk__in=access.led_subteam_ids(user))
-        self.fields["subteam"].queryset = subteams  # type: ignore[attr-defined]
+        self.fields["subteam"].queryset = access.subteams_for(user, leading=True)  # type: ignore[attr-defined]
         self.fields["subteam"].empty_label = _("Whole project")  # type: ignore[attr-defined]
 
     def clean_subteam(self) -> Subteam | None:

@@ -88,10 +88,7 @@ class JobForm(forms.Form):
     def __init__(self, *args: Any, user: Any, chain: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        subteams = Subteam.objects.all()
-        if not access.is_admin(user):
-            subteams = subteams.filter(pk__in=access.subteam_ids(user))
-        self.fields["subteam"].queryset = subteams  # type: ignore[attr-defined]
+        self.fields["subteam"].queryset = access.subteams_for(user)  # type: ignore[attr-defined]
         self.fields["cluster"].queryset = Cluster.objects.filter(is_active=True)  # type: ignore[attr-defined]
         if not chain:
             del self.fields["then_command"]

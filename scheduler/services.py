@@ -150,9 +150,8 @@ def _wake() -> None:
     transaction.on_commit(wakeup.set)
 
 
-@transaction.atomic
-def submit_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **extra: Any) -> Job:
-    validate_spec(spec)
+def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **extra: Any) -> Job:
+    """An unsaved Job for a validated spec, its script rendered (submit_job saves it; previews don't)."""
     job = Job(
         name=spec.name,
         kind=spec.kind,
@@ -177,6 +176,13 @@ def submit_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **ex
         **extra,
     )
     job.script = render_script(job)
+    return job
+
+
+@transaction.atomic
+def submit_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **extra: Any) -> Job:
+    validate_spec(spec)
+    job = build_job(actor, spec, depends_on, **extra)
     job.save()
     _record(
         job,

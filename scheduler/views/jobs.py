@@ -124,21 +124,8 @@ def _preview(owner: Member, specs: list[services.JobSpec]) -> list[dict[str, Any
     steps: list[dict[str, Any]] = []
     previous: Job | None = None
     for spec in specs:
-        job = Job(
-            name=spec.name,
-            kind=spec.kind,
-            owner=owner,
-            subteam=spec.subteam,
-            cluster=spec.cluster,
-            command=spec.command,
-            partition=spec.partition,
-            account=spec.account,
-            nodes=spec.nodes,
-            gpus_per_node=spec.gpus_per_node,
-            time_limit_minutes=spec.time_limit_minutes,
-            depends_on=previous,
-        )
-        steps.append({"job": job, "script": services.render_script(job), "after": previous})
+        job = services.build_job(owner, spec, depends_on=previous)
+        steps.append({"job": job, "script": job.script, "after": previous})
         previous = job
     return steps
 
