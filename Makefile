@@ -12,9 +12,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# Re-install when pyproject.toml changes.
+# Re-install when pyproject.toml changes. The training extra pins torch==2.13.0 in the same install
+# as transformers/TRL/PEFT, so pip takes the CPU wheel instead of a multi-GB CUDA build.
+EXTRAS ?= dev,training
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 venv: $(VENV)/.installed
