@@ -104,6 +104,8 @@ class TrainingConfig:
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"{key}.warmup_ratio", f"must be in [0, 1) (got {self.warmup_ratio})")
         _non_negative(self.warmup_steps, f"{key}.warmup_steps")
+        if self.warmup_steps and self.warmup_ratio:
+            raise ConfigError(f"{key}.warmup_steps", "set warmup_steps or warmup_ratio, not both")
         _non_negative(self.weight_decay, f"{key}.weight_decay")
         _positive(self.max_grad_norm, f"{key}.max_grad_norm")
         _non_negative(self.seed, f"{key}.seed")

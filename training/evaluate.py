@@ -294,10 +294,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         # 1. answers (those already written for these questions are kept)
         existing = load_answer_file(answer_file)
         missing = [q for q in questions if len(existing.get(q["question_id"], [])) != len(q["turns"])]
-        gen_started = time.monotonic()
+        load_seconds = generation_seconds = 0.0
         if missing:
+            load_started = time.monotonic()
             model, tokenizer = _load_for_generation(cfg)
+            gen_started = time.monotonic()
+            load_seconds = gen_started - load_started
             generated = generate_answers(cfg, model, tokenizer, missing)
+            generation_seconds = time.monotonic() - gen_started
             with answer_file.open("a", encoding="utf-8") as f:
                 for q in missing:
                     row = {
@@ -309,7 +313,6 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                     }
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
             existing.update(generated)
-        generation_seconds = time.monotonic() - gen_started
 
         # 2. judgments
         api_key = os.environ.get(ev.judge.api_key_env) or None
@@ -326,20 +329,26 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         )
         judge_started = time.monotonic()
         done = load_judgments(judgment_file, model_id)
-        judgments = judge_answers(
-            cfg, client, prompts, questions, model_id, existing, references, judgment_file, done
-        )
+        try:
+            judgments = judge_answers(
+                cfg, client, prompts, questions, model_id, existing, references, judgment_file, done
+            )
+        except JudgeError as exc:  # a refusal (401, 404, ...): the key, URL or model name is wrong
+            raise ConfigError("evaluate.judge", f"the judge refused the request: {exc}", cfg.source) from exc
         judge_seconds = time.monotonic() - judge_started
 
         # 3. summary
         summary = summarize(questions, judgments)
+        summary["counts"]["answers"] = sum(len(existing[q["question_id"]]) for q in questions)
         digest = hashlib.sha256(Path(ev.questions).read_bytes()).hexdigest()
         summary = {
             "model_id": model_id,
             "model_path": cfg.model.name_or_path,
             "judge": {
                 "model": ev.judge.model,
+                "base_url": client.url,
                 "prompts": sorted({j["judge"][1] for j in judgments}),
+                "prompts_file": ev.judge.prompts_file,
                 "retries": client.retries,
             },
             "question_set": {
@@ -359,6 +368,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             **summary,
             "files": {"answers": str(answer_file), "judgments": str(judgment_file)},
             "seconds": {
+                "load_model": round(load_seconds, 3),
                 "generation": round(generation_seconds, 3),
                 "judging": round(judge_seconds, 3),
                 "total": round(time.monotonic() - started, 3),

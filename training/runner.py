@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -138,6 +139,23 @@ def run_training(cfg: RunConfig, build: Callable[[RunConfig, list[str]], Trainer
     return result
 
 
+def slurm_distributed_env(env: dict[str, str]) -> dict[str, str]:
+    """torch.distributed's variables for a process that ``srun`` started as one of several tasks.
+
+    Under ``srun --ntasks-per-node=<gpus> python -m training.sft ...`` each task is one rank; the batch
+    script exports MASTER_ADDR and MASTER_PORT. Nothing is set when a launcher (torchrun) already set
+    RANK, or for a single task.
+    """
+    if "RANK" in env or int(env.get("SLURM_NTASKS", "1")) < 2 or "SLURM_PROCID" not in env:
+        return {}
+    return {
+        "RANK": env["SLURM_PROCID"],
+        "WORLD_SIZE": env["SLURM_NTASKS"],
+        "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+        "LOCAL_WORLD_SIZE": env.get("SLURM_NTASKS_PER_NODE", "1").split("(")[0],
+    }
+
+
 def cli(kind: str, run: Callable[[RunConfig], Any], argv: Sequence[str] | None = None) -> int:
     """``python -m training.<kind> --config run.yaml``."""
     parser = argparse.ArgumentParser(
@@ -147,6 +165,7 @@ def cli(kind: str, run: Callable[[RunConfig], Any], argv: Sequence[str] | None =
     args = parser.parse_args(argv)
     if kind != "evaluate":
         signals.install()  # before torch is imported: SIGUSR1's default action ends the process
+    os.environ.update(slurm_distributed_env(dict(os.environ)))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

@@ -13,6 +13,7 @@ from tests.training.tiny import REPO, offline_env, write_config, write_jsonl
 from training import tracking
 from training.config import ConfigError, config_from_dict, load_config
 from training.judge import parse_score
+from training.runner import slurm_distributed_env
 
 
 @pytest.fixture
@@ -66,6 +67,8 @@ def test_a_hub_model_name_is_kept_as_given(files: Path) -> None:
         ({"training": {"max_steps": "ten"}}, "training.max_steps", "must be an integer"),
         ({"training": {"learning_rate": -0.1}}, "training.learning_rate", "must be > 0"),
         ({"training": {"micro_batch_size": 0}}, "training.micro_batch_size", "must be > 0"),
+        ({"training": {"warmup_steps": 10, "warmup_ratio": 0.1}}, "training.warmup_steps", "not both"),
+        ({"training": {"max_steps": 0}}, "training.max_steps", "-1 for epochs"),
         ({"training": {"learning_rate": "fast"}}, "training.learning_rate", "must be a number"),
         ({"lora": {"enabled": "yes"}}, "lora.enabled", "true or false"),
         ({"lora": {"dropout": 1.5}}, "lora.dropout", "[0, 1)"),
@@ -97,6 +100,11 @@ def test_bad_values_name_the_key(files: Path, override: dict[str, Any], key: str
     assert err.key == key
     assert str(err).startswith(f"{files / 'run.yaml'}: {key}: ")
     assert words in str(err)
+
+
+def test_packing_is_refused_for_dpo(files: Path) -> None:
+    err = error_for(files, minimal(data={"train_files": "train.jsonl", "packing": True}), "dpo")
+    assert err.key == "data.packing"
 
 
 def test_top_level_must_be_a_mapping_and_yaml_valid(files: Path) -> None:
@@ -172,3 +180,15 @@ def test_wandb_settings_take_the_run_id_and_slurm_job_from_the_environment(files
 )
 def test_parse_score(text: str, score: float) -> None:
     assert parse_score(text) == score
+
+
+def test_srun_tasks_become_torch_distributed_ranks() -> None:
+    env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_NTASKS_PER_NODE": "4(x2)"}
+    assert slurm_distributed_env(env) == {
+        "RANK": "5",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "4",
+    }
+    assert slurm_distributed_env({**env, "RANK": "0"}) == {}  # torchrun set them already
+    assert slurm_distributed_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == {}

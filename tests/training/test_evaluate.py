@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.training.tiny import offline_env, run_entry_point, write_config, write_jsonl
-from training.config import config_from_dict
+from training.config import ConfigError, config_from_dict
 from training.judge import JudgeClient, JudgeError
 
 API_KEY = "test-key"  # a made-up key: the server checks that it arrives as a bearer token
@@ -172,7 +172,10 @@ def test_evaluate_entry_point_scores_categories_and_retries_a_429(
     }
     assert summary["average"] == (8 + 6 + 9 + 3 + 5 + 2 + 7 + 10) / 8
     assert summary["turn_averages"] == {"1": (8 + 9 + 3 + 2 + 7 + 10) / 6, "2": (6 + 5) / 2}
-    assert summary["counts"]["questions"] == 6 and summary["counts"]["turns"] == 9
+    assert (
+        summary["counts"]["questions"] == 6
+        and summary["counts"]["turns"] == summary["counts"]["answers"] == 9
+    )
     assert (summary["counts"]["judgments"], summary["counts"]["scored"], summary["counts"]["failed"]) == (
         9,
         8,
@@ -234,9 +237,16 @@ def test_evaluate_entry_point_scores_categories_and_retries_a_429(
     # A rerun (a requeued job) keeps the answers and scored judgments: only the unscored one is asked again.
     from training import evaluate
 
+    rerun = config_from_dict(eval_config(tiny_model, tmp_path, judge_server.base_url), kind="evaluate")
+    monkeypatch.setenv("OPENAI_API_KEY", "wrong-key")
+    with pytest.raises(ConfigError) as caught:  # a refused key is a setup error, named as such
+        evaluate.run(rerun)
+    assert caught.value.key == "evaluate.judge" and "HTTP 401" in str(caught.value)
+    assert len(judge_server.requests) == 11
+
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     evaluate.run(config_from_dict(eval_config(tiny_model, tmp_path, judge_server.base_url), kind="evaluate"))
-    assert len(judge_server.requests) == 11
+    assert len(judge_server.requests) == 12
 
 
 def test_judge_client_gives_up_after_retries_and_stops_on_a_refusal(judge_server: JudgeServer) -> None:
