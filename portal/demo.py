@@ -1059,21 +1059,8 @@ def _load_subteams(plan: Plan) -> dict[str, Subteam]:
 
 
 USER_FIELDS = ("first_name", "last_name", "email", "password", "is_active", "is_staff", "is_superuser")
-MEMBER_FIELDS = (
-    "display_name",
-    "slack_user_id",
-    "github",
-    "huggingface",
-    "wandb",
-    "cluster_account",
-    "bio",
-    "joined",
-    "has_cluster_account",
-    "has_github",
-    "has_huggingface",
-    "has_wandb",
-    "has_slack",
-)
+# What a profile edit may change, plus the join date the demo plan sets.
+MEMBER_FIELDS = (*services.MEMBER_FIELDS, "joined")
 
 
 def _load_people(plan: Plan, password_hash: str) -> dict[str, Member]:

@@ -3,6 +3,7 @@ parses the fields and shows the service's errors next to them (see `views.jobs`)
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django import forms
@@ -111,19 +112,7 @@ class JobForm(forms.Form):
         specs = [first]
         then = data.get("then_command") or ""
         if then.strip():
-            specs.append(
-                services.JobSpec(
-                    subteam=first.subteam,
-                    cluster=first.cluster,
-                    name=step_name(name, 2),
-                    command=then,
-                    nodes=first.nodes,
-                    gpus_per_node=first.gpus_per_node,
-                    time_limit_minutes=first.time_limit_minutes,
-                    partition=first.partition,
-                    account=first.account,
-                )
-            )
+            specs.append(dataclasses.replace(first, name=step_name(name, 2), command=then))
         return specs
 
     def check(self) -> list[services.JobSpec] | None:
