@@ -51,6 +51,10 @@ INSTALLED_APPS = [
     "channels",
     "portal",
     "scheduler",
+    "lending",
+    "metrics",
+    "evals",
+    "slackbot",
 ]
 
 MIDDLEWARE = [

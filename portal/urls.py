@@ -10,6 +10,10 @@ urlpatterns = [
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("api/", include("portal.api.urls")),
     path("", include(("scheduler.urls", "scheduler"))),
+    path("", include(("lending.urls", "lending"))),
+    path("", include(("metrics.urls", "metrics"))),
+    path("", include(("evals.urls", "evals"))),
+    path("slack/", include(("slackbot.urls", "slackbot"))),
     path("", include("portal.web_urls")),
 ]
 

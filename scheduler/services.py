@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from portal.models import Member, Subteam
-from scheduler import ssh
+from scheduler import hooks, ssh
 from scheduler.models import Cluster, Job, JobEvent, Partition
 
 # Wakes the worker loop early (same process: the embedded demo and tests); other workers poll.
@@ -28,6 +28,7 @@ wakeup = threading.Event()
 # \Z, not $: `$` also matches before a trailing newline, which would let "name\n" through.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 SLURM_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+SBATCH_OPTION_RE = re.compile(r"^--[a-z][a-z-]{0,40}(=[A-Za-z0-9][A-Za-z0-9._:,@-]{0,200})?\Z")
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_NODES = 64
 MIN_GPUS_PER_NODE = 1  # the cluster is for GPU work: a job asks for at least one GPU per node
@@ -132,6 +133,10 @@ def render_script(job: Job, after_slurm_id: str | None = None) -> str:
         lines.append(f"#SBATCH --gres=gpu:{job.gpus_per_node}")
     if job.depends_on_id:
         lines.append("#SBATCH --kill-on-invalid-dep=yes")
+    for option in hooks.sbatch_options(job):
+        if not SBATCH_OPTION_RE.match(option):
+            raise ValueError(f"refusing an unsafe #SBATCH option from a hook: {option!r}")
+        lines.append(f"#SBATCH {option}")
     lines.append("")
     lines.append(f"# Tanuki Portal job {job.id} ({job.name}) for {job.subteam.slug}")
     preamble = job.cluster.env_preamble.strip()
@@ -224,6 +229,7 @@ def cancel_job(actor: Member | None, job: Job) -> Job:
             locked.logs_final = True  # it never ran: no logs will come
             locked.save()
             _record(locked, JobEvent.Kind.CANCELLED, actor, from_state=old, to_state=locked.state)
+            hooks.state_changed(locked, old, locked.state)
             _cancel_dependents(locked)
             return locked
         if locked.cancel_requested_at is None:

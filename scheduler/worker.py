@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from scheduler import slurm, ssh
+from scheduler import hooks, slurm, ssh
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk, Node, Partition
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class Worker:
             stats = self.poll_cluster(cluster)
             self.last_stats[cluster.pk] = stats
             busy = busy or stats.did_something or stats.tracked > 0
+        hooks.run_loop_hooks()
         return busy
 
     def _claim_cluster(self, cluster: Cluster) -> bool:
@@ -171,6 +172,7 @@ class Worker:
             self.send_cancels(cluster, conn, stats)
             self.read_logs(cluster, conn, stats)
             self._mark(cluster, Cluster.Status.REACHABLE, "")
+            hooks.run_cluster_hooks(cluster, conn)
         except ssh.SlurmError as error:
             log.warning("cluster %s: %s", cluster.name, error)
             stats.errors.append(str(error))
@@ -332,6 +334,7 @@ class Worker:
                 to_state=Job.State.PENDING,
                 message=f"Slurm job {slurm_id}",
             )
+            hooks.state_changed(job, Job.State.SUBMITTING, Job.State.PENDING)
         stats.submitted += 1
 
     def _adopt(self, job: Job, slurm_id: str) -> None:
@@ -352,6 +355,7 @@ class Worker:
                 to_state=Job.State.PENDING,
                 message=f"Slurm job {slurm_id} found by its UUID; not submitted again",
             )
+            hooks.state_changed(job, Job.State.SUBMITTING, Job.State.PENDING)
 
     def _finish_unsubmitted(self, job: Job, reason: str, state: str = Job.State.CANCELLED) -> None:
         now = timezone.now()
@@ -372,6 +376,8 @@ class Worker:
                 to_state=state,
                 message=reason,
             )
+            job.state, job.reason = state, reason
+            hooks.state_changed(job, Job.State.SUBMITTING, state)
 
     # --- tracking -----------------------------------------------------------------------------------
 
@@ -433,6 +439,10 @@ class Worker:
                     to_state=new_state,
                     message=reason,
                 )
+                old = job.state
+                for name, value in fields.items():
+                    setattr(job, name, value)
+                hooks.state_changed(job, old, new_state)
         return bool(updated and "state" in fields)
 
     def _finish(self, job: Job, record: slurm.AccountingRecord, cluster: Cluster) -> None:
@@ -469,6 +479,10 @@ class Worker:
                     to_state=record.state,
                     message=message,
                 )
+                old = job.state
+                for name, value in fields.items():
+                    setattr(job, name, value)
+                hooks.state_changed(job, old, record.state)
 
     # --- cancellation -------------------------------------------------------------------------------
 
