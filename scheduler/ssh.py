@@ -270,6 +270,24 @@ class Connection:
                 self.close()
                 raise ClusterUnreachable(f"SFTP read of {path} failed: {error}") from error
 
+    def listdir(self, path: str) -> list[tuple[str, int, bool]]:
+        """(name, size, is_dir) of each entry of a remote directory ([] when it does not exist)."""
+        with self._lock:
+            try:
+                sftp = self._sftp_client()
+                self.sftp_ops += 1
+                return sorted(
+                    (entry.filename, entry.st_size or 0, stat.S_ISDIR(entry.st_mode or 0))
+                    for entry in sftp.listdir_attr(path)
+                )
+            except FileNotFoundError:
+                return []
+            except (paramiko.SSHException, OSError, EOFError) as error:
+                if isinstance(error, OSError) and getattr(error, "errno", None) is not None:
+                    return []
+                self.close()
+                raise ClusterUnreachable(f"SFTP listing of {path} failed: {error}") from error
+
     def write_file(self, path: str, data: bytes, mode: int = 0o640) -> None:
         """Write a remote file, creating its parent directories."""
         with self._lock:
