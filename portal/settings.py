@@ -190,3 +190,13 @@ LOGGING = {
 
 # Name shown in the header and page titles.
 PORTAL_NAME = env_str("PORTAL_NAME", "Tanuki Portal")
+
+# --- Slack (slackbot app; docs/slack.md) ---
+# Without a signing secret the slash command answers 503; without a bot token notifications are
+# recorded but not posted.
+SLACK_SIGNING_SECRET = env_str("SLACK_SIGNING_SECRET")
+SLACK_BOT_TOKEN = env_str("SLACK_BOT_TOKEN")
+SLACK_API_BASE_URL = env_str("SLACK_API_BASE_URL", "https://slack.com/api/")
+SLACK_MAX_ATTEMPTS = env_int("SLACK_MAX_ATTEMPTS", 8)
+# Where the portal is reached from a browser, for links in Slack messages (no trailing slash).
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")

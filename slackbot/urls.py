@@ -1,5 +1,9 @@
-"""Web pages of the slackbot app, included by portal/urls.py."""
+"""Slack's endpoints, mounted at /slack/ by portal/urls.py."""
 
-from typing import Any
+from django.urls import path
 
-urlpatterns: list[Any] = []
+from slackbot import views
+
+urlpatterns = [
+    path("commands/", views.command, name="commands"),
+]
