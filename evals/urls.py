@@ -1,5 +1,13 @@
-"""Web pages of the evals app, included by portal/urls.py."""
+"""Web pages of the evals app, included by portal/urls.py (namespace `evals`)."""
 
-from typing import Any
+from django.urls import path
 
-urlpatterns: list[Any] = []
+from evals import views
+
+urlpatterns = [
+    path("leaderboard/", views.leaderboard, name="leaderboard"),
+    path("leaderboard/<slug:slug>/", views.leaderboard, name="subteam-leaderboard"),
+    path("evals/results/<int:pk>/", views.result_detail, name="result"),
+    path("evals/import/", views.import_results, name="import"),
+    path("evals/baselines/new/", views.add_baseline, name="baseline-create"),
+]

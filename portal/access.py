@@ -245,3 +245,26 @@ def get_job_to_cancel(user: AnyUser, pk: object) -> Job:
     job = get_object_or_404(Job.objects.select_related("subteam", "owner"), pk=pk)
     _require(can_cancel_job(user, job))
     return job
+
+
+# --- evaluation results (evals) -------------------------------------------------------------------------
+
+
+def can_import_eval(user: AnyUser, subteam_id: int | None) -> bool:
+    """Members import results for their own subteams; project-wide results (no subteam): admins."""
+    return is_admin(user) or is_in_subteam(user, subteam_id)
+
+
+def can_add_baseline(user: AnyUser, subteam_id: int | None) -> bool:
+    """Baselines (reference models): a subteam's leads for it, admins for any subteam or the project."""
+    return is_admin(user) or is_lead(user, subteam_id)
+
+
+def may_import_evals(user: AnyUser) -> bool:
+    """Whether to offer the import form at all (some subteam to import for)."""
+    return is_admin(user) or bool(subteam_ids(user))
+
+
+def may_add_baselines(user: AnyUser) -> bool:
+    """Whether to offer the baseline form at all (admins, and leads of some subteam)."""
+    return is_admin(user) or bool(led_subteam_ids(user))

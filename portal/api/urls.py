@@ -9,12 +9,15 @@
 /api/v1/jobs/<uuid>/          list, submit, read; `?subteam=&state=&owner=<username>&cluster=<id>`;
                               POST …/cancel/, GET …/logs/?stream=stdout&offset=N
 /api/v1/clusters/<id>/        read-only, with partitions and nodes
+/api/v1/eval-results/<id>/    list, read; `?subteam=<slug>|none&benchmark=&model=&is_baseline=`;
+                              POST …/import/ (FastChat judgments + questions), POST …/baselines/
 """
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from evals import api as evals_api
 from portal.api import views
 from scheduler.api import views as scheduler_views
 
@@ -26,6 +29,7 @@ router.register("goals", views.GoalViewSet, basename="goal")
 router.register("milestones", views.MilestoneViewSet, basename="milestone")
 router.register("jobs", scheduler_views.JobViewSet, basename="job")
 router.register("clusters", scheduler_views.ClusterViewSet, basename="cluster")
+router.register("eval-results", evals_api.EvalResultViewSet, basename="eval-result")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -1,0 +1,279 @@
+"""Leaderboards (project and per subteam), a result's page with its radar chart and per-question scores,
+the import form and the baseline form.
+
+Every write is an `evals.services` call and every permission a `portal.access` predicate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import F, Q, QuerySet
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+
+from evals import services
+from evals.charts import radar
+from evals.forms import BaselineForm, ImportForm
+from evals.models import BENCHMARK_LABELS, CATEGORIES, CATEGORY_LABELS, DEFAULT_BENCHMARK, EvalResult
+from portal import access
+from portal.http import HtmxHttpRequest
+from portal.models import Subteam
+
+SCORE_COLUMNS = ("average", *CATEGORIES)
+SORTABLE = ("model_name", *SCORE_COLUMNS, "created_at")
+DEFAULT_SORT = "-average"
+
+
+def result_rows() -> QuerySet[EvalResult]:
+    return EvalResult.objects.select_related("subteam", "job")
+
+
+# --- leaderboard ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    name: str
+    label: str
+    is_score: bool
+    sorted_as: str  # "asc", "desc" or ""
+    next_sort: str  # the ?sort= value of a click on the header
+
+
+def _sort_key(raw: str) -> str:
+    return raw if raw.lstrip("-") in SORTABLE else DEFAULT_SORT
+
+
+def _columns(sort: str) -> list[Column]:
+    labels: dict[str, Any] = {"model_name": _("Model"), "average": _("Average"), **CATEGORY_LABELS}
+    columns = []
+    for name in ("model_name", *SCORE_COLUMNS):
+        current = sort.lstrip("-") == name
+        descending = sort.startswith("-")
+        sorted_as = ("desc" if descending else "asc") if current else ""
+        if current:
+            next_sort = name if descending else f"-{name}"
+        else:
+            next_sort = name if name == "model_name" else f"-{name}"  # scores: best first
+        columns.append(Column(name, str(labels[name]), name != "model_name", sorted_as, next_sort))
+    return columns
+
+
+def _ordered(results: QuerySet[EvalResult], sort: str) -> QuerySet[EvalResult]:
+    field = F(sort.lstrip("-"))
+    order = field.desc(nulls_last=True) if sort.startswith("-") else field.asc(nulls_last=True)
+    return results.order_by(order, "model_name", "pk")
+
+
+def _best(rows: list[EvalResult]) -> dict[str, float]:
+    """Column -> the best value in it (over every row shown, baselines included)."""
+    best: dict[str, float] = {}
+    for column in SCORE_COLUMNS:
+        values = [v for v in (getattr(r, column) for r in rows) if v is not None]
+        if values:
+            best[column] = max(values)
+    return best
+
+
+def _cells(
+    rows: list[EvalResult], best: dict[str, float]
+) -> list[tuple[EvalResult, list[tuple[float | None, bool]]]]:
+    return [
+        (r, [(getattr(r, c), c in best and getattr(r, c) == best[c]) for c in SCORE_COLUMNS]) for r in rows
+    ]
+
+
+@require_GET
+def leaderboard(request: HtmxHttpRequest, slug: str | None = None) -> HttpResponse:
+    """The project's board (every result) or a subteam's (its results and the project's baselines)."""
+    subteam = get_object_or_404(Subteam, slug=slug) if slug is not None else None
+    benchmark = request.GET.get("benchmark", "").strip() or DEFAULT_BENCHMARK
+    sort = _sort_key(request.GET.get("sort", ""))
+    results = result_rows().filter(benchmark=benchmark)
+    if subteam is not None:
+        results = results.filter(Q(subteam=subteam) | Q(subteam__isnull=True, is_baseline=True))
+    rows = list(_ordered(results, sort))
+    context: dict[str, Any] = {
+        "subteam": subteam,
+        "benchmark": benchmark,
+        "benchmark_label": BENCHMARK_LABELS.get(benchmark, benchmark),
+        "sort": sort,
+        "columns": _columns(sort),
+        "rows": _cells(rows, _best(rows)),
+        "base_url": request.path,
+    }
+    if request.htmx:
+        return render(request, "evals/leaderboard.html#board", context)
+    benchmarks = set(EvalResult.objects.values_list("benchmark", flat=True).distinct()) | {DEFAULT_BENCHMARK}
+    context.update(
+        subteams=Subteam.objects.all(),
+        benchmarks=sorted(benchmarks),
+        can_import=access.may_import_evals(request.user),
+        can_add_baseline=access.may_add_baselines(request.user),
+    )
+    return render(request, "evals/leaderboard.html", context)
+
+
+# --- one result -----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class QuestionRow:
+    question_id: str
+    category: str
+    question: str
+    turns: dict[int, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def turn1(self) -> Any:
+        return self.turns.get(1)
+
+    @property
+    def turn2(self) -> Any:
+        return self.turns.get(2)
+
+
+def _question_rows(result: EvalResult) -> list[QuestionRow]:
+    rows: dict[str, QuestionRow] = {}
+    for j in result.judgments.all():
+        row = rows.setdefault(
+            j.question_id, QuestionRow(j.question_id, j.category, j.question if j.turn == 1 else "")
+        )
+        if j.turn == 1 and j.question:
+            row.question = j.question
+        row.turns[j.turn] = j
+    return list(rows.values())
+
+
+def _score_labels() -> list[tuple[str, str]]:
+    return [("average", _("Average")), *((c, str(CATEGORY_LABELS[c])) for c in CATEGORIES)]
+
+
+def _score_row(
+    label: str, name: str, result: EvalResult, compare: EvalResult | None
+) -> tuple[str, float | None, float | None, float | None]:
+    value = getattr(result, name)
+    other = getattr(compare, name) if compare is not None else None
+    diff = round(value - other, 4) if value is not None and other is not None else None
+    return label, value, other, diff
+
+
+@require_GET
+def result_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """A result's scores, a radar chart against a chosen result (a baseline by default) and, when the
+    judgments were kept, the score of every question and turn."""
+    result = get_object_or_404(
+        EvalResult.objects.select_related(
+            "subteam", "job", "trained_by_job", "created_by__user"
+        ).prefetch_related("judgments"),
+        pk=pk,
+    )
+    others = list(
+        result_rows()
+        .filter(benchmark=result.benchmark)
+        .exclude(pk=result.pk)
+        .order_by("-is_baseline", F("average").desc(nulls_last=True), "model_name")
+    )
+    chosen = request.GET.get("compare", "")
+    compare = next((o for o in others if str(o.pk) == chosen), None)
+    if compare is None and chosen != "none":
+        compare = next((o for o in others if o.is_baseline), None)
+    series = [(result.model_name, result.categories, "model")]
+    if compare is not None:
+        series.append((compare.model_name, compare.categories, "baseline"))
+    context = {
+        "result": result,
+        "others": others,
+        "compare": compare,
+        "chart": radar(series),
+        "scores": [_score_row(label, name, result, compare) for name, label in _score_labels()],
+        "questions": _question_rows(result),
+    }
+    if request.htmx:
+        return render(request, "evals/result.html#comparison", context)
+    return render(request, "evals/result.html", context)
+
+
+# --- import and baselines -------------------------------------------------------------------------------
+
+
+def _refuse_foreign_subteam(form: ImportForm | BaselineForm, request: HtmxHttpRequest) -> None:
+    """The subteam field offers only the user's subteams: another one is a refusal, not a typo."""
+    if "subteam" in form.errors and request.POST.get("subteam"):
+        access.require(False)
+
+
+def _add_service_errors(form: ImportForm | BaselineForm, error: ValidationError) -> None:
+    if hasattr(error, "error_dict"):
+        for field, errors in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
+
+
+def import_results(request: HtmxHttpRequest) -> HttpResponse:
+    access.require(access.may_import_evals(request.user))
+    if request.method == "POST":
+        form = ImportForm(request.POST, request.FILES, user=request.user)
+        if form.is_valid():
+            subteam = form.cleaned_data["subteam"]
+            access.require(access.can_import_eval(request.user, subteam.pk if subteam else None))
+            try:
+                results = services.import_judgments(
+                    access.member_of(request.user),
+                    judgments_jsonl=form.cleaned_data["judgments"],
+                    questions_jsonl=form.cleaned_data["questions"],
+                    subteam=subteam,
+                    model_name=form.cleaned_data["model_name"] or None,
+                    judge_model=form.cleaned_data["judge_model"] or None,
+                    question_set=form.cleaned_data["question_set"],
+                )
+            except ValidationError as error:
+                _add_service_errors(form, error)
+            else:
+                messages.success(
+                    request,
+                    _("Imported %(n)d results: %(models)s.")
+                    % {"n": len(results), "models": ", ".join(r.model_name for r in results)},
+                )
+                return redirect(results[0] if len(results) == 1 else "evals:leaderboard")
+        else:
+            _refuse_foreign_subteam(form, request)
+    else:
+        form = ImportForm(user=request.user)
+    return render(request, "evals/import.html", {"form": form})
+
+
+def add_baseline(request: HtmxHttpRequest) -> HttpResponse:
+    access.require(access.may_add_baselines(request.user))
+    if request.method == "POST":
+        form = BaselineForm(request.POST, user=request.user)
+        if form.is_valid():
+            subteam = form.cleaned_data["subteam"]
+            access.require(access.can_add_baseline(request.user, subteam.pk if subteam else None))
+            try:
+                result = services.add_baseline(
+                    access.member_of(request.user),
+                    model_name=form.cleaned_data["model_name"],
+                    average=form.cleaned_data["average"],
+                    categories=form.category_values,
+                    subteam=subteam,
+                    notes=form.cleaned_data["notes"],
+                    judge_model=form.cleaned_data["judge_model"],
+                )
+            except ValidationError as error:
+                _add_service_errors(form, error)
+            else:
+                messages.success(request, _("Baseline added."))
+                return redirect(result)
+        else:
+            _refuse_foreign_subteam(form, request)
+    else:
+        form = BaselineForm(user=request.user)
+    return render(request, "evals/baseline_form.html", {"form": form, "categories": CATEGORIES})
