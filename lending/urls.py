@@ -1,5 +1,20 @@
-"""Web pages of the lending app, included by portal/urls.py."""
+"""Web pages of the lending app (namespace `lending`, under /gpus/), included by portal/urls.py.
 
-from typing import Any
+The .ics feeds live under /api/ (portal/api/urls.py): calendar apps cannot sign in, and /api/ is the
+part of the site that answers without a session; a signed token in the URL is their key.
+"""
 
-urlpatterns: list[Any] = []
+from django.urls import path
+
+from lending import views
+
+urlpatterns = [
+    path("gpus/", views.reservation_list, name="list"),
+    path("gpus/new/", views.reservation_create, name="create"),
+    path("gpus/preview/", views.reservation_preview, name="preview"),
+    path("gpus/calendar/", views.calendar, name="calendar"),
+    path("gpus/<int:pk>/", views.reservation_detail, name="detail"),
+    path("gpus/<int:pk>/approve/", views.reservation_approve, name="approve"),
+    path("gpus/<int:pk>/reject/", views.reservation_reject, name="reject"),
+    path("gpus/<int:pk>/cancel/", views.reservation_cancel, name="cancel"),
+]

@@ -268,3 +268,24 @@ def may_import_evals(user: AnyUser) -> bool:
 def may_add_baselines(user: AnyUser) -> bool:
     """Whether to offer the baseline form at all (admins, and leads of some subteam)."""
     return is_admin(user) or bool(led_subteam_ids(user))
+
+
+# --- GPU lending list (lending) -------------------------------------------------------------------------
+
+
+def can_book_gpus(user: AnyUser, subteam_id: int | None) -> bool:
+    """Members book GPUs for their own subteams; admins for any."""
+    return is_admin(user) or is_in_subteam(user, subteam_id)
+
+
+def can_decide_reservation(user: AnyUser) -> bool:
+    """Approving and rejecting GPU bookings is the management team's."""
+    return is_admin(user)
+
+
+def can_change_reservation(user: AnyUser, requester_id: int, subteam_id: int) -> bool:
+    """The requester, the subteam's leads and admins cancel or edit a booking."""
+    if is_admin(user) or is_lead(user, subteam_id):
+        return True
+    me = member_of(user)
+    return me is not None and me.pk == requester_id

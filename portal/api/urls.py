@@ -9,6 +9,10 @@
 /api/v1/jobs/<uuid>/          list, submit, read; `?subteam=&state=&owner=<username>&cluster=<id>`;
                               POST …/cancel/, GET …/logs/?stream=stdout&offset=N
 /api/v1/clusters/<id>/        read-only, with partitions and nodes
+/api/v1/reservations/<id>/    GPU bookings: list, book, read; `?subteam=&state=&requester=&cluster=`;
+                              POST …/approve/, …/reject/ (admins), …/cancel/
+/api/v1/clusters/<id>/availability/  free GPUs per hour, `?start=&end=`
+/api/v1/calendars/<subteam|member>/<slug|username>/<token>.ics  booking feeds (signed token, no sign-in)
 /api/v1/eval-results/<id>/    list, read; `?subteam=<slug>|none&benchmark=&model=&is_baseline=`;
                               POST …/import/ (FastChat judgments + questions), POST …/baselines/
 """
@@ -18,6 +22,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from evals import api as evals_api
+from lending import api as lending_api
+from lending import views as lending_views
 from portal.api import views
 from scheduler.api import views as scheduler_views
 
@@ -29,10 +35,21 @@ router.register("goals", views.GoalViewSet, basename="goal")
 router.register("milestones", views.MilestoneViewSet, basename="milestone")
 router.register("jobs", scheduler_views.JobViewSet, basename="job")
 router.register("clusters", scheduler_views.ClusterViewSet, basename="cluster")
+router.register("reservations", lending_api.ReservationViewSet, basename="reservation")
 router.register("eval-results", evals_api.EvalResultViewSet, basename="eval-result")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "v1/clusters/<int:pk>/availability/",
+        lending_api.AvailabilityView.as_view(),
+        name="lending-availability",
+    ),
+    path(
+        "v1/calendars/<str:kind>/<str:key>/<str:token>.ics",
+        lending_views.ics_feed,
+        name="lending-ics",
+    ),
     path("v1/", include((router.urls, "api"), namespace="api")),
 ]

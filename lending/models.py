@@ -1,0 +1,174 @@
+"""GPU bookings on a cluster (the lending list), their history, subteam quotas and Slurm accounts.
+
+An approved booking becomes a Slurm reservation of whole nodes (see lending/sync.py); derived state
+(`held_gpus`, `overlaps`, `is_live`) lives here, every write goes through `lending.services`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from portal.models import Member, Subteam
+from scheduler.models import Cluster
+
+
+class Reservation(models.Model):
+    class State(models.TextChoices):
+        REQUESTED = "requested", _("Requested")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        CANCELLED = "cancelled", _("Cancelled")
+        ACTIVE = "active", _("Active")
+        FINISHED = "finished", _("Finished")
+
+    class Sync(models.TextChoices):
+        SYNCED = "synced", _("In sync")
+        CREATE = "create", _("Needs create")
+        UPDATE = "update", _("Needs update")
+        DELETE = "delete", _("Needs delete")
+
+    requester = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="reservations", verbose_name=_("requested by")
+    )
+    subteam = models.ForeignKey(
+        Subteam, on_delete=models.PROTECT, related_name="reservations", verbose_name=_("subteam")
+    )
+    cluster = models.ForeignKey(
+        Cluster, on_delete=models.CASCADE, related_name="reservations", verbose_name=_("cluster")
+    )
+    gpus = models.PositiveIntegerField(_("GPUs"), null=True, blank=True)
+    gpu_type = models.CharField(_("GPU type"), max_length=32, blank=True)
+    nodes = models.JSONField(_("nodes"), default=list, blank=True)
+    gpus_per_node = models.PositiveIntegerField(_("GPUs per node"), default=8)
+    start = models.DateTimeField(_("start"), db_index=True)
+    end = models.DateTimeField(_("end"), db_index=True)
+    purpose = models.CharField(_("purpose"), max_length=200)
+    state = models.CharField(
+        _("state"), max_length=12, choices=State.choices, default=State.REQUESTED, db_index=True
+    )
+    approver = models.ForeignKey(
+        Member,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("decided by"),
+    )
+    decision_note = models.TextField(_("decision note"), blank=True)
+    auto_approved = models.BooleanField(_("approved within quota"), default=False)
+    slurm_name = models.CharField(_("Slurm reservation"), max_length=64, blank=True)
+    slurm_nodes = models.CharField(_("reserved nodes"), max_length=500, blank=True)
+    on_cluster = models.BooleanField(_("exists on the cluster"), default=False)
+    sync_state = models.CharField(
+        _("sync"), max_length=8, choices=Sync.choices, default=Sync.SYNCED, db_index=True
+    )
+    sync_error = models.TextField(_("last sync error"), blank=True)
+    sync_attempted_at = models.DateTimeField(null=True, blank=True)
+    idle_flagged_at = models.DateTimeField(_("flagged idle"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["start", "pk"]
+        verbose_name = _("GPU booking")
+        verbose_name_plural = _("GPU bookings")
+        indexes = [models.Index(fields=["cluster", "state", "start", "end"], name="lending_window")]
+        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="end_after_start")]
+
+    BOOKED_STATES = (State.APPROVED, State.ACTIVE)
+    OPEN_STATES = (State.REQUESTED, State.APPROVED, State.ACTIVE)
+
+    def __str__(self) -> str:
+        return f"{self.subteam} {self.what} {self.start:%Y-%m-%d %H:%M}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("lending:detail", args=[self.pk])
+
+    @property
+    def node_count(self) -> int:
+        """Whole nodes held on the cluster: Slurm 22.05 reserves nodes, not single GPUs."""
+        if self.nodes:
+            return len(self.nodes)
+        return math.ceil((self.gpus or 0) / max(1, self.gpus_per_node))
+
+    @property
+    def held_gpus(self) -> int:
+        return self.node_count * self.gpus_per_node
+
+    @property
+    def what(self) -> str:
+        if self.nodes:
+            return ",".join(self.nodes)
+        kind = f" {self.gpu_type}" if self.gpu_type else ""
+        return f"{self.gpus}{kind} GPU"
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start).total_seconds() / 3600
+
+    @property
+    def gpu_hours_booked(self) -> float:
+        return self.held_gpus * self.hours
+
+    @property
+    def is_booked(self) -> bool:
+        return self.state in self.BOOKED_STATES
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
+
+    def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
+        return self.start < end and start < self.end
+
+
+class ReservationEvent(models.Model):
+    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    at = models.DateTimeField(_("when"), default=timezone.now)
+    kind = models.CharField(_("what"), max_length=20)
+    changes = models.JSONField(_("changes"), default=dict, blank=True)
+    note = models.TextField(_("note"), blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.reservation_id} {self.kind} {self.at:%Y-%m-%d %H:%M}"
+
+
+class SubteamQuota(models.Model):
+    """Requests within a subteam's quota are approved without waiting for the management team."""
+
+    subteam = models.OneToOneField(Subteam, on_delete=models.CASCADE, related_name="gpu_quota")
+    max_gpus = models.PositiveIntegerField(_("max GPUs at once"), null=True, blank=True)
+    max_gpu_hours_per_week = models.PositiveIntegerField(_("max GPU-hours per week"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("GPU quota")
+        verbose_name_plural = _("GPU quotas")
+
+    def __str__(self) -> str:
+        return f"{self.subteam}: {self.max_gpus} GPUs, {self.max_gpu_hours_per_week} GPU-h/week"
+
+
+class SubteamAccount(models.Model):
+    """The Slurm account(s) a subteam's reservations admit on a cluster (default: the cluster's)."""
+
+    subteam = models.ForeignKey(Subteam, on_delete=models.CASCADE, related_name="slurm_accounts")
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="subteam_accounts")
+    account = models.CharField(_("Slurm account"), max_length=64)
+
+    class Meta:
+        verbose_name = _("Slurm account of a subteam")
+        constraints = [
+            models.UniqueConstraint(fields=["subteam", "cluster", "account"], name="unique_subteam_account")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subteam} -> {self.cluster}:{self.account}"

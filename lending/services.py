@@ -1,0 +1,677 @@
+"""Every change to the lending list goes through these functions (web pages, API and Slack alike).
+
+The invariant: at no moment do approved (incl. active) bookings of a cluster hold more GPUs than its
+default partition has. Bookings hold whole nodes (Slurm 22.05 refuses `TRES=gres/gpu:N`
+reservations), so a booking of 3 GPUs holds one 8-GPU node. Every write that can approve runs inside
+`_cluster_lock`: a `SELECT … FOR UPDATE` of the Cluster row on PostgreSQL; on SQLite the write
+transaction is IMMEDIATE (portal/settings.py), which serializes writers; and re-checks there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+
+from lending.models import Reservation, ReservationEvent, SubteamAccount, SubteamQuota
+from lending.signals import announce
+from portal import access
+from portal.models import Member, Subteam
+from scheduler.models import Cluster, Job, Node
+
+HOUR = dt.timedelta(hours=1)
+PAST_GRACE = dt.timedelta(minutes=5)  # a form filled in at 10:00 and sent at 10:02 still books "now"
+
+
+def idle_minutes() -> int:
+    return int(getattr(settings, "LENDING_IDLE_MINUTES", 60))
+
+
+def max_days() -> int:
+    return int(getattr(settings, "LENDING_MAX_DAYS", 14))
+
+
+def gpu_types() -> list[str]:
+    """GPU types the clusters' nodes carry (scheduler.Node records the count, not the gres type)."""
+    return list(getattr(settings, "LENDING_GPU_TYPES", ["h100"]))
+
+
+# --- capacity ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The cluster's default partition as the scheduler's inventory last saw it."""
+
+    nodes: dict[str, int]  # node name -> GPUs
+    unavailable: dict[str, str]  # drained/down node name -> reason or state
+
+    @property
+    def total_gpus(self) -> int:
+        return sum(self.nodes.values())
+
+    @property
+    def unavailable_gpus(self) -> int:
+        return sum(self.nodes[name] for name in self.unavailable)
+
+    @property
+    def gpus_per_node(self) -> int:
+        return max(self.nodes.values(), default=8) or 8
+
+
+def capacity(cluster: Cluster) -> Capacity:
+    nodes: dict[str, int] = {}
+    unavailable: dict[str, str] = {}
+    for node in Node.objects.filter(cluster=cluster).order_by("name"):
+        if cluster.default_partition not in node.partitions.split(","):
+            continue
+        nodes[node.name] = node.gpus_total
+        if node.unavailable:
+            unavailable[node.name] = node.reason or node.state
+    return Capacity(nodes=nodes, unavailable=unavailable)
+
+
+@dataclass
+class Slot:
+    start: dt.datetime
+    end: dt.datetime
+    total_gpus: int
+    booked_gpus: int
+    free_gpus: int
+    unavailable_gpus: int
+    conflicts: list[Reservation] = field(default_factory=list)
+
+    @property
+    def booked_percent(self) -> int:
+        return round(100 * self.booked_gpus / self.total_gpus) if self.total_gpus else 100
+
+
+def booked(cluster: Cluster, start: dt.datetime, end: dt.datetime) -> QuerySet[Reservation]:
+    """Approved and active bookings of the cluster overlapping [start, end)."""
+    return Reservation.objects.filter(
+        cluster=cluster, state__in=Reservation.BOOKED_STATES, start__lt=end, end__gt=start
+    ).select_related("subteam", "requester")
+
+
+def _exclude_pk(exclude: Reservation | int | None) -> int | None:
+    return exclude.pk if isinstance(exclude, Reservation) else exclude
+
+
+def peak_gpus(reservations: Iterable[Reservation], start: dt.datetime, end: dt.datetime) -> int:
+    """The most GPUs the bookings hold at any one moment within [start, end) (a sweep over their edges)."""
+    edges: list[tuple[dt.datetime, int]] = []
+    for r in reservations:
+        if r.start < end and start < r.end:
+            edges.append((max(r.start, start), r.held_gpus))
+            edges.append((min(r.end, end), -r.held_gpus))
+    edges.sort(key=lambda edge: (edge[0], edge[1]))  # ends before starts at the same instant
+    peak = level = 0
+    for _at, delta in edges:
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+def _hour_floor(value: dt.datetime) -> dt.datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def availability(
+    cluster: Cluster, start: dt.datetime, end: dt.datetime, *, exclude: Reservation | int | None = None
+) -> list[Slot]:
+    """Free GPUs per hour over [start, end): total of the default partition, minus booked (the peak
+    within the hour), minus drained/down nodes (as last seen: the inventory has no future)."""
+    cap = capacity(cluster)
+    slot_start = _hour_floor(start)
+    rows = list(booked(cluster, slot_start, end).exclude(pk=_exclude_pk(exclude) or 0).order_by("start"))
+    slots: list[Slot] = []
+    first = 0  # rows are sorted by start; rows that ended before this slot are skipped cheaply
+    while slot_start < end:
+        slot_end = slot_start + HOUR
+        here = [r for r in rows[first:] if r.start < slot_end and slot_start < r.end]
+        while first < len(rows) and rows[first].end <= slot_start and rows[first].start <= slot_start:
+            first += 1
+        taken = peak_gpus(here, slot_start, slot_end)
+        slots.append(
+            Slot(
+                start=slot_start,
+                end=slot_end,
+                total_gpus=cap.total_gpus,
+                booked_gpus=taken,
+                free_gpus=max(0, cap.total_gpus - taken - cap.unavailable_gpus),
+                unavailable_gpus=cap.unavailable_gpus,
+                conflicts=here,
+            )
+        )
+        slot_start = slot_end
+    return slots
+
+
+def free_gpus_now(cluster: Cluster) -> int:
+    now = timezone.now()
+    slot = availability(cluster, now, now + dt.timedelta(seconds=1))[0]
+    return slot.free_gpus
+
+
+def _when(value: dt.datetime) -> str:
+    return formats.date_format(timezone.localtime(value), "D H:i")
+
+
+def _span(start: dt.datetime, end: dt.datetime) -> str:
+    return f"{_when(start)}–{formats.date_format(timezone.localtime(end), 'H:i')}"
+
+
+def describe_conflicts(slots: list[Slot], need: int) -> list[str]:
+    """In words, each run of hours where fewer than `need` GPUs are free, and which bookings hold them:
+    "Tue 10:00–12:00: only 4 GPUs free: 'sft eval' by Sato books 8"."""
+    lines = []
+    for _short, run_iter in itertools.groupby(slots, key=lambda s: s.free_gpus < need):
+        run = list(run_iter)
+        if not _short:
+            continue
+        free = min(s.free_gpus for s in run)
+        holders: dict[int, Reservation] = {}
+        for slot in run:
+            for r in slot.conflicts:
+                holders.setdefault(r.pk, r)
+        who = "; ".join(
+            _("'%(purpose)s' by %(name)s (%(subteam)s) books %(gpus)d")
+            % {"purpose": r.purpose, "name": r.requester.display_name, "subteam": r.subteam.name, "gpus": r.held_gpus}
+            for r in holders.values()
+        )
+        text = _("%(when)s: only %(free)d GPUs free") % {"when": _span(run[0].start, run[-1].end), "free": free}
+        if who:
+            text += ": " + who
+        if run[0].unavailable_gpus:
+            text += " " + _("(%(n)d GPUs on drained or down nodes)") % {"n": run[0].unavailable_gpus}
+        lines.append(text)
+    return lines
+
+
+# --- validation -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    subteam: Subteam
+    cluster: Cluster
+    start: dt.datetime
+    end: dt.datetime
+    purpose: str
+    gpus: int | None = None
+    gpu_type: str = ""
+    nodes: list[str] = field(default_factory=list)
+
+
+def _add(errors: dict[str, list[str]], name: str, message: str) -> None:
+    errors.setdefault(name, []).append(message)
+
+
+def _check_window(start: dt.datetime | None, end: dt.datetime | None, errors: dict[str, list[str]]) -> None:
+    if start is None or end is None:
+        if start is None:
+            _add(errors, "start", _("Say when the booking starts."))
+        if end is None:
+            _add(errors, "end", _("Say when the booking ends."))
+        return
+    if timezone.is_naive(start) or timezone.is_naive(end):
+        raise ValueError("lending needs aware datetimes")
+    now = timezone.now()
+    if end <= start:
+        _add(errors, "end", _("The end must be after the start."))
+    if end <= now:
+        _add(errors, "end", _("This window is in the past."))
+    elif start < now - PAST_GRACE:
+        _add(errors, "start", _("The start is in the past; book from now on."))
+    if end - start > dt.timedelta(days=max_days()):
+        _add(errors, "end", _("A booking lasts at most %(days)d days.") % {"days": max_days()})
+
+
+def validate(request: Request, *, exclude: Reservation | None = None) -> tuple[Capacity, int]:
+    """Field errors for the request (ValidationError); else the cluster's capacity and the GPUs it holds."""
+    errors: dict[str, list[str]] = {}
+    cap = capacity(request.cluster)
+    gpn = cap.gpus_per_node
+    _check_window(request.start, request.end, errors)
+    if not request.purpose.strip():
+        _add(errors, "purpose", _("Say what the GPUs are for."))
+    if not request.cluster.is_active:
+        _add(errors, "cluster", _("This cluster is not active."))
+    if not cap.nodes:
+        _add(errors, "cluster", _("The cluster's inventory is not known yet: no nodes to book."))
+    held = 0
+    if request.nodes and request.gpus:
+        _add(errors, "nodes", _("Book either a number of GPUs or specific nodes, not both."))
+    elif request.nodes:
+        unknown = [n for n in request.nodes if n not in cap.nodes]
+        if unknown:
+            _add(
+                errors,
+                "nodes",
+                _("The cluster has no node %(names)s in partition %(partition)s.")
+                % {"names": ", ".join(unknown), "partition": request.cluster.default_partition},
+            )
+        if len(set(request.nodes)) != len(request.nodes):
+            _add(errors, "nodes", _("A node is listed twice."))
+        held = sum(cap.nodes.get(n, 0) for n in set(request.nodes))
+    elif request.gpus is None or request.gpus < 1:
+        _add(errors, "gpus", _("Book at least one GPU (or pick nodes)."))
+    else:
+        if request.gpus > cap.total_gpus and cap.nodes:
+            _add(
+                errors,
+                "gpus",
+                _("The cluster has only %(total)d GPUs in partition %(partition)s.")
+                % {"total": cap.total_gpus, "partition": request.cluster.default_partition},
+            )
+        held = math.ceil(request.gpus / gpn) * gpn
+    if request.gpu_type and request.gpu_type not in gpu_types():
+        _add(
+            errors,
+            "gpu_type",
+            _("The cluster has no %(kind)s GPUs (it has %(kinds)s).")
+            % {"kind": request.gpu_type, "kinds": ", ".join(gpu_types())},
+        )
+    if errors:
+        raise ValidationError(errors)
+    _check_room(request, held, exclude)
+    return cap, held
+
+
+def _check_room(request: Request, held: int, exclude: Reservation | None) -> None:
+    """Refuse when the booked bookings leave no room (or hold one of the named nodes) in the window."""
+    slots = availability(request.cluster, request.start, request.end, exclude=exclude)
+    # Exact, not per hour: the peak over the window itself.
+    others = [r for r in booked(request.cluster, request.start, request.end) if not exclude or r.pk != exclude.pk]
+    cap = capacity(request.cluster)
+    problems: list[str] = []
+    if peak_gpus(others, request.start, request.end) + held > cap.total_gpus:
+        # The invariant counts the partition's GPUs; drained nodes are shown, not subtracted.
+        room = [dataclasses.replace(s, free_gpus=s.total_gpus - s.booked_gpus) for s in slots]
+        problems += describe_conflicts(room, held) or [_("Not enough GPUs are free in this window.")]
+    if request.nodes:
+        for r in others:
+            taken = set(r.nodes) & set(request.nodes)
+            if taken:
+                problems.append(
+                    _("%(nodes)s already booked %(when)s: '%(purpose)s' by %(name)s")
+                    % {
+                        "nodes": ", ".join(sorted(taken)),
+                        "when": _span(max(r.start, request.start), min(r.end, request.end)),
+                        "purpose": r.purpose,
+                        "name": r.requester.display_name,
+                    }
+                )
+    if problems:
+        raise ValidationError({NON_FIELD_ERRORS: problems})
+
+
+# --- writes ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _cluster_lock(cluster: Cluster) -> Iterator[None]:
+    """One writer per cluster at a time, inside a transaction (see the module docstring)."""
+    with transaction.atomic():
+        Cluster.objects.select_for_update().filter(pk=cluster.pk).first()
+        yield
+
+
+def _event(
+    reservation: Reservation, kind: str, actor: Member | None, note: str = "", **changes: Any
+) -> ReservationEvent:
+    return ReservationEvent.objects.create(
+        reservation=reservation, kind=kind, actor=actor, note=note, changes=changes
+    )
+
+
+def _wake_worker() -> None:
+    from scheduler.services import wakeup
+
+    transaction.on_commit(wakeup.set)
+
+
+def _quota_allows(reservation: Reservation) -> bool:
+    """Within the subteam's quota: GPUs held at once, and GPU-hours in the week the booking starts."""
+    quota = SubteamQuota.objects.filter(subteam_id=reservation.subteam_id).first()
+    if quota is None or (quota.max_gpus is None and quota.max_gpu_hours_per_week is None):
+        return False
+    mine = list(
+        Reservation.objects.filter(
+            subteam_id=reservation.subteam_id, state__in=Reservation.BOOKED_STATES
+        ).exclude(pk=reservation.pk)
+    )
+    if quota.max_gpus is not None:
+        at_once = peak_gpus(mine, reservation.start, reservation.end) + reservation.held_gpus
+        if at_once > quota.max_gpus:
+            return False
+    if quota.max_gpu_hours_per_week is not None:
+        local = timezone.localtime(reservation.start)
+        week_start = (local - dt.timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+        week_end = week_start + dt.timedelta(days=7)
+        used = sum(_clipped_hours(r, week_start, week_end) * r.held_gpus for r in [*mine, reservation])
+        if used > quota.max_gpu_hours_per_week:
+            return False
+    return True
+
+
+def _clipped_hours(r: Reservation, start: dt.datetime, end: dt.datetime) -> float:
+    seconds = (min(r.end, end) - max(r.start, start)).total_seconds()
+    return max(0.0, seconds / 3600)
+
+
+def _mark_approved(reservation: Reservation, approver: Member | None, note: str) -> None:
+    reservation.state = Reservation.State.APPROVED
+    reservation.approver = approver
+    reservation.decision_note = note
+    reservation.slurm_name = f"tanuki-{reservation.pk}"
+    reservation.sync_state = Reservation.Sync.CREATE
+    reservation.sync_error = ""
+    reservation.sync_attempted_at = None
+    reservation.save(
+        update_fields=[
+            "state", "approver", "decision_note", "slurm_name", "sync_state", "sync_error",
+            "sync_attempted_at", "auto_approved",
+        ]
+    )
+    _wake_worker()
+
+
+def request_reservation(
+    actor: Member,
+    *,
+    subteam: Subteam,
+    cluster: Cluster,
+    start: dt.datetime,
+    end: dt.datetime,
+    purpose: str,
+    gpus: int | None = None,
+    gpu_type: str = "",
+    nodes: list[str] | None = None,
+) -> Reservation:
+    """Record a booking request; approve it at once when it is within the subteam's quota."""
+    if not access.can_book_gpus(actor.user, subteam.pk):
+        raise ValidationError({"subteam": [_("You can book GPUs only for your own subteams.")]})
+    request = Request(
+        subteam=subteam,
+        cluster=cluster,
+        start=start,
+        end=end,
+        purpose=(purpose or "").strip(),
+        gpus=None if nodes else gpus,
+        gpu_type=(gpu_type or "").strip(),
+        nodes=sorted(nodes or []),
+    )
+    with _cluster_lock(cluster):
+        cap, _held = validate(request)
+        reservation = Reservation.objects.create(
+            requester=actor,
+            subteam=subteam,
+            cluster=cluster,
+            gpus=request.gpus,
+            gpu_type=request.gpu_type,
+            nodes=request.nodes,
+            gpus_per_node=cap.gpus_per_node,
+            start=start,
+            end=end,
+            purpose=request.purpose,
+        )
+        _event(reservation, "requested", actor, what=reservation.what, start=start.isoformat(), end=end.isoformat())
+        announce(reservation, "requested")
+        if _quota_allows(reservation):
+            reservation.auto_approved = True
+            _mark_approved(reservation, None, _("Within the subteam's quota."))
+            _event(reservation, "approved", None, _("Within the subteam's quota."), state="approved")
+            announce(reservation, "approved")
+    return reservation
+
+
+def approve(actor: Member, reservation: Reservation, note: str = "") -> Reservation:
+    if not access.can_decide_reservation(actor.user):
+        raise PermissionDenied
+    with _cluster_lock(reservation.cluster):
+        locked = Reservation.objects.select_related("cluster", "subteam").get(pk=reservation.pk)
+        if locked.state != Reservation.State.REQUESTED:
+            raise ValidationError(_("Only a requested booking can be approved (this one is %(state)s).") % {"state": locked.get_state_display()})
+        if locked.end <= timezone.now():
+            raise ValidationError(_("This window is in the past."))
+        _check_room(_request_of(locked), locked.held_gpus, locked)
+        _mark_approved(locked, actor, note.strip())
+        _event(locked, "approved", actor, note.strip(), state="approved")
+        announce(locked, "approved")
+    return locked
+
+
+def _request_of(r: Reservation) -> Request:
+    return Request(
+        subteam=r.subteam, cluster=r.cluster, start=r.start, end=r.end, purpose=r.purpose,
+        gpus=r.gpus, gpu_type=r.gpu_type, nodes=list(r.nodes),
+    )
+
+
+def reject(actor: Member, reservation: Reservation, note: str) -> Reservation:
+    if not access.can_decide_reservation(actor.user):
+        raise PermissionDenied
+    if not (note or "").strip():
+        raise ValidationError({"note": [_("Say why the booking is rejected.")]})
+    with transaction.atomic():
+        locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
+        if locked.state != Reservation.State.REQUESTED:
+            raise ValidationError(_("Only a requested booking can be rejected (this one is %(state)s).") % {"state": locked.get_state_display()})
+        locked.state = Reservation.State.REJECTED
+        locked.approver = actor
+        locked.decision_note = note.strip()
+        locked.save(update_fields=["state", "approver", "decision_note"])
+        _event(locked, "rejected", actor, note.strip(), state="rejected")
+        announce(locked, "rejected")
+    return locked
+
+
+def cancel(actor: Member, reservation: Reservation) -> Reservation:
+    """The requester, the subteam's leads or an admin withdraw a booking; Slurm's copy is deleted."""
+    if not access.can_change_reservation(actor.user, reservation.requester_id, reservation.subteam_id):
+        raise PermissionDenied
+    with transaction.atomic():
+        locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
+        if not locked.is_open:
+            raise ValidationError(_("This booking is %(state)s already.") % {"state": locked.get_state_display()})
+        old = locked.state
+        locked.state = Reservation.State.CANCELLED
+        locked.sync_state = Reservation.Sync.DELETE if locked.on_cluster else Reservation.Sync.SYNCED
+        locked.sync_attempted_at = None
+        locked.save(update_fields=["state", "sync_state", "sync_attempted_at"])
+        _event(locked, "cancelled", actor, state=["cancelled", old])
+        announce(locked, "cancelled")
+        if locked.sync_state == Reservation.Sync.DELETE:
+            _wake_worker()
+    return locked
+
+
+def change_window(actor: Member, reservation: Reservation, *, start: dt.datetime, end: dt.datetime) -> Reservation:
+    """Move or resize an open booking's window (same rules as a new one); Slurm's copy follows."""
+    if not access.can_change_reservation(actor.user, reservation.requester_id, reservation.subteam_id):
+        raise PermissionDenied
+    with _cluster_lock(reservation.cluster):
+        locked = Reservation.objects.select_related("cluster", "subteam").get(pk=reservation.pk)
+        if not locked.is_open:
+            raise ValidationError(_("This booking is %(state)s already.") % {"state": locked.get_state_display()})
+        request = _request_of(locked)
+        request.start, request.end = start, end
+        validate(request, exclude=locked) if locked.is_booked else _check_window_only(start, end)
+        changes = {"start": [locked.start.isoformat(), start.isoformat()], "end": [locked.end.isoformat(), end.isoformat()]}
+        locked.start, locked.end = start, end
+        fields = ["start", "end"]
+        if locked.is_booked and locked.on_cluster:
+            locked.sync_state = Reservation.Sync.UPDATE
+            locked.sync_attempted_at = None
+            fields += ["sync_state", "sync_attempted_at"]
+            _wake_worker()
+        locked.save(update_fields=fields)
+        _event(locked, "changed", actor, **changes)
+    return locked
+
+
+def _check_window_only(start: dt.datetime, end: dt.datetime) -> None:
+    errors: dict[str, list[str]] = {}
+    _check_window(start, end, errors)
+    if errors:
+        raise ValidationError(errors)
+
+
+def record_sync(reservation: Reservation, action: str, nodes: str | None) -> None:
+    """History of what the worker did on the cluster (create / update / delete)."""
+    _event(reservation, f"slurm_{action}", None, nodes=nodes or "")
+
+
+# --- jobs and accounts -------------------------------------------------------------------------------
+
+
+def accounts_for(subteam_id: int, cluster: Cluster) -> list[str]:
+    """The Slurm accounts a subteam's reservation admits: its mapping, else the cluster's default."""
+    mapped = sorted(
+        SubteamAccount.objects.filter(subteam_id=subteam_id, cluster=cluster).values_list("account", flat=True)
+    )
+    if mapped:
+        return mapped
+    return [cluster.default_account] if cluster.default_account else []
+
+
+def reservation_for_job(job: Job) -> str | None:
+    """The Slurm reservation a job of job.subteam on job.cluster should use if submitted now: a booked
+    window of its subteam that covers now, exists on the cluster, admits the job's account and lasts
+    for the job's time limit (a job longer than the reservation would wait in vain)."""
+    now = timezone.now()
+    candidates = Reservation.objects.filter(
+        cluster_id=job.cluster_id,
+        subteam_id=job.subteam_id,
+        state__in=Reservation.BOOKED_STATES,
+        on_cluster=True,
+        start__lte=now,
+        end__gt=now + dt.timedelta(minutes=job.time_limit_minutes),
+    ).order_by("end")
+    for reservation in candidates:
+        accounts = accounts_for(reservation.subteam_id, job.cluster)
+        account = job.account or job.cluster.default_account
+        if not accounts or account in accounts:
+            return reservation.slurm_name
+    return None
+
+
+# --- booked vs used -------------------------------------------------------------------------------------
+
+
+def job_gpu_hours_in(job: Job, start: dt.datetime, end: dt.datetime, now: dt.datetime | None = None) -> float:
+    """A job's GPU-hours within [start, end): its accounted GPU-hours (or GPUs × runtime while it runs),
+    pro rata for the part of its run inside the window."""
+    if job.started_at is None:
+        return 0.0
+    job_end = job.ended_at or now or timezone.now()
+    run = (job_end - job.started_at).total_seconds()
+    inside = (min(job_end, end) - max(job.started_at, start)).total_seconds()
+    if run <= 0 or inside <= 0:
+        return 0.0
+    total = job.gpu_hours if job.ended_at and job.gpu_hours else job.gpus * run / 3600
+    return total * inside / run
+
+
+@dataclass
+class Usage:
+    booked_gpu_hours: float = 0.0
+    used_gpu_hours: float = 0.0
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.used_gpu_hours / self.booked_gpu_hours) if self.booked_gpu_hours else 0
+
+
+def usage(reservations: list[Reservation]) -> dict[int, Usage]:
+    """Booked vs used GPU-hours per booking, with one query for the jobs of all of them."""
+    if not reservations:
+        return {}
+    start = min(r.start for r in reservations)
+    end = max(r.end for r in reservations)
+    jobs = list(
+        Job.objects.filter(
+            subteam_id__in={r.subteam_id for r in reservations},
+            cluster_id__in={r.cluster_id for r in reservations},
+            started_at__isnull=False,
+            started_at__lt=end,
+        ).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+    )
+    now = timezone.now()
+    result = {}
+    for r in reservations:
+        used = sum(
+            job_gpu_hours_in(job, r.start, min(r.end, now), now)
+            for job in jobs
+            if job.subteam_id == r.subteam_id and job.cluster_id == r.cluster_id
+        )
+        result[r.pk] = Usage(booked_gpu_hours=r.gpu_hours_booked, used_gpu_hours=round(used, 2))
+    return result
+
+
+def usage_by_subteam(reservations: list[Reservation]) -> list[tuple[Subteam, Usage]]:
+    per = usage(reservations)
+    totals: dict[int, tuple[Subteam, Usage]] = {}
+    for r in reservations:
+        subteam, total = totals.setdefault(r.subteam_id, (r.subteam, Usage()))
+        total.booked_gpu_hours += per[r.pk].booked_gpu_hours
+        total.used_gpu_hours += per[r.pk].used_gpu_hours
+    return sorted(totals.values(), key=lambda pair: pair[0].name)
+
+
+# --- time passing (called by the worker through lending.sync) -----------------------------------------
+
+
+def advance(cluster: Cluster, now: dt.datetime | None = None) -> int:
+    """Mark bookings active when they start and finished when they end; flag active bookings whose
+    subteam has run nothing for LENDING_IDLE_MINUTES (once). Database only. Returns rows changed."""
+    now = now or timezone.now()
+    changed = 0
+    for r in Reservation.objects.filter(
+        cluster=cluster, state__in=Reservation.BOOKED_STATES, end__lte=now
+    ):
+        if Reservation.objects.filter(pk=r.pk, state=r.state).update(
+            state=Reservation.State.FINISHED, on_cluster=False
+        ):
+            r.state = Reservation.State.FINISHED
+            _event(r, "finished", None, state="finished")
+            announce(r, "finished")
+            changed += 1
+    for r in Reservation.objects.filter(
+        cluster=cluster, state=Reservation.State.APPROVED, start__lte=now, end__gt=now
+    ):
+        if Reservation.objects.filter(pk=r.pk, state=Reservation.State.APPROVED).update(
+            state=Reservation.State.ACTIVE
+        ):
+            r.state = Reservation.State.ACTIVE
+            _event(r, "starting", None, state="active")
+            announce(r, "starting")
+            changed += 1
+    quiet = dt.timedelta(minutes=idle_minutes())
+    for r in Reservation.objects.filter(
+        cluster=cluster, state=Reservation.State.ACTIVE, idle_flagged_at__isnull=True, start__lte=now - quiet
+    ):
+        ran = Job.objects.filter(
+            cluster=cluster, subteam_id=r.subteam_id, started_at__isnull=False, started_at__lt=now
+        ).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now - quiet))
+        if ran.exists():
+            continue
+        if Reservation.objects.filter(pk=r.pk, idle_flagged_at__isnull=True).update(idle_flagged_at=now):
+            r.idle_flagged_at = now
+            _event(r, "idle", None, _("No job of the subteam ran for %(n)d minutes.") % {"n": idle_minutes()})
+            announce(r, "idle")
+            changed += 1
+    return changed

@@ -1,0 +1,154 @@
+"""Slurm reservations for approved bookings, kept in step by the scheduler's worker (a cluster hook).
+
+Facts about Slurm 22.05 this relies on:
+- `TRES=gres/gpu:N` reservations are refused, so a booking reserves whole nodes: `NodeCnt=` for a
+  number of GPUs (ceil(gpus / GPUs per node)), `Nodes=` for named nodes.
+- StartTime/EndTime are read as the cluster's local time (`Cluster.tz`); a start in the past is
+  refused, so a booking that has begun is created from now on.
+- Slurm removes a reservation itself when it ends; the portal only marks the booking finished.
+
+Nothing remote runs when nothing needs syncing (the worker's idle cycle stays at its own commands).
+A failed command is recorded on the booking and retried after RETRY_AFTER.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.db.models import Q
+from django.utils import timezone
+
+from lending import services
+from lending.models import Reservation
+from scheduler import ssh
+from scheduler.models import Cluster, Job
+from scheduler.services import SBATCH_OPTION_RE
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = dt.timedelta(minutes=2)
+SLURM_TIME = "%Y-%m-%dT%H:%M:%S"
+
+
+def _slurm_time(value: dt.datetime, cluster: Cluster) -> str:
+    return value.astimezone(cluster.tz).strftime(SLURM_TIME)
+
+
+def reservation_fields(r: Reservation, now: dt.datetime | None = None) -> list[str]:
+    """`key=value` words for scontrol create/update (each one argument, quoted by the SSH layer)."""
+    now = now or timezone.now()
+    start = max(r.start, now + dt.timedelta(seconds=5))
+    fields = [
+        f"starttime={_slurm_time(start, r.cluster)}",
+        f"endtime={_slurm_time(r.end, r.cluster)}",
+        f"partition={r.cluster.default_partition}",
+    ]
+    fields.append(f"nodes={','.join(r.nodes)}" if r.nodes else f"nodecnt={r.node_count}")
+    accounts = services.accounts_for(r.subteam_id, r.cluster)
+    if accounts:
+        fields.append(f"accounts={','.join(accounts)}")
+    else:
+        fields.append(f"users={r.cluster.username}")
+    return fields
+
+
+def create_command(r: Reservation, now: dt.datetime | None = None) -> str:
+    """Create, then show it (one round trip) to learn which nodes Slurm picked."""
+    return ssh.chain_commands(
+        ["scontrol", "create", "reservation", f"reservationname={r.slurm_name}", *reservation_fields(r, now)],
+        ["scontrol", "--oneliner", "show", "reservation", r.slurm_name],
+    )
+
+
+def update_command(r: Reservation, now: dt.datetime | None = None) -> str:
+    fields = [f for f in reservation_fields(r, now) if not f.startswith("partition=")]
+    if r.start <= (now or timezone.now()):
+        fields = [f for f in fields if not f.startswith("starttime=")]  # it has begun: keep its start
+    return ssh.chain_commands(
+        ["scontrol", "update", f"reservationname={r.slurm_name}", *fields],
+        ["scontrol", "--oneliner", "show", "reservation", r.slurm_name],
+    )
+
+
+def delete_command(r: Reservation) -> list[str]:
+    return ["scontrol", "delete", f"reservationname={r.slurm_name}"]
+
+
+def parse_nodes(text: str) -> str:
+    """`Nodes=node[1-2]` from `scontrol --oneliner show reservation` output."""
+    from scheduler.slurm import parse_oneliner
+
+    for line in text.splitlines():
+        if line.startswith("ReservationName="):
+            return parse_oneliner(line).get("Nodes", "")
+    return ""
+
+
+def pending(cluster: Cluster, now: dt.datetime) -> list[Reservation]:
+    return list(
+        Reservation.objects.filter(cluster=cluster)
+        .exclude(sync_state=Reservation.Sync.SYNCED)
+        .filter(Q(sync_attempted_at__isnull=True) | Q(sync_attempted_at__lt=now - RETRY_AFTER))
+        .select_related("cluster", "subteam")
+    )
+
+
+def sync_reservations(cluster: Cluster, conn: ssh.Connection) -> None:
+    """1. Time passes: active / finished / idle (database only).
+    2. Each booking whose Slurm copy is out of step: create, update or delete it; record the result."""
+    now = timezone.now()
+    services.advance(cluster, now)
+    for r in pending(cluster, now):
+        _sync_one(r, conn, now)
+
+
+def _sync_one(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> None:
+    Reservation.objects.filter(pk=r.pk).update(sync_attempted_at=now)
+    want_gone = r.state not in Reservation.BOOKED_STATES or r.end <= now
+    if want_gone and not r.on_cluster:  # never made it to the cluster: nothing to delete
+        _done(r, on_cluster=False, synced_from=r.sync_state, ran=False)
+        return
+    try:
+        if r.sync_state == Reservation.Sync.DELETE or want_gone:
+            result = conn.run(delete_command(r))
+            if not result.ok and "not found" not in (result.stderr + result.stdout).lower():
+                result.check()
+            _done(r, on_cluster=False, synced_from=r.sync_state)
+        elif r.sync_state == Reservation.Sync.CREATE:
+            result = conn.run_shell(create_command(r, now)).check()
+            _done(r, on_cluster=True, synced_from=r.sync_state, nodes=parse_nodes(result.stdout))
+        elif r.sync_state == Reservation.Sync.UPDATE:
+            result = conn.run_shell(update_command(r, now)).check()
+            _done(r, on_cluster=True, synced_from=r.sync_state, nodes=parse_nodes(result.stdout))
+    except ssh.ClusterUnreachable:
+        raise
+    except ssh.SlurmError as error:
+        log.warning("reservation %s on %s: %s", r.slurm_name, r.cluster, error)
+        Reservation.objects.filter(pk=r.pk).update(sync_error=str(error)[:2000])
+
+
+def _done(
+    r: Reservation, *, on_cluster: bool, synced_from: str, nodes: str | None = None, ran: bool = True
+) -> None:
+    """Synced, unless the booking changed while the command ran (then the next cycle acts on it)."""
+    fields: dict[str, object] = {"on_cluster": on_cluster, "sync_error": ""}
+    if nodes is not None:
+        fields["slurm_nodes"] = nodes[:500]
+    Reservation.objects.filter(pk=r.pk).update(**fields)
+    Reservation.objects.filter(pk=r.pk, sync_state=synced_from).update(sync_state=Reservation.Sync.SYNCED)
+    if on_cluster:  # cancelled while being created: delete what was just made
+        Reservation.objects.filter(pk=r.pk).exclude(state__in=Reservation.BOOKED_STATES).update(
+            sync_state=Reservation.Sync.DELETE, sync_attempted_at=None
+        )
+    if ran:
+        services.record_sync(r, "delete" if not on_cluster else synced_from, nodes)
+
+
+def sbatch_options(job: Job) -> list[str]:
+    """`--reservation=<name>` for a job of a subteam that holds a booking now."""
+    name = services.reservation_for_job(job)
+    if not name:
+        return []
+    option = f"--reservation={name}"
+    return [option] if SBATCH_OPTION_RE.match(option) else []
