@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from evals.models import CATEGORIES, CATEGORY_LABELS
 from portal import access
+from portal.models import Subteam
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # a full MT-Bench judgment file is a few MB
 
@@ -24,8 +25,8 @@ def _score_field(label: Any, required: bool) -> forms.FloatField:
 
 
 class _SubteamForm(forms.Form):
-    subteam = forms.ModelChoiceField(
-        queryset=None,  # type: ignore[arg-type]  # set per user in __init__
+    subteam: forms.ModelChoiceField[Subteam] = forms.ModelChoiceField(
+        queryset=Subteam.objects.none(),  # set per user in __init__
         required=False,
         label=_("Subteam"),
         empty_label=_("Whole project"),

@@ -165,6 +165,11 @@ def _apply_summary(result: EvalResult, summary: Mapping[str, Any]) -> None:
 # --- the three doors ------------------------------------------------------------------------------------
 
 
+def _section(summary: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = summary.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
 def _training_job(job: Job) -> Job | None:
     """The job that trained the evaluated model, when the eval job's parameters name it
     (`trained_by_job`: the training job's id)."""
@@ -196,9 +201,7 @@ def record_from_job(
     if judgments_jsonl:
         rows = parse_judgments(judgments_jsonl, questions)
         judgments = [j for j in rows if j.model == model_name] or rows
-    judge = summary.get("judge") if isinstance(summary.get("judge"), Mapping) else {}
-    question_set = summary.get("question_set") if isinstance(summary.get("question_set"), Mapping) else {}
-    counts = summary.get("counts") if isinstance(summary.get("counts"), Mapping) else {}
+    judge, question_set, counts = (_section(summary, name) for name in ("judge", "question_set", "counts"))
     generation = summary.get("generation")
 
     result = EvalResult.objects.select_for_update().filter(job=job).first()

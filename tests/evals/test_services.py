@@ -267,7 +267,11 @@ def test_a_project_wide_import_moves_only_project_wide_goals(team: Team) -> None
     [result] = services.import_judgments(None, judgments_jsonl=JUDGMENTS_A, questions_jsonl=QUESTIONS_JSONL)
     assert Goal.objects.get(pk=mine.pk).metric_current == 1.0
     assert Goal.objects.get(pk=project.pk).metric_current == 6.25
-    assert project.revisions.get().reason == "MT-Bench result of model-a (imported file): 6.25"
+    revision = project.revisions.get()
+    assert (revision.reason, revision.source) == (
+        "MT-Bench result of model-a (imported file): 6.25",
+        f"eval:{result.pk}",
+    )
 
 
 def test_a_goal_with_no_current_value_takes_the_first_result(team: Team, make_job: MakeJob) -> None:
