@@ -289,3 +289,16 @@ def can_change_reservation(user: AnyUser, requester_id: int, subteam_id: int) ->
         return True
     me = member_of(user)
     return me is not None and me.pk == requester_id
+
+
+# --- metrics ----------------------------------------------------------------------------------------
+
+
+def can_see_metrics(user: AnyUser, job: Job) -> bool:
+    """A job's training metrics are read like the job itself: by anyone signed in."""
+    return bool(user.is_authenticated and user.is_active)
+
+
+def can_watch_subteam_runs(user: AnyUser, subteam: Subteam) -> bool:
+    """The subteam dashboard's live runs panel: anyone signed in, like the dashboard."""
+    return bool(user.is_authenticated and user.is_active)

@@ -13,6 +13,10 @@
                               POST …/approve/, …/reject/ (admins), …/cancel/
 /api/v1/clusters/<id>/availability/  free GPUs per hour, `?start=&end=`
 /api/v1/calendars/<subteam|member>/<slug|username>/<token>.ics  booking feeds (signed token, no sign-in)
+/api/v1/pipelines/<id>/       list, submit (SFT → DPO → eval …), read; `?subteam=`
+/api/v1/job-templates/<id>/   list, save, read, delete; `?subteam=`
+/api/v1/metrics/series/       `?job=<uuid>&key=train/loss&min_step=&max_step=&points=2000` (min/max buckets)
+/api/v1/metrics/keys/         `?job=<uuid>`: the metric keys stored for the jobs
 /api/v1/eval-results/<id>/    list, read; `?subteam=<slug>|none&benchmark=&model=&is_baseline=`;
                               POST …/import/ (FastChat judgments + questions), POST …/baselines/
 """
@@ -24,6 +28,7 @@ from rest_framework.routers import DefaultRouter
 from evals import api as evals_api
 from lending import api as lending_api
 from lending import views as lending_views
+from metrics import api as metrics_api
 from portal.api import views
 from scheduler.api import views as scheduler_views
 
@@ -36,11 +41,15 @@ router.register("milestones", views.MilestoneViewSet, basename="milestone")
 router.register("jobs", scheduler_views.JobViewSet, basename="job")
 router.register("clusters", scheduler_views.ClusterViewSet, basename="cluster")
 router.register("reservations", lending_api.ReservationViewSet, basename="reservation")
+router.register("pipelines", scheduler_views.PipelineViewSet, basename="pipeline")
+router.register("job-templates", scheduler_views.JobTemplateViewSet, basename="job-template")
 router.register("eval-results", evals_api.EvalResultViewSet, basename="eval-result")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("v1/metrics/series/", metrics_api.SeriesView.as_view(), name="metrics-series"),
+    path("v1/metrics/keys/", metrics_api.KeysView.as_view(), name="metrics-keys"),
     path(
         "v1/clusters/<int:pk>/availability/",
         lending_api.AvailabilityView.as_view(),

@@ -1,0 +1,10 @@
+"""Websocket routes of the metrics app (added to portal/routing.py)."""
+
+from django.urls import path
+
+from metrics import consumers
+
+websocket_urlpatterns = [
+    path("ws/jobs/<uuid:job_id>/", consumers.JobUpdatesConsumer.as_asgi()),
+    path("ws/subteams/<slug:slug>/", consumers.SubteamUpdatesConsumer.as_asgi()),
+]

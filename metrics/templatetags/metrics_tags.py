@@ -1,0 +1,70 @@
+"""Template helpers for the metrics panels: a job's progress, a subteam's training runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django import template
+from django.db.models import Q
+
+from metrics.progress import Progress, job_progress
+from portal.models import Subteam
+from scheduler.models import Job
+
+register = template.Library()
+
+TRAINING_KINDS = ("pretrain", "sft", "dpo", "eval")
+SUBTEAM_RUNS = 6
+
+
+@dataclass(frozen=True)
+class Run:
+    job: Job
+    progress: Progress | None
+
+
+@register.simple_tag
+def metrics_progress(job: Job) -> Progress | None:
+    return job_progress(job)
+
+
+@register.simple_tag
+def subteam_runs(subteam: Subteam) -> list[Run]:
+    """The subteam's running, then most recent, training jobs (or any job that logged metrics)."""
+    jobs = (
+        Job.objects.filter(subteam=subteam)
+        .filter(Q(kind__in=TRAINING_KINDS) | Q(metric_cursor__points__gt=0))
+        .select_related("cluster", "owner__user")
+        .order_by("-started_at", "-created_at")[:SUBTEAM_RUNS]
+    )
+    runs = [Run(job, job_progress(job)) for job in jobs]
+    return sorted(runs, key=lambda run: run.job.is_terminal)
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """`1:02:03`, `2d 1:02:03`; empty for None."""
+    if seconds is None:
+        return ""
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+@register.filter
+def compact(number: float | None) -> str:
+    """12.3K, 4.5M, 1.2B; empty for None."""
+    if number is None:
+        return ""
+    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(number) >= limit:
+            return f"{number / limit:.1f}{suffix}"
+    return f"{number:.0f}"
+
+
+@register.simple_tag
+def job_ids(runs: list[Run]) -> str:
+    return ",".join(str(run.job.pk) for run in runs)
