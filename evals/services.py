@@ -11,6 +11,7 @@ matching goals (`update_goals`); every result is announced with `eval_result_lan
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import math
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("evals")
 
 SCORE_FIELDS = ("average", *CATEGORIES, "turn1_average", "turn2_average")
+# Goal revision reasons are data (kept as written, whatever the reader's language), not UI text.
+ORIGIN_WORDS = {"job": "job", "import": "imported", "manual": "entered by hand"}
 
 
 # --- goals ----------------------------------------------------------------------------------------------
@@ -61,7 +64,7 @@ def _reason(result: EvalResult, metric: str, value: float) -> str:
     if result.job_id is not None and result.job is not None:
         origin = f"job {result.job.slurm_job_id or result.job_id}"
     else:
-        origin = result.get_source_display().lower()
+        origin = ORIGIN_WORDS[result.source]
     return f"{what} result of {result.model_name} ({origin}): {value:.2f}"
 
 
@@ -69,7 +72,7 @@ def update_goals(result: EvalResult) -> list[GoalRevision]:
     """Move the open goals this result measures: the result's subteam's and the project-wide ones.
 
     1. Goals whose metric_name is `<benchmark>.avg` or `<benchmark>.<category>`, open (on track or at
-       risk), of the result's subteam or of no subteam.
+       risk), of the result's subteam or of no subteam, and started by the day of the result.
     2. The value is taken only when better than the goal's current value (a worse result never
        regresses it); the goal becomes achieved when the value meets the target.
     3. Each change is a `portal.services.update_goal` call with source `eval:<id>` and a reason naming
@@ -79,6 +82,7 @@ def update_goals(result: EvalResult) -> list[GoalRevision]:
         return []
     goals = Goal.objects.filter(
         Q(subteam__isnull=True) | Q(subteam_id=result.subteam_id),
+        Q(start_date__isnull=True) | Q(start_date__lte=timezone.localdate(result.created_at)),
         metric_name__in=result.metric_names,
         status__in=[Goal.Status.ON_TRACK, Goal.Status.AT_RISK],
     ).order_by("pk")
@@ -283,19 +287,19 @@ def import_judgments(
     return results
 
 
-@transaction.atomic
-def add_baseline(
+def _manual(
     actor: Member | None,
     *,
+    is_baseline: bool,
     model_name: str,
     average: float | None,
     categories: Mapping[str, float | None],
-    subteam: Subteam | None = None,
-    notes: str = "",
-    benchmark: str = DEFAULT_BENCHMARK,
-    judge_model: str = "",
+    subteam: Subteam | None,
+    notes: str,
+    benchmark: str,
+    judge_model: str,
+    at: dt.datetime | None = None,
 ) -> EvalResult:
-    """A reference model's scores entered by hand (shown on the leaderboards; never moves a goal)."""
     unknown = sorted(set(categories) - set(CATEGORIES))
     if unknown:
         raise ValidationError(
@@ -307,14 +311,74 @@ def add_baseline(
         benchmark=benchmark,
         judge_model=judge_model.strip(),
         source=EvalResult.Source.MANUAL,
-        is_baseline=True,
+        is_baseline=is_baseline,
         notes=notes.strip(),
         created_by=actor,
         average=_score(average, "average"),
+        created_at=at or timezone.now(),
+        updated_at=at or timezone.now(),
     )
     for category in CATEGORIES:
         setattr(result, category, _score(categories.get(category), category))
     result.full_clean(exclude=["job", "trained_by_job", "subteam", "created_by"])
     result.save()
+    update_goals(result)
     _announce(result)
     return result
+
+
+@transaction.atomic
+def add_baseline(
+    actor: Member | None,
+    *,
+    model_name: str,
+    average: float | None,
+    categories: Mapping[str, float | None],
+    subteam: Subteam | None = None,
+    notes: str = "",
+    benchmark: str = DEFAULT_BENCHMARK,
+    judge_model: str = "",
+    at: dt.datetime | None = None,
+) -> EvalResult:
+    """A reference model's scores entered by hand (shown on the leaderboards; never moves a goal)."""
+    return _manual(
+        actor,
+        is_baseline=True,
+        model_name=model_name,
+        average=average,
+        categories=categories,
+        subteam=subteam,
+        notes=notes,
+        benchmark=benchmark,
+        judge_model=judge_model,
+        at=at,
+    )
+
+
+@transaction.atomic
+def add_result(
+    actor: Member | None,
+    *,
+    model_name: str,
+    average: float | None,
+    categories: Mapping[str, float | None],
+    subteam: Subteam | None = None,
+    notes: str = "",
+    benchmark: str = DEFAULT_BENCHMARK,
+    judge_model: str = "",
+    at: dt.datetime | None = None,
+) -> EvalResult:
+    """One of the team's results known only by its figures (no job, no files): it moves goals like any
+    other result. `at`: when it was obtained, if not now."""
+    return _manual(
+        actor,
+        is_baseline=False,
+        model_name=model_name,
+        average=average,
+        categories=categories,
+        subteam=subteam,
+        notes=notes,
+        benchmark=benchmark,
+        judge_model=judge_model,
+        at=at,
+    )

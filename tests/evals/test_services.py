@@ -269,7 +269,7 @@ def test_a_project_wide_import_moves_only_project_wide_goals(team: Team) -> None
     assert Goal.objects.get(pk=project.pk).metric_current == 6.25
     revision = project.revisions.get()
     assert (revision.reason, revision.source) == (
-        "MT-Bench result of model-a (imported file): 6.25",
+        "MT-Bench result of model-a (imported): 6.25",
         f"eval:{result.pk}",
     )
 
@@ -305,3 +305,30 @@ class SignalAfterCommitTests(TestCase):
         with self.captureOnCommitCallbacks(execute=True):
             services.import_judgments(None, judgments_jsonl=JUDGMENTS_A, questions_jsonl=QUESTIONS_JSONL)
         assert EvalResult.objects.count() == 1
+
+
+def test_a_result_entered_by_hand_moves_goals(team: Team) -> None:
+    g = goal(subteam=team.sft, metric_current=None)
+    result = services.add_result(
+        team.member("lead"), model_name="8B full SFT + DPO", average=7.03, categories={}, subteam=team.sft
+    )
+    g.refresh_from_db()
+    assert (result.is_baseline, g.metric_current) == (False, 7.03)
+    assert g.revisions.get().reason == "MT-Bench result of 8B full SFT + DPO (entered by hand): 7.03"
+
+
+def test_a_goal_not_started_by_the_day_of_the_result_is_left_alone(team: Team) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    g = goal(
+        subteam=team.sft, metric_current=None, start_date=dt.date(2024, 7, 20), due_date=dt.date(2024, 8, 9)
+    )
+    at = timezone.make_aware(dt.datetime(2024, 7, 12, 21, 0))
+    services.add_result(None, model_name="8B", average=7.03, categories={}, subteam=team.sft, at=at)
+    g.refresh_from_db()
+    assert g.metric_current is None
+    services.add_result(None, model_name="8x8B", average=7.5, categories={}, subteam=team.sft)
+    g.refresh_from_db()
+    assert g.metric_current == 7.5
