@@ -47,7 +47,9 @@ class ReservationEventSerializer(serializers.ModelSerializer[ReservationEvent]):
 
 
 class ReservationSerializer(serializers.ModelSerializer[Reservation]):
-    subteam = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    subteam: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     requester = serializers.SerializerMethodField()
     approver = serializers.SerializerMethodField()
     held_gpus = serializers.IntegerField(read_only=True)
@@ -108,7 +110,9 @@ def _member(request: Request) -> Any:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List GPU bookings", description="Filter with `?subteam=&state=&requester=&cluster=`."),
+    list=extend_schema(
+        summary="List GPU bookings", description="Filter with `?subteam=&state=&requester=&cluster=`."
+    ),
     retrieve=extend_schema(summary="One booking, with its history"),
 )
 @extend_schema(tags=["reservations"])
@@ -137,7 +141,9 @@ class ReservationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[
 
     def _out(self, reservation: Reservation, code: int = status.HTTP_200_OK) -> Response:
         fresh = self.get_queryset().prefetch_related("events__actor__user").get(pk=reservation.pk)
-        return Response(ReservationDetailSerializer(fresh, context=self.get_serializer_context()).data, status=code)
+        return Response(
+            ReservationDetailSerializer(fresh, context=self.get_serializer_context()).data, status=code
+        )
 
     @extend_schema(
         summary="Book GPUs",
@@ -170,22 +176,36 @@ class ReservationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[
                 services.reject(_member(request), reservation, decision.validated_data["note"])
         return self._out(reservation)
 
-    @extend_schema(summary="Approve a booking (admins)", request=DecisionSerializer, responses=ReservationDetailSerializer)
+    @extend_schema(
+        summary="Approve a booking (admins)",
+        request=DecisionSerializer,
+        responses=ReservationDetailSerializer,
+    )
     @action(detail=True, methods=["post"], filter_backends=[])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, pk, approve=True)
 
-    @extend_schema(summary="Reject a booking (admins; a note is required)", request=DecisionSerializer, responses=ReservationDetailSerializer)
+    @extend_schema(
+        summary="Reject a booking (admins; a note is required)",
+        request=DecisionSerializer,
+        responses=ReservationDetailSerializer,
+    )
     @action(detail=True, methods=["post"], filter_backends=[])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, pk, approve=False)
 
-    @extend_schema(summary="Cancel a booking (requester, subteam lead, admin)", request=None, responses=ReservationDetailSerializer)
+    @extend_schema(
+        summary="Cancel a booking (requester, subteam lead, admin)",
+        request=None,
+        responses=ReservationDetailSerializer,
+    )
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         reservation = get_object_or_404(self.get_queryset(), pk=pk)
         if not access.can_change_reservation(request.user, reservation.requester_id, reservation.subteam_id):
-            raise exceptions.PermissionDenied("You may cancel only your own bookings (leads: their subteam's).")
+            raise exceptions.PermissionDenied(
+                "You may cancel only your own bookings (leads: their subteam's)."
+            )
         with service_errors():
             services.cancel(_member(request), reservation)
         return self._out(reservation)

@@ -26,7 +26,10 @@ class ReservationForm(forms.Form):
     cluster = forms.ModelChoiceField(queryset=Cluster.objects.none(), label=_("Cluster"))
     subteam = forms.ModelChoiceField(queryset=Subteam.objects.none(), label=_("Subteam"))
     gpus = forms.IntegerField(
-        label=_("GPUs"), required=False, min_value=1, help_text=_("Whole nodes are reserved: 8 GPUs per node.")
+        label=_("GPUs"),
+        required=False,
+        min_value=1,
+        help_text=_("Whole nodes are reserved: 8 GPUs per node."),
     )
     gpu_type = forms.CharField(label=_("GPU type"), max_length=32, required=False, help_text=_("Empty: any."))
     nodes = forms.CharField(
@@ -50,4 +53,6 @@ class ReservationForm(forms.Form):
 
 
 class DecisionForm(forms.Form):
-    note = forms.CharField(label=_("Note"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    note = forms.CharField(
+        label=_("Note"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )

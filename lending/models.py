@@ -78,7 +78,9 @@ class Reservation(models.Model):
         verbose_name = _("GPU booking")
         verbose_name_plural = _("GPU bookings")
         indexes = [models.Index(fields=["cluster", "state", "start", "end"], name="lending_window")]
-        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="end_after_start")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="end_after_start")
+        ]
 
     BOOKED_STATES = (State.APPROVED, State.ACTIVE)
     OPEN_STATES = (State.REQUESTED, State.APPROVED, State.ACTIVE)

@@ -188,10 +188,18 @@ def describe_conflicts(slots: list[Slot], need: int) -> list[str]:
                 holders.setdefault(r.pk, r)
         who = "; ".join(
             _("'%(purpose)s' by %(name)s (%(subteam)s) books %(gpus)d")
-            % {"purpose": r.purpose, "name": r.requester.display_name, "subteam": r.subteam.name, "gpus": r.held_gpus}
+            % {
+                "purpose": r.purpose,
+                "name": r.requester.display_name,
+                "subteam": r.subteam.name,
+                "gpus": r.held_gpus,
+            }
             for r in holders.values()
         )
-        text = _("%(when)s: only %(free)d GPUs free") % {"when": _span(run[0].start, run[-1].end), "free": free}
+        text = _("%(when)s: only %(free)d GPUs free") % {
+            "when": _span(run[0].start, run[-1].end),
+            "free": free,
+        }
         if who:
             text += ": " + who
         if run[0].unavailable_gpus:
@@ -294,7 +302,9 @@ def _check_room(request: Request, held: int, exclude: Reservation | None) -> Non
     """Refuse when the booked bookings leave no room (or hold one of the named nodes) in the window."""
     slots = availability(request.cluster, request.start, request.end, exclude=exclude)
     # Exact, not per hour: the peak over the window itself.
-    others = [r for r in booked(request.cluster, request.start, request.end) if not exclude or r.pk != exclude.pk]
+    others = [
+        r for r in booked(request.cluster, request.start, request.end) if not exclude or r.pk != exclude.pk
+    ]
     cap = capacity(request.cluster)
     problems: list[str] = []
     if peak_gpus(others, request.start, request.end) + held > cap.total_gpus:
@@ -359,7 +369,9 @@ def _quota_allows(reservation: Reservation) -> bool:
             return False
     if quota.max_gpu_hours_per_week is not None:
         local = timezone.localtime(reservation.start)
-        week_start = (local - dt.timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+        week_start = (local - dt.timedelta(days=local.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
         week_end = week_start + dt.timedelta(days=7)
         used = sum(_clipped_hours(r, week_start, week_end) * r.held_gpus for r in [*mine, reservation])
         if used > quota.max_gpu_hours_per_week:
@@ -382,8 +394,14 @@ def _mark_approved(reservation: Reservation, approver: Member | None, note: str)
     reservation.sync_attempted_at = None
     reservation.save(
         update_fields=[
-            "state", "approver", "decision_note", "slurm_name", "sync_state", "sync_error",
-            "sync_attempted_at", "auto_approved",
+            "state",
+            "approver",
+            "decision_note",
+            "slurm_name",
+            "sync_state",
+            "sync_error",
+            "sync_attempted_at",
+            "auto_approved",
         ]
     )
     _wake_worker()
@@ -428,7 +446,14 @@ def request_reservation(
             end=end,
             purpose=request.purpose,
         )
-        _event(reservation, "requested", actor, what=reservation.what, start=start.isoformat(), end=end.isoformat())
+        _event(
+            reservation,
+            "requested",
+            actor,
+            what=reservation.what,
+            start=start.isoformat(),
+            end=end.isoformat(),
+        )
         announce(reservation, "requested")
         if _quota_allows(reservation):
             reservation.auto_approved = True
@@ -444,7 +469,10 @@ def approve(actor: Member, reservation: Reservation, note: str = "") -> Reservat
     with _cluster_lock(reservation.cluster):
         locked = Reservation.objects.select_related("cluster", "subteam").get(pk=reservation.pk)
         if locked.state != Reservation.State.REQUESTED:
-            raise ValidationError(_("Only a requested booking can be approved (this one is %(state)s).") % {"state": locked.get_state_display()})
+            raise ValidationError(
+                _("Only a requested booking can be approved (this one is %(state)s).")
+                % {"state": locked.get_state_display()}
+            )
         if locked.end <= timezone.now():
             raise ValidationError(_("This window is in the past."))
         _check_room(_request_of(locked), locked.held_gpus, locked)
@@ -456,8 +484,14 @@ def approve(actor: Member, reservation: Reservation, note: str = "") -> Reservat
 
 def _request_of(r: Reservation) -> Request:
     return Request(
-        subteam=r.subteam, cluster=r.cluster, start=r.start, end=r.end, purpose=r.purpose,
-        gpus=r.gpus, gpu_type=r.gpu_type, nodes=list(r.nodes),
+        subteam=r.subteam,
+        cluster=r.cluster,
+        start=r.start,
+        end=r.end,
+        purpose=r.purpose,
+        gpus=r.gpus,
+        gpu_type=r.gpu_type,
+        nodes=list(r.nodes),
     )
 
 
@@ -469,7 +503,10 @@ def reject(actor: Member, reservation: Reservation, note: str) -> Reservation:
     with transaction.atomic():
         locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
         if locked.state != Reservation.State.REQUESTED:
-            raise ValidationError(_("Only a requested booking can be rejected (this one is %(state)s).") % {"state": locked.get_state_display()})
+            raise ValidationError(
+                _("Only a requested booking can be rejected (this one is %(state)s).")
+                % {"state": locked.get_state_display()}
+            )
         locked.state = Reservation.State.REJECTED
         locked.approver = actor
         locked.decision_note = note.strip()
@@ -486,7 +523,9 @@ def cancel(actor: Member, reservation: Reservation) -> Reservation:
     with transaction.atomic():
         locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
         if not locked.is_open:
-            raise ValidationError(_("This booking is %(state)s already.") % {"state": locked.get_state_display()})
+            raise ValidationError(
+                _("This booking is %(state)s already.") % {"state": locked.get_state_display()}
+            )
         old = locked.state
         locked.state = Reservation.State.CANCELLED
         locked.sync_state = Reservation.Sync.DELETE if locked.on_cluster else Reservation.Sync.SYNCED
@@ -499,18 +538,25 @@ def cancel(actor: Member, reservation: Reservation) -> Reservation:
     return locked
 
 
-def change_window(actor: Member, reservation: Reservation, *, start: dt.datetime, end: dt.datetime) -> Reservation:
+def change_window(
+    actor: Member, reservation: Reservation, *, start: dt.datetime, end: dt.datetime
+) -> Reservation:
     """Move or resize an open booking's window (same rules as a new one); Slurm's copy follows."""
     if not access.can_change_reservation(actor.user, reservation.requester_id, reservation.subteam_id):
         raise PermissionDenied
     with _cluster_lock(reservation.cluster):
         locked = Reservation.objects.select_related("cluster", "subteam").get(pk=reservation.pk)
         if not locked.is_open:
-            raise ValidationError(_("This booking is %(state)s already.") % {"state": locked.get_state_display()})
+            raise ValidationError(
+                _("This booking is %(state)s already.") % {"state": locked.get_state_display()}
+            )
         request = _request_of(locked)
         request.start, request.end = start, end
         validate(request, exclude=locked) if locked.is_booked else _check_window_only(start, end)
-        changes = {"start": [locked.start.isoformat(), start.isoformat()], "end": [locked.end.isoformat(), end.isoformat()]}
+        changes = {
+            "start": [locked.start.isoformat(), start.isoformat()],
+            "end": [locked.end.isoformat(), end.isoformat()],
+        }
         locked.start, locked.end = start, end
         fields = ["start", "end"]
         if locked.is_booked and locked.on_cluster:
@@ -519,7 +565,7 @@ def change_window(actor: Member, reservation: Reservation, *, start: dt.datetime
             fields += ["sync_state", "sync_attempted_at"]
             _wake_worker()
         locked.save(update_fields=fields)
-        _event(locked, "changed", actor, **changes)
+        _event(locked, "changed", actor, "", **changes)
     return locked
 
 
@@ -541,7 +587,9 @@ def record_sync(reservation: Reservation, action: str, nodes: str | None) -> Non
 def accounts_for(subteam_id: int, cluster: Cluster) -> list[str]:
     """The Slurm accounts a subteam's reservation admits: its mapping, else the cluster's default."""
     mapped = sorted(
-        SubteamAccount.objects.filter(subteam_id=subteam_id, cluster=cluster).values_list("account", flat=True)
+        SubteamAccount.objects.filter(subteam_id=subteam_id, cluster=cluster).values_list(
+            "account", flat=True
+        )
     )
     if mapped:
         return mapped
@@ -626,7 +674,7 @@ def usage_by_subteam(reservations: list[Reservation]) -> list[tuple[Subteam, Usa
     per = usage(reservations)
     totals: dict[int, tuple[Subteam, Usage]] = {}
     for r in reservations:
-        subteam, total = totals.setdefault(r.subteam_id, (r.subteam, Usage()))
+        _subteam, total = totals.setdefault(r.subteam_id, (r.subteam, Usage()))
         total.booked_gpu_hours += per[r.pk].booked_gpu_hours
         total.used_gpu_hours += per[r.pk].used_gpu_hours
     return sorted(totals.values(), key=lambda pair: pair[0].name)
@@ -640,9 +688,7 @@ def advance(cluster: Cluster, now: dt.datetime | None = None) -> int:
     subteam has run nothing for LENDING_IDLE_MINUTES (once). Database only. Returns rows changed."""
     now = now or timezone.now()
     changed = 0
-    for r in Reservation.objects.filter(
-        cluster=cluster, state__in=Reservation.BOOKED_STATES, end__lte=now
-    ):
+    for r in Reservation.objects.filter(cluster=cluster, state__in=Reservation.BOOKED_STATES, end__lte=now):
         if Reservation.objects.filter(pk=r.pk, state=r.state).update(
             state=Reservation.State.FINISHED, on_cluster=False
         ):

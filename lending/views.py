@@ -221,7 +221,8 @@ def reservation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     reservation.usage = services.usage([reservation])[reservation.pk]  # type: ignore[attr-defined]
     context = {
         "r": reservation,
-        "can_decide": access.can_decide_reservation(request.user) and reservation.state == Reservation.State.REQUESTED,
+        "can_decide": access.can_decide_reservation(request.user)
+        and reservation.state == Reservation.State.REQUESTED,
         "can_cancel": reservation.is_open
         and access.can_change_reservation(request.user, reservation.requester_id, reservation.subteam_id),
         "decision_form": DecisionForm(),
@@ -261,7 +262,9 @@ def reservation_reject(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def reservation_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     reservation = get_object_or_404(rows(), pk=pk)
-    access.require(access.can_change_reservation(request.user, reservation.requester_id, reservation.subteam_id))
+    access.require(
+        access.can_change_reservation(request.user, reservation.requester_id, reservation.subteam_id)
+    )
     try:
         services.cancel(_member(request), reservation)
         messages.success(request, _("Cancelled."))
@@ -355,7 +358,9 @@ def calendar(request: HtmxHttpRequest) -> HttpResponse:
         context["blocks"] = blocks
         now = timezone.now()
         if start <= now < end:
-            context["today_left"] = round(100 * (now - start).total_seconds() / (end - start).total_seconds(), 3)
+            context["today_left"] = round(
+                100 * (now - start).total_seconds() / (end - start).total_seconds(), 3
+            )
     return render(request, "lending/calendar.html", context)
 
 

@@ -200,3 +200,16 @@ SLACK_API_BASE_URL = env_str("SLACK_API_BASE_URL", "https://slack.com/api/")
 SLACK_MAX_ATTEMPTS = env_int("SLACK_MAX_ATTEMPTS", 8)
 # Where the portal is reached from a browser, for links in Slack messages (no trailing slash).
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# --- GPU lending list (lending) ---
+# A booking with no running job of its subteam for this long (while active) is flagged idle, once.
+LENDING_IDLE_MINUTES = env_int("LENDING_IDLE_MINUTES", 60)
+# The longest booking, in days.
+LENDING_MAX_DAYS = env_int("LENDING_MAX_DAYS", 14)
+# GPU types the clusters' nodes carry (the inventory records GPU counts, not the gres type).
+LENDING_GPU_TYPES = env_list("LENDING_GPU_TYPES", ["h100"])
+# SQLite: write transactions are already IMMEDIATE (above), which serializes approvals as the
+# capacity invariant needs; PostgreSQL locks the Cluster row (SELECT … FOR UPDATE).
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["ReservationStateEnum"] = (  # type: ignore[index]
+    "lending.models.Reservation.State"
+)

@@ -17,7 +17,12 @@ HOUR = dt.timedelta(hours=1)
 
 def make_cluster(name: str = "lab", nodes: int = 4, drained: tuple[str, ...] = ()) -> Cluster:
     c = Cluster.objects.create(
-        name=name, host="127.0.0.1", port=1, username="tanuki", work_dir="/tmp/runs", default_account="tanuki"
+        name=name,
+        host="127.0.0.1",
+        port=1,
+        username="tanuki",
+        work_dir="/home/tanuki/runs",
+        default_account="tanuki",
     )
     for i in range(1, nodes + 1):
         node = f"node{i}"
@@ -49,14 +54,14 @@ def book(team: Team, lab: Cluster):  # type: ignore[no-untyped-def]
     """Book as a role: book("member", gpus=8, hours=(1, 3)) -> Reservation."""
     from lending import services
 
-    def make(role: str = "member", *, hours: tuple[float, float] = (1, 3), subteam=None, cluster=None, **kw):  # type: ignore[no-untyped-def]
+    def make(role: str = "member", *, hours: tuple[float, float] = (1, 3), subteam=None, on=None, **kw):  # type: ignore[no-untyped-def]
         kw.setdefault("purpose", "sft eval")
         if "gpus" not in kw and "nodes" not in kw:
             kw["gpus"] = 8
         return services.request_reservation(
             team.member(role),
             subteam=subteam or (team.pretrain if role == "other" else team.sft),
-            cluster=cluster or lab,
+            cluster=on or lab,
             start=soon(hours[0]),
             end=soon(hours[1]),
             **kw,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import icalendar
 import pytest
@@ -23,7 +24,7 @@ def local(value: dt.datetime) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%dT%H:%M")
 
 
-def form_data(team: Team, lab: Cluster, **changes: object) -> dict[str, object]:
+def form_data(team: Team, lab: Cluster, **changes: object) -> dict[str, Any]:
     data: dict[str, object] = {
         "cluster": lab.pk, "subteam": team.sft.pk, "gpus": 8, "gpu_type": "", "nodes": "",
         "start": local(soon(1)), "end": local(soon(3)), "purpose": "sft eval",
