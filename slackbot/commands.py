@@ -328,7 +328,7 @@ def parse_reserve(member: Member, args: list[str], now: dt.datetime) -> ReserveA
         "usage": RESERVE_USAGE
     }
     words = list(args)
-    if words and not words[0].isdigit():
+    if words and not words[0].isdecimal():
         picked = pick_subteam(member, words)
         if isinstance(picked, str):
             return picked
@@ -338,7 +338,7 @@ def parse_reserve(member: Member, args: list[str], now: dt.datetime) -> ReserveA
         if isinstance(picked, str):
             return picked
         subteam = picked[0]
-    if len(words) < 2 or not words[0].isascii() or not words[0].isdigit() or int(words[0]) < 1:
+    if len(words) < 2 or not words[0].isdecimal() or not 1 <= int(words[0]) <= 100_000:
         return _("Give the number of GPUs first (a whole number, 1 or more).") + "\n" + usage
     count = int(words[0])
     gpu_type, _sep, cluster_name = words[1].partition("@")

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from slackbot.models import Notification
@@ -87,6 +87,7 @@ RESERVATION_EVENTS = ("approved", "rejected", "starting", "idle")
 
 
 def reservation_text(reservation: Any, event: str) -> str:
+    """`GPU reservation approved: Fine-tuning, 8 h100 GPU on devcluster, 11-29 09:00–18:00 (SFT sweep)`."""
     with translation.override(settings.LANGUAGE_CODE):
         headlines = {
             "approved": _("GPU reservation approved"),
@@ -94,10 +95,24 @@ def reservation_text(reservation: Any, event: str) -> str:
             "starting": _("GPU reservation starting"),
             "idle": _("Reserved GPUs are idle"),
         }
-        parts = [f"{headlines[event]}: {reservation}"]
-        url = getattr(reservation, "get_absolute_url", None)
-        if callable(url):
-            parts.append(link(url()))
+        start, end = timezone.localtime(reservation.start), timezone.localtime(reservation.end)
+        window = (
+            f"{start:%m-%d %H:%M}–{end:%H:%M}"
+            if start.date() == end.date()
+            else f"{start:%m-%d %H:%M}–{end:%m-%d %H:%M}"
+        )
+        summary = _("%(subteam)s, %(what)s on %(cluster)s, %(window)s (%(purpose)s)") % {
+            "subteam": reservation.subteam,
+            "what": reservation.what,
+            "cluster": reservation.cluster,
+            "window": window,
+            "purpose": reservation.purpose,
+        }
+        parts = [f"{headlines[event]}: {summary}"]
+        note = getattr(reservation, "decision_note", "")
+        if event == "rejected" and note:
+            parts.append(_("Reason: %(note)s") % {"note": note})
+        parts.append(link(reservation.get_absolute_url()))
         return "\n".join(parts)
 
 
@@ -110,8 +125,6 @@ def on_reservation_changed(sender: Any, reservation: Any, event: str, **kwargs: 
         # "idle" may repeat for one reservation: one message per hour at most.
         suffix = ""
         if event == "idle":
-            from django.utils import timezone
-
             suffix = ":" + timezone.now().strftime("%Y%m%d%H")
         text = reservation_text(reservation, event)
         enqueue(channel, f"reservation:{reservation.pk}:{event}{suffix}", text, _section(text))
@@ -125,30 +138,26 @@ def on_reservation_changed(sender: Any, reservation: Any, event: str, **kwargs: 
 
 
 def eval_text(result: Any) -> str:
+    """`Evaluation result landed: 8x8B-dpo, Japanese MT-Bench average 7.91 (judge gpt-4)`."""
     with translation.override(settings.LANGUAGE_CODE):
-        parts = [_("Evaluation result landed: %(result)s") % {"result": result}]
+        summary = f"{result.model_name}, {result.benchmark}"
+        if result.average is not None:
+            summary += " " + _("average %(score).2f") % {"score": result.average}
+        if result.judge_model:
+            summary += " " + _("(judge %(judge)s)") % {"judge": result.judge_model}
+        parts = [_("Evaluation result landed: %(summary)s") % {"summary": summary}]
         url = getattr(result, "get_absolute_url", None)
         if callable(url):
             parts.append(link(url()))
         return "\n".join(parts)
 
 
-def _subteam_of(result: Any) -> Any:
-    for path in ("subteam", "job.subteam", "run.subteam", "run.job.subteam"):
-        obj = result
-        for attr in path.split("."):
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                break
-        if obj is not None:
-            return obj
-    return None
-
-
 def on_eval_result_landed(sender: Any, result: Any, **kwargs: Any) -> None:
+    """A subteam's new or re-scored result goes to its channel (baselines and project-wide ones do not)."""
+    if result.is_baseline or result.subteam_id is None:
+        return
     try:
-        channel = getattr(_subteam_of(result), "slack_channel", "") or ""
         text = eval_text(result)
-        enqueue(channel, f"eval:{type(result).__name__}:{result.pk}", text, _section(text))
+        enqueue(result.subteam.slack_channel, f"eval:{result.pk}:{result.average}", text, _section(text))
     except Exception:
-        log.exception("could not queue the Slack notification for eval result %s", getattr(result, "pk", "?"))
+        log.exception("could not queue the Slack notification for eval result %s", result.pk)

@@ -61,10 +61,10 @@ def post_message(channel: str, text: str, blocks: list[dict[str, Any]] | None = 
     except SlackApiError as exc:
         status = exc.response.status_code
         data = exc.response.data
-        error = str(data.get("error") or "") if isinstance(data, dict) else ""
-        error = error or f"HTTP {status}"
+        code = str(data.get("error") or "") if isinstance(data, dict) else ""
+        message = code if status == 200 else f"HTTP {status}" + (f": {code}" if code else "")
         retry_after = _seconds(_header(exc.response.headers, "Retry-After")) if status == 429 else None
-        raise SlackError(error, permanent=error in PERMANENT_ERRORS, retry_after=retry_after) from None
+        raise SlackError(message, permanent=code in PERMANENT_ERRORS, retry_after=retry_after) from None
     except (OSError, urllib.error.URLError) as exc:
         raise SlackError(f"{type(exc).__name__}: {exc}") from None
     return str(response.get("ts") or "")

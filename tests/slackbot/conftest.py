@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any as SettingsWrapper
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -25,7 +25,7 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-def slack_settings(settings: SettingsWrapper, fake_slack: FakeSlack) -> SettingsWrapper:
+def slack_settings(settings: Any, fake_slack: FakeSlack) -> Any:
     settings.SLACK_SIGNING_SECRET = SECRET
     settings.SLACK_BOT_TOKEN = TOKEN
     settings.SLACK_API_BASE_URL = fake_slack.api_url
@@ -54,7 +54,7 @@ def form(text: str, *, user_id: str = "U0MEMBER", response_url: str = "", **extr
     return urllib.parse.urlencode(fields).encode()
 
 
-def post(body: bytes, headers: dict[str, str] | None = None) -> object:
+def post(body: bytes, headers: dict[str, str] | None = None) -> Any:
     client = Client()
     return client.post(
         "/slack/commands/",
@@ -73,14 +73,14 @@ class Slash:
     def __call__(self, text: str, *, user_id: str = "U0MEMBER", **extra: str) -> str:
         body = form(text, user_id=user_id, response_url=self.fake.response_url(), **extra)
         response = post(body, signed_headers(body))
-        assert response.status_code == 200, response.content  # type: ignore[attr-defined]
-        data = response.json()  # type: ignore[attr-defined]
+        assert response.status_code == 200, response.content
+        data = response.json()
         assert data["response_type"] == "ephemeral"
         return str(data["text"])
 
 
 @pytest.fixture
-def slash(slack_settings: SettingsWrapper, fake_slack: FakeSlack) -> Slash:
+def slash(slack_settings: Any, fake_slack: FakeSlack) -> Slash:
     return Slash(fake_slack)
 
 

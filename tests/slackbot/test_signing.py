@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any as SettingsWrapper
+from typing import Any
 
 import pytest
 
@@ -15,30 +15,28 @@ from tests.slackbot.conftest import form, post, signed_headers
 pytestmark = pytest.mark.django_db
 
 
-def test_it_answers_a_signed_request(linked: Team, slack_settings: SettingsWrapper) -> None:
+def test_it_answers_a_signed_request(linked: Team, slack_settings: Any) -> None:
     body = form("task Write the eval plan")
     response = post(body, signed_headers(body))
     assert response.status_code == 200
     assert Task.objects.filter(title="Write the eval plan", subteam=linked.sft).count() == 1
 
 
-def test_it_refuses_a_request_signed_with_another_secret(
-    linked: Team, slack_settings: SettingsWrapper
-) -> None:
+def test_it_refuses_a_request_signed_with_another_secret(linked: Team, slack_settings: Any) -> None:
     body = form("task Forged")
     response = post(body, signed_headers(body, secret="not-the-secret"))
     assert response.status_code == 401
     assert not Task.objects.exists()
 
 
-def test_it_refuses_a_body_changed_after_signing(linked: Team, slack_settings: SettingsWrapper) -> None:
+def test_it_refuses_a_body_changed_after_signing(linked: Team, slack_settings: Any) -> None:
     headers = signed_headers(form("task Harmless"))
     response = post(form("task Tampered"), headers)
     assert response.status_code == 401
     assert not Task.objects.exists()
 
 
-def test_it_refuses_a_replayed_request(linked: Team, slack_settings: SettingsWrapper) -> None:
+def test_it_refuses_a_replayed_request(linked: Team, slack_settings: Any) -> None:
     body = form("task Only once")
     headers = signed_headers(body)
     assert post(body, headers).status_code == 200
@@ -46,7 +44,7 @@ def test_it_refuses_a_replayed_request(linked: Team, slack_settings: SettingsWra
     assert Task.objects.filter(title="Only once").count() == 1
 
 
-def test_it_refuses_an_expired_request(linked: Team, slack_settings: SettingsWrapper) -> None:
+def test_it_refuses_an_expired_request(linked: Team, slack_settings: Any) -> None:
     body = form("task Too late")
     response = post(body, signed_headers(body, timestamp=int(time.time()) - 6 * 60))
     assert response.status_code == 401
@@ -54,7 +52,7 @@ def test_it_refuses_an_expired_request(linked: Team, slack_settings: SettingsWra
     assert not SeenRequest.objects.exists()
 
 
-def test_it_refuses_a_request_from_the_future(linked: Team, slack_settings: SettingsWrapper) -> None:
+def test_it_refuses_a_request_from_the_future(linked: Team, slack_settings: Any) -> None:
     body = form("task Too early")
     response = post(body, signed_headers(body, timestamp=int(time.time()) + 6 * 60))
     assert response.status_code == 401
@@ -72,7 +70,7 @@ def test_it_refuses_a_request_from_the_future(linked: Team, slack_settings: Sett
     ],
 )
 def test_it_refuses_unsigned_or_malformed_requests(
-    linked: Team, slack_settings: SettingsWrapper, headers: dict[str, str]
+    linked: Team, slack_settings: Any, headers: dict[str, str]
 ) -> None:
     response = post(form("task Unsigned"), headers)
     assert response.status_code == 401
@@ -80,7 +78,7 @@ def test_it_refuses_unsigned_or_malformed_requests(
 
 
 def test_without_a_signing_secret_it_refuses_everything(
-    linked: Team, slack_settings: SettingsWrapper, caplog: pytest.LogCaptureFixture
+    linked: Team, slack_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     body = form("task Unconfigured")
     headers = signed_headers(body)
@@ -91,13 +89,13 @@ def test_without_a_signing_secret_it_refuses_everything(
     assert "SLACK_SIGNING_SECRET is not set" in caplog.text
 
 
-def test_it_answers_only_post(linked: Team, slack_settings: SettingsWrapper) -> None:
+def test_it_answers_only_post(linked: Team, slack_settings: Any) -> None:
     from django.test import Client
 
     assert Client().get("/slack/commands/").status_code == 405
 
 
-def test_old_signatures_are_forgotten(linked: Team, slack_settings: SettingsWrapper) -> None:
+def test_old_signatures_are_forgotten(linked: Team, slack_settings: Any) -> None:
     import datetime as dt
 
     from django.utils import timezone
