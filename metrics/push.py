@@ -45,7 +45,6 @@ def push_job(
         message: dict[str, Any] = {"type": MESSAGE_TYPE, "job": str(job_id)}
         if state is not None:
             message["state"] = state
-            message["state_label"] = str(Job.State(state).label) if state in Job.State.values else state
         if log_text is not None:
             message["log_text"] = log_text
         if points:

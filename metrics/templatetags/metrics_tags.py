@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from django import template
@@ -42,9 +43,9 @@ def subteam_runs(subteam: Subteam) -> list[Run]:
 
 
 @register.filter
-def duration(seconds: float | None) -> str:
-    """`1:02:03`, `2d 1:02:03`; empty for None."""
-    if seconds is None:
+def duration(seconds: object) -> str:
+    """`1:02:03`, `2d 1:02:03`; empty for anything but a number."""
+    if not isinstance(seconds, int | float):
         return ""
     total = int(seconds)
     days, rest = divmod(total, 86400)
@@ -55,14 +56,21 @@ def duration(seconds: float | None) -> str:
 
 
 @register.filter
-def compact(number: float | None) -> str:
-    """12.3K, 4.5M, 1.2B; empty for None."""
-    if number is None:
+def compact(number: object) -> str:
+    """12.3K, 4.5M, 1.2B; empty for anything but a number."""
+    if not isinstance(number, int | float):
         return ""
     for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
         if abs(number) >= limit:
             return f"{number / limit:.1f}{suffix}"
     return f"{number:.0f}"
+
+
+@register.simple_tag
+def state_labels() -> str:
+    """Job states and their labels in the viewer's language, as JSON for a data attribute (pushed
+    messages carry only the state: each page shows it in its own language)."""
+    return json.dumps({value: str(label) for value, label in Job.State.choices}, ensure_ascii=False)
 
 
 @register.simple_tag

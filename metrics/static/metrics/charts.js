@@ -190,8 +190,13 @@
         setText(root, "[data-progress-eta]", formatDuration(p.eta_seconds));
       });
     }
-    if (message.state_label) {
-      setText(document, '[data-job-state="' + message.job + '"]', message.state_label);
+    if (message.state) {
+      document.querySelectorAll('[data-job-state="' + message.job + '"]').forEach(function (node) {
+        const panel = node.closest("[data-state-labels]");
+        const labels = panel ? JSON.parse(panel.dataset.stateLabels) : {};
+        node.textContent = labels[message.state] || message.state;
+        node.dataset.state = message.state;
+      });
     }
   }
 
