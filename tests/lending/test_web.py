@@ -198,3 +198,11 @@ def test_list_filters(team: Team, book) -> None:  # type: ignore[no-untyped-def]
     services.cancel(team.member("member"), mine)
     body = client.get(reverse("lending:list"), {"state": "open"}).content.decode()
     assert "mine-1" not in body and "theirs-1" in body
+
+
+def test_admin_lists_bookings_read_only_and_edits_quotas(team: Team, book) -> None:  # type: ignore[no-untyped-def]
+    book("member")
+    admin = team.client("admin")
+    assert admin.get(reverse("admin:lending_reservation_changelist")).status_code == 200
+    assert admin.get(reverse("admin:lending_subteamquota_add")).status_code == 200
+    assert team.client("member").get(reverse("admin:lending_reservation_changelist")).status_code == 302
