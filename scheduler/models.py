@@ -173,6 +173,10 @@ class Job(models.Model):
 
     class Kind(models.TextChoices):
         CUSTOM = "custom", _("Custom command")
+        PRETRAIN = "pretrain", _("Pretraining")
+        SFT = "sft", _("SFT")
+        DPO = "dpo", _("DPO")
+        EVAL = "eval", _("MT-Bench evaluation")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(_("name"), max_length=100)
@@ -203,6 +207,20 @@ class Job(models.Model):
     resubmitted_from = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resubmissions"
     )
+    config_yaml = models.TextField(
+        _("run config"),
+        blank=True,
+        help_text=_("The run.yaml staged in the job's directory (training kinds)."),
+    )
+    pipeline = models.ForeignKey(
+        "Pipeline",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="jobs",
+        verbose_name=_("pipeline"),
+    )
+    pipeline_step = models.PositiveSmallIntegerField(_("pipeline step"), null=True, blank=True)
 
     state = models.CharField(
         _("state"), max_length=20, choices=State.choices, default=State.SUBMITTING, db_index=True
@@ -282,6 +300,19 @@ class Job(models.Model):
         return f"{self.run_dir}/stderr.log"
 
     @property
+    def is_training(self) -> bool:
+        return self.kind != self.Kind.CUSTOM
+
+    @property
+    def config_path(self) -> str:
+        return f"{self.run_dir}/run.yaml"
+
+    @property
+    def output_dir(self) -> str:
+        """Where a training kind writes its model, checkpoints and summaries (`output.dir: out`)."""
+        return f"{self.run_dir}/out"
+
+    @property
     def runtime(self) -> float | None:
         """Seconds run so far (or in all, once ended)."""
         if self.started_at is None:
@@ -305,6 +336,81 @@ class Job(models.Model):
                 after.append(nxt)
             current_job = nxt
         return [*before, self, *after]
+
+
+class Pipeline(models.Model):
+    """Jobs submitted together that run one after another (SFT → DPO → evaluation), each only if the
+    previous one succeeded, each reading the previous one's output."""
+
+    name = models.CharField(_("name"), max_length=100)
+    owner = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="pipelines", verbose_name=_("owner")
+    )
+    subteam = models.ForeignKey(
+        Subteam, on_delete=models.PROTECT, related_name="pipelines", verbose_name=_("subteam")
+    )
+    cluster = models.ForeignKey(
+        Cluster, on_delete=models.PROTECT, related_name="pipelines", verbose_name=_("cluster")
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("pipeline")
+        verbose_name_plural = _("pipelines")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("scheduler:pipeline", args=[self.pk])
+
+    def steps(self) -> list[Job]:
+        return sorted(self.jobs.all(), key=lambda job: job.pipeline_step or 0)
+
+    @staticmethod
+    def progress(steps: list[Job]) -> tuple[str, Job | None]:
+        """("completed" | "running" | "stopped" | "waiting", the step it is at or stopped on)."""
+        for job in steps:
+            if job.state == Job.State.COMPLETED:
+                continue
+            if job.is_terminal:
+                return "stopped", job
+            if job.state == Job.State.RUNNING:
+                return "running", job
+            return "waiting", job
+        return "completed", None
+
+
+class JobTemplate(models.Model):
+    """A saved submission (a job's or a pipeline's form fields) that a subteam starts new runs from."""
+
+    name = models.CharField(_("name"), max_length=100)
+    subteam = models.ForeignKey(
+        Subteam, on_delete=models.CASCADE, related_name="job_templates", verbose_name=_("subteam")
+    )
+    kind = models.CharField(_("kind"), max_length=20)  # a Job.Kind, or "pipeline"
+    description = models.TextField(_("description"), blank=True)
+    fields = models.JSONField(_("form fields"), default=dict)
+    created_by = models.ForeignKey(
+        Member,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    class Meta:
+        ordering = ["subteam", "name"]
+        verbose_name = _("job template")
+        verbose_name_plural = _("job templates")
+        constraints = [models.UniqueConstraint(fields=["subteam", "name"], name="unique_template_name")]
+
+    def __str__(self) -> str:
+        return f"{self.subteam.slug}/{self.name}"
 
 
 class JobEvent(models.Model):

@@ -19,8 +19,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from portal.models import Member, Subteam
-from scheduler import hooks, ssh
-from scheduler.models import Cluster, Job, JobEvent, Partition
+from scheduler import hooks, ssh, training_jobs
+from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Partition, Pipeline
 
 # Wakes the worker loop early (same process: the embedded demo and tests); other workers poll.
 wakeup = threading.Event()
@@ -50,6 +50,8 @@ class JobSpec:
     partition: str = ""
     account: str = ""
     kind: str = Job.Kind.CUSTOM
+    training: training_jobs.TrainingRequest | None = None  # the training kinds' fields (not for custom)
+    model_from_previous: bool = False  # a pipeline step whose model is the previous step's output
 
 
 def _check_text(value: str, field: str, errors: dict[str, list[str]]) -> None:
@@ -71,6 +73,18 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     for field, value in (("partition", spec.partition), ("account", spec.account)):
         if value and not SLURM_WORD_RE.match(value):
             errors.setdefault(field, []).append(_("Only letters, digits, dots, dashes and underscores."))
+    if spec.kind != Job.Kind.CUSTOM:
+        if spec.training is None or spec.training.kind != spec.kind:
+            errors.setdefault("kind", []).append(_("A training job needs its training fields."))
+        else:
+            for field, messages in training_jobs.check(
+                spec.training,
+                nodes=spec.nodes,
+                gpus_per_node=spec.gpus_per_node,
+                model_from_previous=spec.model_from_previous,
+            ).items():
+                errors.setdefault(field, []).extend(messages)
+        spec.command = "python -m training." + training_jobs.ENTRY_POINTS.get(spec.kind, spec.kind)
     command = spec.command or ""
     _check_text(command, "command", errors)
     if not command.strip():
@@ -112,8 +126,17 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     return spec
 
 
+def _training_request(job: Job) -> training_jobs.TrainingRequest | None:
+    data = (job.parameters or {}).get("training")
+    return training_jobs.TrainingRequest.from_dict(data) if job.is_training and data else None
+
+
 def render_script(job: Job, after_slurm_id: str | None = None) -> str:
-    """The sbatch script. Values in #SBATCH lines are validated words; the command runs as written."""
+    """The sbatch script. Values in #SBATCH lines are validated words; the command runs as written.
+
+    Training kinds run `python -m training.<kind> --config run.yaml` (run.yaml is staged next to the
+    script by the worker) with W&B's run id set to the job's UUID."""
+    request = _training_request(job)
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={job.slurm_name}",
@@ -133,6 +156,8 @@ def render_script(job: Job, after_slurm_id: str | None = None) -> str:
         lines.append(f"#SBATCH --gres=gpu:{job.gpus_per_node}")
     if job.depends_on_id:
         lines.append("#SBATCH --kill-on-invalid-dep=yes")
+    if request is not None:
+        lines += training_jobs.sbatch_options(job, request)
     for option in hooks.sbatch_options(job):
         if not SBATCH_OPTION_RE.match(option):
             raise ValueError(f"refusing an unsafe #SBATCH option from a hook: {option!r}")
@@ -143,7 +168,10 @@ def render_script(job: Job, after_slurm_id: str | None = None) -> str:
     if preamble:
         lines += [preamble, ""]
     lines.append(f"cd {shlex.quote(job.run_dir)}")
-    lines.append(job.command.rstrip())
+    if request is not None:
+        lines += training_jobs.launch_lines(job, request)
+    else:
+        lines.append(job.command.rstrip())
     return "\n".join(lines) + "\n"
 
 
@@ -180,6 +208,19 @@ def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **ext
         },
         **extra,
     )
+    if spec.training is not None and spec.kind != Job.Kind.CUSTOM:
+        request = spec.training
+        model = f"{depends_on.output_dir}" if (depends_on and not request.model.strip()) else None
+        config = training_jobs.build_config(
+            request,
+            nodes=spec.nodes,
+            gpus_per_node=spec.gpus_per_node,
+            model=model,
+            tags=[spec.subteam.slug, spec.kind],
+        )
+        job.parameters["training"] = request.as_dict()
+        job.parameters["config"] = config
+        job.config_yaml = training_jobs.to_yaml(config)
     job.script = render_script(job)
     return job
 
@@ -209,6 +250,78 @@ def submit_chain(actor: Member, specs: list[JobSpec]) -> list[Job]:
     for spec in specs:
         jobs.append(submit_job(actor, spec, depends_on=jobs[-1] if jobs else None))
     return jobs
+
+
+@transaction.atomic
+def submit_pipeline(actor: Member, name: str, specs: list[JobSpec]) -> Pipeline:
+    """SFT → DPO → evaluation (or any training steps) as one pipeline: a chain whose later steps read
+    the previous step's output (`<run dir>/out`) when they name no model of their own."""
+    if not specs:
+        raise ValidationError({"steps": [_("A pipeline needs at least one step.")]})
+    if not NAME_RE.match(name or ""):
+        raise ValidationError(
+            {
+                "name": [
+                    _(
+                        "Use 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit."
+                    )
+                ]
+            }
+        )
+    errors: dict[str, list[str]] = {}
+    for number, spec in enumerate(specs, start=1):
+        spec.model_from_previous = number > 1
+        try:
+            validate_spec(spec)
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                errors.setdefault(f"steps[{number}].{field}", []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+    first = specs[0]
+    pipeline = Pipeline.objects.create(name=name, owner=actor, subteam=first.subteam, cluster=first.cluster)
+    previous: Job | None = None
+    for number, spec in enumerate(specs, start=1):
+        job = build_job(actor, spec, depends_on=previous, pipeline=pipeline, pipeline_step=number)
+        job.save()
+        _record(
+            job,
+            JobEvent.Kind.SUBMITTED,
+            actor,
+            to_state=job.state,
+            message=_("step %(n)d of pipeline %(name)s") % {"n": number, "name": name},
+        )
+        previous = job
+    _wake()
+    return pipeline
+
+
+def save_template(
+    actor: Member, *, subteam: Subteam, name: str, kind: str, fields: dict[str, Any], description: str = ""
+) -> JobTemplate:
+    """Save (or replace) a subteam's template of the same name."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise ValidationError({"name": [_("Give the template a name (at most 100 characters).")]})
+    if kind not in {*Job.Kind.values, "pipeline"}:
+        raise ValidationError({"kind": [_("Unknown job kind %(kind)s.") % {"kind": kind}]})
+    kept = {key: value for key, value in fields.items() if key not in TEMPLATE_SKIPPED_FIELDS}
+    template, _created = JobTemplate.objects.update_or_create(
+        subteam=subteam,
+        name=name,
+        defaults={
+            "kind": kind,
+            "fields": kept,
+            "description": description,
+            "created_by": actor,
+            "updated_at": timezone.now(),
+        },
+    )
+    return template
+
+
+# Form fields a template does not keep: the token, and what says where a run goes rather than what it is.
+TEMPLATE_SKIPPED_FIELDS = frozenset({"csrfmiddlewaretoken", "name", "template_name", "template_description"})
 
 
 def cancel_job(actor: Member | None, job: Job) -> Job:
@@ -252,6 +365,12 @@ def _cancel_dependents(job: Job) -> None:
 def resubmit_job(actor: Member, job: Job, changes: dict[str, Any] | None = None) -> Job:
     """A copy of a job (optionally edited), submitted as a new job."""
     changes = changes or {}
+    request = changes.get("training") or _training_request(job)
+    if request is not None and not request.model.strip():
+        # A pipeline step read its model from the step before: the copy names that directory.
+        request.model = str(
+            ((job.parameters or {}).get("config") or {}).get("model", {}).get("name_or_path", "")
+        )
     spec = JobSpec(
         subteam=changes.get("subteam", job.subteam),
         cluster=changes.get("cluster", job.cluster),
@@ -263,6 +382,7 @@ def resubmit_job(actor: Member, job: Job, changes: dict[str, Any] | None = None)
         partition=changes.get("partition", job.partition),
         account=changes.get("account", job.account),
         kind=job.kind,
+        training=request,
     )
     new = submit_job(actor, spec, resubmitted_from=job)
     _record(job, JobEvent.Kind.RESUBMITTED, actor, message=str(new.id))

@@ -95,6 +95,11 @@ def _uuid_from(comment: str, name: str) -> uuid.UUID | None:
     return None
 
 
+# Exit statuses of `python -m training.*` (training/runner.py).
+EXIT_CONFIG = 2
+EXIT_CHECKPOINTED = 75
+
+
 class Worker:
     def __init__(self, name: str | None = None, pool: ssh.Pool | None = None) -> None:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -302,6 +307,9 @@ class Worker:
             submit_attempted_at=timezone.now()
         ):
             return
+        if job.config_yaml:
+            # The run's config goes next to the script before sbatch (same transport, SFTP).
+            conn.write_file(job.config_path, job.config_yaml.encode())
         command = ssh.chain_commands(["mkdir", "-p", job.run_dir], ["sbatch", "--parsable", *dep_args])
         try:
             result = conn.run_shell(command, stdin=job.script.encode())
@@ -453,6 +461,10 @@ class Worker:
                 reason = "cancelled from the portal"
         if record.state == Job.State.FAILED and record.signal:
             reason = f"killed by signal {record.signal}"
+        elif job.is_training and record.exit_code == EXIT_CONFIG:
+            reason = "the run's config was refused (the message is the last line of stderr)"
+        elif job.is_training and record.exit_code == EXIT_CHECKPOINTED:
+            reason = "stopped before its time limit after saving a checkpoint; resubmit to resume from it"
         now = timezone.now()
         fields = {
             "state": record.state,

@@ -310,9 +310,18 @@ def load_config(path: str | Path, kind: str | None = None) -> RunConfig:
 
 
 def config_from_dict(
-    raw: Any, kind: str | None = None, base_dir: Path | None = None, source: str | None = None
+    raw: Any,
+    kind: str | None = None,
+    base_dir: Path | None = None,
+    source: str | None = None,
+    *,
+    check_files: bool = True,
 ) -> RunConfig:
-    """Build a validated RunConfig from already-parsed YAML (a dict); paths resolve against ``base_dir``."""
+    """Build a validated RunConfig from already-parsed YAML (a dict); paths resolve against ``base_dir``.
+
+    ``check_files=False`` checks everything but the files' existence: the portal validates a config on
+    its own host before the file is staged on the cluster, where the paths live.
+    """
     if not isinstance(raw, dict):
         raise ConfigError("", f"the file must hold a mapping of sections, got {_type_name(raw)}")
     cfg = _build(RunConfig, raw, "")
@@ -324,15 +333,15 @@ def config_from_dict(
     cfg.kind = typing.cast(Kind, kind or cfg.kind)
     if cfg.kind is None:
         raise ConfigError("kind", f"is required when no entry point is given; one of {', '.join(KINDS)}")
-    _resolve_paths(cfg, base_dir or Path.cwd())
-    _validate(cfg)
+    _resolve_paths(cfg, base_dir or Path.cwd(), check_files)
+    _validate(cfg, check_files)
     return cfg
 
 
 # --- validation of the whole run -----------------------------------------------------------------------
 
 
-def _validate(cfg: RunConfig) -> None:
+def _validate(cfg: RunConfig, check_files: bool = True) -> None:
     cfg.model.validate("model")
     cfg.precision.validate("precision")
     cfg.output.validate("output")
@@ -349,17 +358,18 @@ def _validate(cfg: RunConfig) -> None:
             raise ConfigError("data.packing", "is not available for DPO")
         for name in ("train_files", "eval_files"):
             for i, file in enumerate(getattr(cfg.data, name)):
-                _check_data_file(file, f"data.{name}[{i}]")
+                _check_data_file(file, f"data.{name}[{i}]", check_files)
         resume = cfg.checkpoint.resume
-        if resume not in ("auto", "never") and not Path(resume).is_dir():
+        if check_files and resume not in ("auto", "never") and not Path(resume).is_dir():
             raise ConfigError("checkpoint.resume", f"checkpoint directory not found: {resume}")
     else:
         cfg.evaluate.validate("evaluate")
-        _check_file(cfg.evaluate.questions, "evaluate.questions")
-        if cfg.evaluate.reference_answers is not None:
-            _check_file(cfg.evaluate.reference_answers, "evaluate.reference_answers")
-        if cfg.evaluate.judge.prompts_file is not None:
-            _check_file(cfg.evaluate.judge.prompts_file, "evaluate.judge.prompts_file")
+        if check_files:
+            _check_file(cfg.evaluate.questions, "evaluate.questions")
+            if cfg.evaluate.reference_answers is not None:
+                _check_file(cfg.evaluate.reference_answers, "evaluate.reference_answers")
+            if cfg.evaluate.judge.prompts_file is not None:
+                _check_file(cfg.evaluate.judge.prompts_file, "evaluate.judge.prompts_file")
 
 
 def _check_file(path: str, key: str) -> None:
@@ -367,13 +377,14 @@ def _check_file(path: str, key: str) -> None:
         raise ConfigError(key, f"file not found: {path}")
 
 
-def _check_data_file(path: str, key: str) -> None:
-    _check_file(path, key)
+def _check_data_file(path: str, key: str, exists: bool = True) -> None:
+    if exists:
+        _check_file(path, key)
     if not path.endswith(DATA_SUFFIXES):
         raise ConfigError(key, f"must be a {', '.join(DATA_SUFFIXES)} file (got {Path(path).name})")
 
 
-def _resolve_paths(cfg: RunConfig, base: Path) -> None:
+def _resolve_paths(cfg: RunConfig, base: Path, check_files: bool = True) -> None:
     def local(p: str) -> str:
         return str(p if Path(p).is_absolute() else (base / p))
 
@@ -391,7 +402,8 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> None:
     template = cfg.tokenizer.chat_template
     if template and "{" not in template:  # a path, not an inline template
         cfg.tokenizer.chat_template = local(template)
-        _check_file(cfg.tokenizer.chat_template, "tokenizer.chat_template")
+        if check_files:
+            _check_file(cfg.tokenizer.chat_template, "tokenizer.chat_template")
     cfg.data.train_files = [local(p) for p in cfg.data.train_files]
     cfg.data.eval_files = [local(p) for p in cfg.data.eval_files]
     if cfg.output.dir:

@@ -85,7 +85,9 @@ def training_arguments(cfg: RunConfig, report_to: list[str], has_eval: bool) -> 
         "use_cpu": cfg.precision.use_cpu,
         "report_to": report_to,
         "run_name": cfg.wandb.name,
-        "disable_tqdm": True,  # one log line per logging step instead of a progress bar in the Slurm log
+        "disable_tqdm": True,
+        # Logs train/num_input_tokens_seen: the portal shows tokens seen and tokens/s from it.
+        "include_num_input_tokens_seen": True,  # one log line per logging step instead of a progress bar in the Slurm log
         "eval_strategy": "steps" if has_eval else "no",
     }
     if has_eval:

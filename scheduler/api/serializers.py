@@ -11,13 +11,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal import access
 from portal.api.serializers import SubteamSlugField, UsernameField
-from scheduler import services
+from scheduler import services, training_jobs
 from scheduler.forms import GPUS_REQUIRED, MIN_GPUS_PER_NODE, default_name, spec_errors, step_name
-from scheduler.models import Cluster, Job, JobEvent, Node, Partition
+from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Node, Partition, Pipeline
 
 SPEC_FIELDS = {"time_limit_minutes": "time_limit"}
 
@@ -131,6 +132,8 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "time_limit",
             "depends_on",
             "resubmitted_from",
+            "pipeline",
+            "pipeline_step",
             "state",
             "is_terminal",
             "reason",
@@ -157,7 +160,7 @@ class JobDetailSerializer(JobSerializer):
     events = JobEventSerializer(many=True, read_only=True)
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "script", "events"]
+        fields = [*JobSerializer.Meta.fields, "script", "config_yaml", "parameters", "events"]
         read_only_fields = fields
 
 
@@ -175,6 +178,94 @@ def _gpus_field(**kwargs: Any) -> serializers.IntegerField:
     return serializers.IntegerField(
         min_value=MIN_GPUS_PER_NODE, error_messages={"min_value": GPUS_REQUIRED}, **kwargs
     )
+
+
+class TrainingSerializer(serializers.Serializer[dict[str, Any]]):
+    """The fields of a pretraining, SFT, DPO or evaluation run (the web form's, by the same names).
+
+    They become the run's `run.yaml`, checked by `training.config` before anything reaches Slurm."""
+
+    _d = training_jobs.TrainingRequest(kind="sft")
+    model = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="A model directory on the cluster or a hub name. In a pipeline, empty: the previous step's output.",
+    )
+    train_files = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    eval_files = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    learning_rate = serializers.FloatField(default=_d.learning_rate)
+    num_train_epochs = serializers.FloatField(default=_d.num_train_epochs)
+    max_steps = serializers.IntegerField(default=_d.max_steps, help_text="> 0 overrides epochs.")
+    micro_batch_size = serializers.IntegerField(default=_d.micro_batch_size, help_text="Per GPU.")
+    global_batch_size = serializers.IntegerField(
+        required=False, allow_null=True, help_text="micro batch × accumulation × nodes × GPUs per node."
+    )
+    gradient_accumulation_steps = serializers.IntegerField(required=False, allow_null=True)
+    max_length = serializers.IntegerField(default=_d.max_length)
+    warmup_ratio = serializers.FloatField(default=_d.warmup_ratio)
+    lr_scheduler_type = serializers.ChoiceField(
+        choices=training_jobs.SCHEDULERS, default=_d.lr_scheduler_type
+    )
+    save_steps = serializers.IntegerField(default=_d.save_steps)
+    lora = serializers.BooleanField(default=False)
+    lora_r = serializers.IntegerField(default=_d.lora_r)
+    lora_alpha = serializers.IntegerField(default=_d.lora_alpha)
+    lora_dropout = serializers.FloatField(default=_d.lora_dropout)
+    dpo_beta = serializers.FloatField(default=_d.dpo_beta)
+    dtype = serializers.ChoiceField(choices=training_jobs.DTYPES, default=_d.dtype)
+    use_cpu = serializers.BooleanField(default=False)
+    questions = serializers.CharField(
+        required=False, allow_blank=True, help_text="Eval: question.jsonl path."
+    )
+    judge_model = serializers.CharField(default=_d.judge_model)
+    judge_base_url = serializers.CharField(required=False, allow_blank=True)
+    max_new_tokens = serializers.IntegerField(default=_d.max_new_tokens)
+    wandb_mode = serializers.ChoiceField(choices=training_jobs.WANDB_MODES, default=_d.wandb_mode)
+    wandb_project = serializers.CharField(required=False, allow_blank=True)
+    wandb_tags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    launcher = serializers.ChoiceField(choices=training_jobs.LAUNCHERS, default=_d.launcher)
+    checkpoint_signal_seconds = serializers.IntegerField(default=_d.checkpoint_signal_seconds)
+    requeue = serializers.BooleanField(default=True)
+    extra_yaml = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="More run.yaml, merged over the fields.",
+    )
+
+    def request_for(self, kind: str, data: dict[str, Any]) -> training_jobs.TrainingRequest:
+        values = {key: value for key, value in data.items() if value is not None}
+        return training_jobs.TrainingRequest.from_dict({**values, "kind": kind})
+
+
+def _training_errors(error: DjangoValidationError) -> dict[str, Any]:
+    """validate_spec's errors with the training fields under `training`."""
+    found = spec_errors(error, SPEC_FIELDS)
+    training_names = {f for f in training_jobs.TrainingRequest.__dataclass_fields__ if f != "kind"}
+    nested = {k: v for k, v in found.items() if k in training_names}
+    rest: dict[str, Any] = {k: v for k, v in found.items() if k not in training_names}
+    if nested:
+        rest["training"] = nested
+    return rest
+
+
+def pipeline_errors(error: DjangoValidationError) -> dict[str, Any]:
+    """submit_pipeline's `steps[n].field` errors as `{"steps": [{...}, ...]}` (training fields nested)."""
+    if not hasattr(error, "error_dict"):
+        return {"non_field_errors": list(error.messages)}
+    steps: dict[int, dict[str, Any]] = {}
+    rest: dict[str, Any] = {}
+    for key, messages in error.message_dict.items():
+        if key.startswith("steps[") and "]." in key:
+            number, field = key[len("steps[") :].split("].", 1)
+            nested = _training_errors(DjangoValidationError({field: messages}))
+            for name, value in nested.items():
+                steps.setdefault(int(number), {})[name] = value
+        else:
+            rest[key] = messages
+    if steps:
+        rest["steps"] = [steps.get(n, {}) for n in range(1, max(steps) + 1)]
+    return rest
 
 
 class StepSerializer(serializers.Serializer[dict[str, Any]]):
@@ -201,7 +292,12 @@ class JobRequestSerializer(serializers.Serializer[dict[str, Any]]):
         max_length=64,
         help_text="Letters, digits, dots, dashes, underscores; made up when left out.",
     )
-    command = serializers.CharField(trim_whitespace=False, help_text="Shell lines to run.")
+    command = serializers.CharField(
+        trim_whitespace=False, required=False, allow_blank=True, help_text="Shell lines to run (custom jobs)."
+    )
+    training = TrainingSerializer(
+        required=False, help_text="The run's fields, for pretrain/sft/dpo/eval jobs."
+    )
     nodes = serializers.IntegerField(default=1)
     gpus_per_node = _gpus_field(default=1)
     time_limit = serializers.IntegerField(default=60, help_text="Minutes.")
@@ -237,11 +333,31 @@ class JobRequestSerializer(serializers.Serializer[dict[str, Any]]):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         cluster = self._cluster(attrs)
         name = attrs.get("name") or default_name(attrs["kind"])
+        kind = attrs["kind"]
+        training = None
+        if kind == Job.Kind.CUSTOM:
+            if not attrs.get("command", "").strip():
+                raise serializers.ValidationError({"command": [_("Say what the job runs.")]})
+            if "training" in attrs:
+                raise serializers.ValidationError(
+                    {"training": [_("Only training kinds take training fields.")]}
+                )
+        else:
+            if "training" not in attrs:
+                raise serializers.ValidationError(
+                    {"training": [_("A %(kind)s job needs its training fields.") % {"kind": kind}]}
+                )
+            if attrs.get("then"):
+                raise serializers.ValidationError(
+                    {"then": [_("Chain training runs with /api/v1/pipelines/.")]}
+                )
+            training = TrainingSerializer().request_for(kind, attrs["training"])
         first = services.JobSpec(
             subteam=attrs["subteam"],
             cluster=cluster,
             name=name,
-            command=attrs["command"],
+            command=attrs.get("command", ""),
+            training=training,
             nodes=attrs["nodes"],
             gpus_per_node=attrs["gpus_per_node"],
             time_limit_minutes=attrs["time_limit"],
@@ -271,7 +387,7 @@ class JobRequestSerializer(serializers.Serializer[dict[str, Any]]):
             try:
                 services.validate_spec(spec)
             except DjangoValidationError as error:
-                found = spec_errors(error, SPEC_FIELDS)
+                found = _training_errors(error)
                 if index == 0:
                     errors.update(found)
                 else:
@@ -299,3 +415,112 @@ class JobLogSerializer(serializers.Serializer[dict[str, Any]]):
     text = serializers.CharField(help_text="The stored log from `offset` (up to 1 MiB).")
     next_offset = serializers.IntegerField(help_text="Ask again from here for what follows.")
     final = serializers.BooleanField(help_text="True once the job ended and its logs were read in full.")
+
+
+# --- pipelines and templates --------------------------------------------------------------------------------
+
+
+class PipelineStepSerializer(serializers.Serializer[dict[str, Any]]):
+    kind = serializers.ChoiceField(choices=[k for k in Job.Kind.values if k != Job.Kind.CUSTOM])
+    name = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    nodes = serializers.IntegerField(default=1)
+    gpus_per_node = _gpus_field(default=1)
+    time_limit = serializers.IntegerField(default=60, help_text="Minutes.")
+    partition = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    account = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    training = TrainingSerializer()
+
+
+class PipelineRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    """Steps (e.g. SFT → DPO → eval) that run one after another, each only if the one before succeeded.
+    A step without a model reads the previous step's output (`<run dir>/out`)."""
+
+    subteam = SubteamSlugField()
+    name = serializers.CharField(max_length=64)
+    cluster = serializers.PrimaryKeyRelatedField(queryset=Cluster.objects.all(), required=False)
+    steps = PipelineStepSerializer(many=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        cluster = JobRequestSerializer._cluster(self, attrs)  # type: ignore[arg-type]
+        if not attrs["steps"]:
+            raise serializers.ValidationError({"steps": [_("A pipeline needs at least one step.")]})
+        specs = []
+        for number, step in enumerate(attrs["steps"], start=1):
+            specs.append(
+                services.JobSpec(
+                    subteam=attrs["subteam"],
+                    cluster=cluster,
+                    name=step.get("name") or step_name(attrs["name"], number),
+                    command="",
+                    nodes=step["nodes"],
+                    gpus_per_node=step["gpus_per_node"],
+                    time_limit_minutes=step["time_limit"],
+                    partition=step.get("partition", ""),
+                    account=step.get("account", ""),
+                    kind=step["kind"],
+                    training=TrainingSerializer().request_for(step["kind"], step["training"]),
+                )
+            )
+        errors: dict[int, dict[str, Any]] = {}
+        for number, spec in enumerate(specs, start=1):
+            spec.model_from_previous = number > 1
+            try:
+                services.validate_spec(spec)
+            except DjangoValidationError as error:
+                errors[number] = _training_errors(error)
+        if errors:
+            raise serializers.ValidationError(
+                {"steps": [errors.get(n, {}) for n in range(1, len(specs) + 1)]}
+            )
+        attrs["specs"] = specs
+        return attrs
+
+    default_error_messages = JobRequestSerializer.default_error_messages
+
+
+class PipelineSerializer(serializers.ModelSerializer[Pipeline]):
+    subteam = SubteamSlugField(read_only=True)
+    owner = UsernameField(read_only=True)
+    state = serializers.SerializerMethodField(help_text="completed, running, waiting or stopped.")
+    stopped_at = serializers.SerializerMethodField(help_text="The step it is at, or stopped on (job id).")
+    steps = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Pipeline
+        fields = ["id", "name", "subteam", "owner", "cluster", "created_at", "state", "stopped_at", "steps"]
+        read_only_fields = fields
+
+    def _progress(self, pipeline: Pipeline) -> tuple[str, Job | None]:
+        return Pipeline.progress(pipeline.steps())
+
+    def get_state(self, pipeline: Pipeline) -> str:
+        return self._progress(pipeline)[0]
+
+    def get_stopped_at(self, pipeline: Pipeline) -> str | None:
+        job = self._progress(pipeline)[1]
+        return str(job.pk) if job else None
+
+    @extend_schema_field(JobSerializer(many=True))
+    def get_steps(self, pipeline: Pipeline) -> Any:
+        return JobSerializer(pipeline.steps(), many=True, context=self.context).data
+
+
+class JobTemplateSerializer(serializers.ModelSerializer[JobTemplate]):
+    subteam = SubteamSlugField()
+    created_by = UsernameField(read_only=True, allow_null=True)
+    kind = serializers.ChoiceField(choices=[*Job.Kind.values, "pipeline"])
+
+    class Meta:
+        model = JobTemplate
+        fields = [
+            "id",
+            "name",
+            "subteam",
+            "kind",
+            "description",
+            "fields",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_by", "created_at", "updated_at"]

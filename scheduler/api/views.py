@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters as df
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -28,7 +29,7 @@ from portal.api.filters import UsernameFilter, subteam_filter
 from portal.api.permissions import require
 from scheduler import services, worker
 from scheduler.api import serializers as job_serializers
-from scheduler.models import Cluster, Job, JobEvent, JobLogChunk, Node, Partition
+from scheduler.models import Cluster, Job, JobEvent, JobLogChunk, JobTemplate, Node, Partition, Pipeline
 
 
 class JobFilter(df.FilterSet):
@@ -177,3 +178,104 @@ class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
         Prefetch("partitions", queryset=Partition.objects.order_by("name")),
         Prefetch("nodes", queryset=Node.objects.order_by("name")),
     )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List pipelines", description="Newest first. `?subteam=<slug>`."),
+    retrieve=extend_schema(summary="One pipeline, with its steps and where it stopped"),
+)
+@extend_schema(tags=["pipelines"])
+class PipelineViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Pipeline]):
+    """Training steps submitted together (e.g. SFT → DPO → eval): each runs only if the one before it
+    succeeded (Slurm `afterok`), and a step without a model of its own reads the previous step's
+    output. A failed step cancels the ones after it."""
+
+    serializer_class = job_serializers.PipelineSerializer
+    permission_classes = [IsAuthenticated]
+    queryset = Pipeline.objects.select_related("subteam", "owner__user").prefetch_related(
+        Prefetch("jobs", queryset=Job.objects.select_related("subteam", "owner__user", "cluster"))
+    )
+
+    def get_queryset(self) -> QuerySet[Pipeline]:
+        pipelines = super().get_queryset()
+        slug = self.request.query_params.get("subteam")
+        return pipelines.filter(subteam__slug=slug) if slug else pipelines
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action == "create":
+            return job_serializers.PipelineRequestSerializer
+        return job_serializers.PipelineSerializer
+
+    @extend_schema(
+        summary="Submit a pipeline",
+        request=job_serializers.PipelineRequestSerializer,
+        responses={201: job_serializers.PipelineSerializer},
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        require(access.can_submit_job(request.user, data["subteam"].pk))
+        owner = access.member_of(request.user)
+        require(owner is not None)
+        assert owner is not None
+        try:
+            pipeline = services.submit_pipeline(owner, data["name"], data["specs"])
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(job_serializers.pipeline_errors(error)) from error
+        fresh = self.get_queryset().get(pk=pipeline.pk)
+        body = job_serializers.PipelineSerializer(fresh, context=self.get_serializer_context()).data
+        location = reverse("api:pipeline-detail", args=[pipeline.pk])
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+class JobTemplatePermission(BasePermission):
+    message = _("You may delete only templates you saved (leads: their subteam's; admins: any).")
+
+    def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        assert isinstance(obj, JobTemplate)
+        return access.can_delete_job_template(request.user, obj)
+
+
+@extend_schema(tags=["job templates"])
+class JobTemplateViewSet(
+    mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet[JobTemplate]
+):
+    """A subteam's saved job or pipeline submissions (the form's fields), to start new runs from.
+    Saving under an existing name replaces that template."""
+
+    serializer_class = job_serializers.JobTemplateSerializer
+    permission_classes = [IsAuthenticated, JobTemplatePermission]
+    queryset = JobTemplate.objects.select_related("subteam", "created_by__user")
+
+    def get_queryset(self) -> QuerySet[JobTemplate]:
+        templates = super().get_queryset()
+        slug = self.request.query_params.get("subteam")
+        return templates.filter(subteam__slug=slug) if slug else templates
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        require(access.can_save_job_template(request.user, data["subteam"].pk))
+        owner = access.member_of(request.user)
+        require(owner is not None)
+        assert owner is not None
+        fields = data.get("fields") or {}
+        if not isinstance(fields, dict):
+            raise serializers.ValidationError({"fields": [_("A mapping of form fields.")]})
+        try:
+            template = services.save_template(
+                owner,
+                subteam=data["subteam"],
+                name=data["name"],
+                kind=data["kind"],
+                fields=fields,
+                description=data.get("description", ""),
+            )
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from error
+        body = job_serializers.JobTemplateSerializer(template, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,35 @@ def local_time_zone() -> str:
         return Path("/etc/timezone").read_text().strip() or "UTC"
     except OSError:
         return "UTC"
+
+
+def local_python_preamble() -> str:
+    """Job preamble for the dev cluster: its nodes are this machine, so jobs use the portal's own Python
+    environment (with the `training` extra) and this checkout's `training` package; nothing from a hub."""
+    bin_dir = Path(sys.executable).parent
+    repo = Path(__file__).resolve().parents[3]
+    return "\n".join(
+        [
+            f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"',
+            f"export PYTHONPATH={shlex.quote(str(repo))}",
+            "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false",
+            "export OMP_NUM_THREADS=1",
+        ]
+    )
+
+
+def allow_local_python() -> None:
+    """Let the dev cluster's user run this Python and read this checkout (scripts/devcluster allow)."""
+    repo = Path(__file__).resolve().parents[3]
+    result = subprocess.run(  # noqa: S603 - our own script, with paths we resolved
+        [str(repo / "scripts" / "devcluster"), "allow", os.path.realpath(sys.executable), str(repo)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise CommandError(f"scripts/devcluster allow failed: {result.stderr.strip()[-500:]}")
 
 
 class Command(BaseCommand):
@@ -51,12 +83,15 @@ class Command(BaseCommand):
                 "default_account": info.get("account", ""),
                 "work_dir": info["work_dir"],
                 "time_zone": local_time_zone(),
+                "env_preamble": local_python_preamble(),
                 "is_active": True,
                 "status": Cluster.Status.UNKNOWN,
                 "inventory_at": None,
             },
         )
         cluster.full_clean()
+        if os.geteuid() == 0:
+            allow_local_python()
         verb = "Registered" if created else "Updated"
         self.stdout.write(
             f"{verb} cluster {cluster.name}: {cluster.username}@{cluster.host}:{cluster.port}, "
