@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404
 from portal.models import Goal, Member, Membership, Milestone, Subteam, Task
 
 if TYPE_CHECKING:
-    from scheduler.models import Job
+    from scheduler.models import Job, JobTemplate
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -239,12 +239,46 @@ def can_manage_clusters(user: AnyUser) -> bool:
     return is_admin(user)
 
 
+def can_save_job_template(user: AnyUser, subteam_id: int | None) -> bool:
+    """Members save templates for their own subteams (the same people who may submit its jobs)."""
+    return can_submit_job(user, subteam_id)
+
+
+def can_delete_job_template(user: AnyUser, template: JobTemplate) -> bool:
+    """Whoever saved it, the subteam's leads, admins."""
+    if is_admin(user) or is_lead(user, template.subteam_id):
+        return True
+    me = member_of(user)
+    return me is not None and me.pk == template.created_by_id
+
+
 def get_job_to_cancel(user: AnyUser, pk: object) -> Job:
     from scheduler.models import Job  # the scheduler app builds on the portal, not the other way round
 
     job = get_object_or_404(Job.objects.select_related("subteam", "owner"), pk=pk)
     _require(can_cancel_job(user, job))
     return job
+
+
+# --- GPU lending list (lending) -------------------------------------------------------------------------
+
+
+def can_book_gpus(user: AnyUser, subteam_id: int | None) -> bool:
+    """Members book GPUs for their own subteams; admins for any."""
+    return is_admin(user) or is_in_subteam(user, subteam_id)
+
+
+def can_decide_reservation(user: AnyUser) -> bool:
+    """Approving and rejecting GPU bookings is the management team's."""
+    return is_admin(user)
+
+
+def can_change_reservation(user: AnyUser, requester_id: int, subteam_id: int) -> bool:
+    """The requester, the subteam's leads and admins cancel or edit a booking."""
+    if is_admin(user) or is_lead(user, subteam_id):
+        return True
+    me = member_of(user)
+    return me is not None and me.pk == requester_id
 
 
 # --- evaluation results (evals) -------------------------------------------------------------------------
@@ -268,27 +302,6 @@ def may_import_evals(user: AnyUser) -> bool:
 def may_add_baselines(user: AnyUser) -> bool:
     """Whether to offer the baseline form at all (admins, and leads of some subteam)."""
     return is_admin(user) or bool(led_subteam_ids(user))
-
-
-# --- GPU lending list (lending) -------------------------------------------------------------------------
-
-
-def can_book_gpus(user: AnyUser, subteam_id: int | None) -> bool:
-    """Members book GPUs for their own subteams; admins for any."""
-    return is_admin(user) or is_in_subteam(user, subteam_id)
-
-
-def can_decide_reservation(user: AnyUser) -> bool:
-    """Approving and rejecting GPU bookings is the management team's."""
-    return is_admin(user)
-
-
-def can_change_reservation(user: AnyUser, requester_id: int, subteam_id: int) -> bool:
-    """The requester, the subteam's leads and admins cancel or edit a booking."""
-    if is_admin(user) or is_lead(user, subteam_id):
-        return True
-    me = member_of(user)
-    return me is not None and me.pk == requester_id
 
 
 # --- metrics ----------------------------------------------------------------------------------------
