@@ -58,7 +58,7 @@ def available(job: Job) -> bool:
 def default_api() -> CloudApi:
     import wandb
 
-    return wandb.Api(timeout=20)  # type: ignore[no-any-return]
+    return wandb.Api(timeout=20)
 
 
 def ingest_job(job: Job, api: CloudApi | None = None) -> int:

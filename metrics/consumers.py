@@ -15,7 +15,7 @@ from metrics.push import job_group, subteam_group
 from portal import access
 
 
-class _UpdatesConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class _UpdatesConsumer(AsyncJsonWebsocketConsumer):
     group = ""
 
     async def connect(self) -> None:

@@ -158,7 +158,7 @@ def _chunks(data: bytes, start: int, pos: int) -> Iterator[tuple[int, bytes, int
 def _decode(raw: bytes) -> Event | None:
     from wandb.proto import wandb_internal_pb2 as pb  # imported late: protobuf is slow to load
 
-    record = pb.Record()
+    record = pb.Record()  # type: ignore[attr-defined]
     record.ParseFromString(raw)
     kind = record.WhichOneof("record_type")
     if kind == "history":

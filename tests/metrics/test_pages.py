@@ -25,7 +25,7 @@ def test_the_job_panel_shows_progress_and_four_charts(
     assert f'data-metric-ws="/ws/jobs/{job.pk}/"' in html
     for key in ("train/loss", "train/learning_rate", "train/grad_norm", "perf/tokens_per_s"):
         assert f'data-jobs="{job.pk}" data-key="{key}"' in html
-    assert '<span data-progress-step>300</span> / <span data-progress-max>300</span>' in html
+    assert "<span data-progress-step>300</span> / <span data-progress-max>300</span>" in html
     assert "width: 100.0%" in html
     assert "1.2M" in html  # 300 steps x 4,096 tokens
     assert "metrics/vendor/uplot/uPlot.iife.min.js" in html and "cdn" not in html.lower()

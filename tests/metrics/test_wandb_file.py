@@ -96,7 +96,7 @@ def test_a_corrupt_chunk_is_skipped_with_its_block(run_file: bytes) -> None:
 def test_reading_in_pieces_equals_one_full_parse(run_file: bytes, cuts: list[float]) -> None:
     """The file as it grows: each read goes from the returned offset to wherever the writer is."""
     whole = wandb_file.parse(run_file)
-    ends = sorted(int(c * len(run_file)) for c in cuts) + [len(run_file)]
+    ends = [*sorted(int(c * len(run_file)) for c in cuts), len(run_file)]
     offset = 0
     events: list[wandb_file.Event] = []
     for end in ends:

@@ -1,0 +1,111 @@
+"""A real browser on the job panel and the subteam dashboard: the charts and the progress bar move,
+without a reload, while points of a real W&B run file arrive (ingested here from a local copy that
+grows; the end-to-end run on the dev cluster is the scheduler's)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from daphne.server import Server
+
+from metrics import ingest, wandb_file
+from portal.asgi import application
+from tests.browser.conftest import browser, page  # noqa: F401
+from tests.metrics.conftest import LocalRunFiles, MakeJob
+from tests.personas import PASSWORD, Team
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def redis_layer(settings: Any) -> Iterator[None]:
+    """The browser test's pushes come from another thread than daphne's loop: a Redis channel layer
+    carries them (as in production), an in-memory one could not."""
+    from channels.layers import channel_layers
+
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [url], "prefix": f"test-metrics-{os.getpid()}"},
+        }
+    }
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+def in_thread(function: Any) -> None:
+    """Playwright's sync API keeps an event loop in this thread: push from a plain one."""
+    worker = threading.Thread(target=function)
+    worker.start()
+    worker.join(timeout=60)
+
+
+@pytest.fixture
+def asgi_server(redis_layer: None) -> Iterator[str]:
+    """Daphne in a thread of this process: websockets share the test's in-memory channel layer."""
+    server = Server(application, endpoints=["tcp:port=0:interface=127.0.0.1"], signal_handlers=False)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    ready = threading.Event()
+
+    def wait() -> None:
+        while not server.listening_addresses:
+            ready.wait(0.05)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    waiter.join(timeout=20)
+    host, port = server.listening_addresses[0]
+    yield f"http://{host}:{port}"
+    from twisted.internet import reactor
+
+    reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
+
+
+def sign_in(page: Any, base: str, next_url: str) -> None:  # noqa: F811
+    page.goto(f"{base}/accounts/login/?next={next_url}")
+    page.fill("#id_username", "member")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}{next_url}")
+
+
+def test_the_subteam_dashboard_moves_while_points_arrive(
+    asgi_server: str,
+    page: Any,  # noqa: F811
+    team: Team,
+    make_job: MakeJob,
+    files: LocalRunFiles,
+    run_file: bytes,
+) -> None:
+    job = make_job(name="sft-live", kind="sft")
+    path = files.place(job, run_file)
+    records = wandb_file.parse(run_file[:20000]).offset
+    files.visible[path] = records
+    in_thread(lambda: ingest.ingest_job(job, files))
+    first_step = ingest.store.latest(job.pk, "train/global_step").step  # type: ignore[union-attr]
+
+    sign_in(page, asgi_server, f"/subteams/{team.sft.slug}/")
+    bar = page.locator(f'[data-progress-for="{job.pk}"] [data-progress-bar]')
+    assert float(bar.get_attribute("aria-valuenow")) == pytest.approx(first_step / 300 * 100, abs=0.1)
+    page.locator("[data-metric-chart] canvas").first.wait_for()
+    page.wait_for_function("document.documentElement.dataset.metricLive === 'open'")
+    page.evaluate(
+        "window.__updates = 0; document.addEventListener('metrics:update', () => window.__updates++)"
+    )
+
+    files.visible[path] = len(run_file)
+    in_thread(lambda: ingest.ingest_job(job, files))
+
+    page.wait_for_function("window.__updates > 0")
+    step = page.locator(f'[data-progress-for="{job.pk}"] [data-progress-step]')
+    assert step.inner_text() == "300"
+    assert bar.get_attribute("aria-valuenow") == "100.0"
+    points = page.evaluate("window.TanukiMetrics.charts[0].plot.data[0].length")
+    assert points == 300  # the chart now holds every step, appended live
