@@ -220,3 +220,23 @@ def test_a_rejected_reservation_is_announced(linked: Team) -> None:
     assert list(Notification.objects.values_list("event_key", flat=True)) == [
         f"reservation:{reservation.pk}:rejected"
     ]
+
+
+def test_starting_and_idle_are_announced_and_idle_at_most_hourly(linked: Team, settings: Any) -> None:
+    from lending.signals import announce
+
+    settings.LANGUAGE_CODE = "en"
+    cluster = make_cluster()
+    reservation = lending.request_reservation(
+        linked.member("member"),
+        subteam=linked.sft,
+        cluster=cluster,
+        start=tomorrow(9),
+        end=tomorrow(18),
+        purpose="SFT sweep",
+        gpus=8,
+    )
+    for event in ("starting", "idle", "idle", "finished", "cancelled"):
+        announce(reservation, event)
+    texts = list(Notification.objects.order_by("pk").values_list("text", flat=True))
+    assert [t.split(":")[0] for t in texts] == ["GPU reservation starting", "Reserved GPUs are idle"]
