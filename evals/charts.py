@@ -50,14 +50,14 @@ def _point(center: float, radius: float, index: int, count: int, fraction: float
 def radar(
     series: Sequence[tuple[str, Mapping[str, float | None], str]],
     *,
-    size: int = 380,
+    size: int = 460,
     max_value: float = 10.0,
     categories: Sequence[str] = CATEGORIES,
 ) -> Radar:
     """Spokes for the categories and one polygon per (name, {category: value}, css class); a missing
     value is drawn at the centre (and shown as such in the dot's title)."""
     center = size / 2
-    radius = center - 70  # room for the labels
+    radius = center - 100  # room for the labels (Humanities, 人文科学)
     count = len(categories)
     axes = []
     for i, name in enumerate(categories):

@@ -131,6 +131,10 @@ class QuestionRow:
     turns: dict[int, Any] = dataclasses.field(default_factory=dict)
 
     @property
+    def category_label(self) -> str:
+        return str(CATEGORY_LABELS.get(self.category, self.category))
+
+    @property
     def turn1(self) -> Any:
         return self.turns.get(1)
 

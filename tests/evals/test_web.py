@@ -174,7 +174,7 @@ def test_the_result_page_lists_every_question_with_its_scores(team: Team) -> Non
         body = client.get(result.get_absolute_url()).content.decode()
     assert len(queries) <= 10
     q5 = body.split('id="q-5"')[1].split("</tr>")[0]
-    assert "roleplay" in q5 and "たぬきになって" in q5
+    assert "Roleplay" in q5 and "たぬきになって" in q5
     assert "score-failed" in q5  # the -1 of turn 2
     assert body.count('<tr id="q-') == 6
 
