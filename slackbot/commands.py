@@ -26,7 +26,7 @@ from scheduler import services as job_services
 from scheduler import worker
 from scheduler.models import Cluster, Job, Node
 from slackbot import timeparse
-from slackbot.notify import duration, link
+from slackbot.notify import duration, esc, link
 
 log = logging.getLogger("slackbot")
 
@@ -38,11 +38,6 @@ _HEX = re.compile(r"^[0-9a-f]{8,32}\Z")
 class Reply:
     text: str
     later: Callable[[], str] | None = None  # slow work: its text is posted to the response_url
-
-
-def esc(text: object) -> str:
-    """Escape the three characters Slack's mrkdwn gives meaning to."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def language_for(locale: str) -> str:

@@ -21,6 +21,12 @@ def link(path: str) -> str:
     return f"{settings.PORTAL_BASE_URL}{path}"
 
 
+def esc(text: object) -> str:
+    """Escape the three characters Slack's mrkdwn gives meaning to (so a job named `<!channel>` pings
+    nobody)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -51,22 +57,22 @@ def _section(text: str) -> list[dict[str, Any]]:
 
 
 def job_text(job: Any) -> str:
-    """`*name* failed (exit 3) after 0:12:04 — <link>`, in the portal's language."""
+    """`Job dpo ended: Failed (exit code 3, ran 0:12:04, owner …)` and a link, in the portal's language."""
     with translation.override(settings.LANGUAGE_CODE):
         if job.succeeded:
             headline = _("Job %(name)s finished: %(state)s") % {
-                "name": job.name,
+                "name": esc(job.name),
                 "state": job.get_state_display(),
             }
         else:
             headline = _("Job %(name)s ended: %(state)s") % {
-                "name": job.name,
+                "name": esc(job.name),
                 "state": job.get_state_display(),
             }
         details = [
             _("exit code %(code)s") % {"code": "–" if job.exit_code is None else job.exit_code},
             _("ran %(duration)s") % {"duration": duration(job.runtime)},
-            _("owner %(owner)s") % {"owner": job.owner.display_name},
+            _("owner %(owner)s") % {"owner": esc(job.owner.display_name)},
         ]
         return f"{headline} ({', '.join(details)})\n{link(job.get_absolute_url())}"
 
@@ -102,16 +108,16 @@ def reservation_text(reservation: Any, event: str) -> str:
             else f"{start:%m-%d %H:%M}–{end:%m-%d %H:%M}"
         )
         summary = _("%(subteam)s, %(what)s on %(cluster)s, %(window)s (%(purpose)s)") % {
-            "subteam": reservation.subteam,
-            "what": reservation.what,
-            "cluster": reservation.cluster,
+            "subteam": esc(reservation.subteam),
+            "what": esc(reservation.what),
+            "cluster": esc(reservation.cluster),
             "window": window,
-            "purpose": reservation.purpose,
+            "purpose": esc(reservation.purpose),
         }
         parts = [f"{headlines[event]}: {summary}"]
         note = getattr(reservation, "decision_note", "")
         if event == "rejected" and note:
-            parts.append(_("Reason: %(note)s") % {"note": note})
+            parts.append(_("Reason: %(note)s") % {"note": esc(note)})
         parts.append(link(reservation.get_absolute_url()))
         return "\n".join(parts)
 
@@ -140,11 +146,11 @@ def on_reservation_changed(sender: Any, reservation: Any, event: str, **kwargs: 
 def eval_text(result: Any) -> str:
     """`Evaluation result landed: 8x8B-dpo, Japanese MT-Bench average 7.91 (judge gpt-4)`."""
     with translation.override(settings.LANGUAGE_CODE):
-        summary = f"{result.model_name}, {result.benchmark}"
+        summary = f"{esc(result.model_name)}, {esc(result.benchmark)}"
         if result.average is not None:
             summary += " " + _("average %(score).2f") % {"score": result.average}
         if result.judge_model:
-            summary += " " + _("(judge %(judge)s)") % {"judge": result.judge_model}
+            summary += " " + _("(judge %(judge)s)") % {"judge": esc(result.judge_model)}
         parts = [_("Evaluation result landed: %(summary)s") % {"summary": summary}]
         url = getattr(result, "get_absolute_url", None)
         if callable(url):

@@ -31,7 +31,11 @@ def command(request: HttpRequest) -> HttpResponse:
     payload = request.POST
     language = commands.language_for(payload.get("locale", ""))
     with translation.override(language):
-        reply = commands.handle(payload.get("user_id", ""), payload.get("text", ""))
+        try:
+            reply = commands.handle(payload.get("user_id", ""), payload.get("text", ""))
+        except Exception:
+            log.exception("Slack command %r failed", payload.get("text", "")[:100])
+            reply = commands.Reply(_("Something went wrong; the portal's log has the details."))
     if reply.later is not None:
         response_url = payload.get("response_url", "")
         threading.Thread(

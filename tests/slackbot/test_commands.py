@@ -247,3 +247,16 @@ def test_task_in_japanese(linked: Team, slash: Slash) -> None:
     text = slash("task 評価データを整える")
     assert Task.objects.get().title == "評価データを整える"
     assert "評価データを整える" in text
+
+
+def test_an_unexpected_error_is_answered_not_raised(
+    linked: Team, slash: Slash, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from slackbot import commands
+
+    def broken(member: object, args: list[str]) -> commands.Reply:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setitem(commands.HANDLERS, "jobs", broken)
+    assert slash("jobs", locale="en-US") == "Something went wrong; the portal's log has the details."
+    assert "database on fire" in caplog.text

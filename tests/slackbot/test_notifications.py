@@ -296,3 +296,11 @@ def test_the_admin_lists_the_outbox_and_warns_without_a_token(team: Team, slack_
     assert response.status_code == 200
     assert b"SLACK_BOT_TOKEN is not set" in response.content and b"message 0" in response.content
     assert team.client("member").get("/admin/slackbot/notification/").status_code in (302, 403)
+
+
+def test_names_cannot_ping_the_channel(
+    team: Team, english: Any, django_capture_on_commit_callbacks: CaptureOnCommit
+) -> None:
+    job = make_job(team.member("member"), team.sft, make_cluster(), name="<!channel> & co")
+    end_job(job, Job.State.FAILED, django_capture_on_commit_callbacks, exit_code=1)
+    assert Notification.objects.get().text.startswith("Job &lt;!channel&gt; &amp; co ended:")
