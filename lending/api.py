@@ -89,6 +89,11 @@ class ReservationRequestSerializer(serializers.Serializer[Any]):
     nodes = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
 
 
+class WindowChangeSerializer(serializers.Serializer[Any]):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+
+
 class DecisionSerializer(serializers.Serializer[Any]):
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
@@ -137,6 +142,8 @@ class ReservationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[
             return ReservationDetailSerializer
         if self.action in ("approve", "reject"):
             return DecisionSerializer
+        if self.action == "partial_update":
+            return WindowChangeSerializer
         return ReservationSerializer
 
     def _out(self, reservation: Reservation, code: int = status.HTTP_200_OK) -> Response:
@@ -162,6 +169,24 @@ class ReservationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[
         response = self._out(reservation, status.HTTP_201_CREATED)
         response["Location"] = reverse("api:reservation-detail", args=[reservation.pk])
         return response
+
+    @extend_schema(
+        summary="Move or resize a booking (requester, subteam lead, admin)",
+        description="A new `start` and `end`, checked like a new booking; the Slurm reservation follows.",
+        request=WindowChangeSerializer,
+        responses=ReservationDetailSerializer,
+    )
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        reservation = get_object_or_404(self.get_queryset(), pk=kwargs["pk"])
+        if not access.can_change_reservation(request.user, reservation.requester_id, reservation.subteam_id):
+            raise exceptions.PermissionDenied(
+                "You may change only your own bookings (leads: their subteam's)."
+            )
+        window = WindowChangeSerializer(data=request.data)
+        window.is_valid(raise_exception=True)
+        with service_errors():
+            services.change_window(_member(request), reservation, **window.validated_data)
+        return self._out(reservation)
 
     def _decide(self, request: Request, pk: str | None, approve: bool) -> Response:
         if not access.can_decide_reservation(request.user):

@@ -56,3 +56,10 @@ class DecisionForm(forms.Form):
     note = forms.CharField(
         label=_("Note"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
     )
+
+
+class WindowForm(forms.Form):
+    """Move or resize a booking."""
+
+    start = forms.DateTimeField(label=_("Start"), input_formats=WINDOW_INPUT, widget=DateTimeLocal())
+    end = forms.DateTimeField(label=_("End"), input_formats=WINDOW_INPUT, widget=DateTimeLocal())

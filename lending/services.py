@@ -160,9 +160,11 @@ def availability(
 
 
 def free_gpus_now(cluster: Cluster) -> int:
+    """GPUs neither booked nor on drained/down nodes at this moment."""
     now = timezone.now()
-    slot = availability(cluster, now, now + dt.timedelta(seconds=1))[0]
-    return slot.free_gpus
+    cap = capacity(cluster)
+    held = sum(r.held_gpus for r in booked(cluster, now, now + dt.timedelta(microseconds=1)))
+    return max(0, cap.total_gpus - cap.unavailable_gpus - held)
 
 
 def _when(value: dt.datetime) -> str:

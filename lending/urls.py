@@ -17,4 +17,5 @@ urlpatterns = [
     path("gpus/<int:pk>/approve/", views.reservation_approve, name="approve"),
     path("gpus/<int:pk>/reject/", views.reservation_reject, name="reject"),
     path("gpus/<int:pk>/cancel/", views.reservation_cancel, name="cancel"),
+    path("gpus/<int:pk>/move/", views.reservation_move, name="move"),
 ]

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from lending import services
-from lending.forms import DecisionForm, ReservationForm
+from lending.forms import DecisionForm, ReservationForm, WindowForm
 from lending.models import Reservation, ReservationEvent
 from portal import access
 from portal.http import HtmxHttpRequest
@@ -226,6 +226,12 @@ def reservation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "can_cancel": reservation.is_open
         and access.can_change_reservation(request.user, reservation.requester_id, reservation.subteam_id),
         "decision_form": DecisionForm(),
+        "window_form": WindowForm(
+            initial={
+                "start": timezone.localtime(reservation.start),
+                "end": timezone.localtime(reservation.end),
+            }
+        ),
         "accounts": services.accounts_for(reservation.subteam_id, reservation.cluster),
     }
     return render(request, "lending/detail.html", context)
@@ -268,6 +274,30 @@ def reservation_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     try:
         services.cancel(_member(request), reservation)
         messages.success(request, _("Cancelled."))
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    return redirect(reservation)
+
+
+@require_POST
+def reservation_move(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """A new window for an open booking (requester, subteam lead, admin); same rules as a new one."""
+    reservation = get_object_or_404(rows(), pk=pk)
+    access.require(
+        access.can_change_reservation(request.user, reservation.requester_id, reservation.subteam_id)
+    )
+    form = WindowForm(request.POST)
+    if not form.is_valid():
+        for problems in form.errors.values():
+            for message in problems:
+                messages.error(request, str(message))
+        return redirect(reservation)
+    try:
+        services.change_window(
+            _member(request), reservation, start=form.cleaned_data["start"], end=form.cleaned_data["end"]
+        )
+        messages.success(request, _("The booking's window changed."))
     except ValidationError as error:
         for message in error.messages:
             messages.error(request, message)

@@ -9,7 +9,7 @@
 /api/v1/jobs/<uuid>/          list, submit, read; `?subteam=&state=&owner=<username>&cluster=<id>`;
                               POST …/cancel/, GET …/logs/?stream=stdout&offset=N
 /api/v1/clusters/<id>/        read-only, with partitions and nodes
-/api/v1/reservations/<id>/    GPU bookings: list, book, read; `?subteam=&state=&requester=&cluster=`;
+/api/v1/reservations/<id>/    GPU bookings: list, book, read, PATCH start/end; `?subteam=&state=&requester=&cluster=`;
                               POST …/approve/, …/reject/ (admins), …/cancel/
 /api/v1/clusters/<id>/availability/  free GPUs per hour, `?start=&end=`
 /api/v1/calendars/<subteam|member>/<slug|username>/<token>.ics  booking feeds (signed token, no sign-in)

@@ -43,10 +43,13 @@ def lab(db: None) -> Cluster:
     return make_cluster()
 
 
+# Fixed once for the run, so that two calls in one test agree even across an hour's turn.
+_BASE = timezone.now().replace(minute=0, second=0, microsecond=0) + HOUR
+
+
 def soon(hours: float = 1) -> dt.datetime:
-    """A whole hour `hours` from now (bookings in tests start in the future)."""
-    base = timezone.now().replace(minute=0, second=0, microsecond=0) + HOUR
-    return base + dt.timedelta(hours=hours)
+    """A whole hour `hours` after the next full hour (bookings in tests start in the future)."""
+    return _BASE + dt.timedelta(hours=hours)
 
 
 @pytest.fixture

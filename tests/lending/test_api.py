@@ -127,3 +127,19 @@ def test_the_schema_documents_the_endpoints(team: Team) -> None:
     response = team.client("member").get(reverse("api-schema"))
     text = response.content.decode()
     assert "/api/v1/reservations/{id}/approve/" in text and "/api/v1/clusters/{id}/availability/" in text
+
+
+def test_moving_another_subteams_booking_is_refused(team: Team, book) -> None:  # type: ignore[no-untyped-def]
+    r = book("member", hours=(1, 2))
+    url = reverse("api:reservation-detail", args=[r.pk])
+    new = {"start": soon(5).isoformat(), "end": soon(6).isoformat()}
+    assert api(team, "other").patch(url, new, format="json").status_code == 403
+    assert (
+        api(team, "member").patch(url, {**new, "end": soon(1).isoformat()}, format="json").status_code == 400
+    )
+    r.refresh_from_db()
+    assert (r.start, r.end) == (soon(1), soon(2))
+    response = api(team, "lead").patch(url, new, format="json")
+    assert response.status_code == 200
+    r.refresh_from_db()
+    assert (r.start, r.end) == (soon(5), soon(6))

@@ -206,3 +206,21 @@ def test_admin_lists_bookings_read_only_and_edits_quotas(team: Team, book) -> No
     assert admin.get(reverse("admin:lending_reservation_changelist")).status_code == 200
     assert admin.get(reverse("admin:lending_subteamquota_add")).status_code == 200
     assert team.client("member").get(reverse("admin:lending_reservation_changelist")).status_code == 302
+
+
+def test_moving_a_booking_follows_the_rules(team: Team, book) -> None:  # type: ignore[no-untyped-def]
+    r = book("member", hours=(1, 2))
+    new = {"start": local(soon(2)), "end": local(soon(4))}
+    assert team.client("other").post(reverse("lending:move", args=[r.pk]), new).status_code == 403
+    r.refresh_from_db()
+    assert (r.start, r.end) == (soon(1), soon(2))
+    backwards = team.client("member").post(
+        reverse("lending:move", args=[r.pk]), {**new, "end": new["start"]}, follow=True
+    )
+    assert "The end must be after the start." in backwards.content.decode()
+    r.refresh_from_db()
+    assert (r.start, r.end) == (soon(1), soon(2))
+    assert team.client("member").post(reverse("lending:move", args=[r.pk]), new).status_code == 302
+    r.refresh_from_db()
+    assert (r.start, r.end) == (soon(2), soon(4))
+    assert list(r.events.values_list("kind", flat=True)) == ["requested", "changed"]
