@@ -260,3 +260,18 @@ def test_an_unexpected_error_is_answered_not_raised(
     monkeypatch.setitem(commands.HANDLERS, "jobs", broken)
     assert slash("jobs", locale="en-US") == "Something went wrong; the portal's log has the details."
     assert "database on fire" in caplog.text
+
+
+def test_jobs_uses_the_same_queries_however_many_jobs(linked: Team, slash: Slash) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cluster = make_cluster()
+    make_job(linked.member("member"), linked.sft, cluster, name="first")
+    with CaptureQueriesContext(connection) as one:
+        slash("jobs", locale="en-US")
+    for i in range(10):
+        make_job(linked.member("member"), linked.sft, cluster, name=f"more-{i}")
+    with CaptureQueriesContext(connection) as eleven:
+        assert "more-9" in slash("jobs", locale="en-US")
+    assert len(eleven.captured_queries) == len(one.captured_queries)
