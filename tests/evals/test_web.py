@@ -287,3 +287,37 @@ def test_the_forms_are_offered_to_those_who_may_use_them(board: dict[str, EvalRe
     lead = team.client("lead").get("/leaderboard/").content.decode()
     assert "/evals/baselines/new/" in lead
     assert team.client("member").get("/evals/baselines/new/").status_code == 403
+
+
+def test_model_names_and_judgments_are_escaped(team: Team) -> None:
+    evil = "<script>alert(1)</script>"
+    rows = jsonl([{"question_id": 1, "model": evil, "turn": 1, "score": 5, "judgment": evil}])
+    [result] = services.import_judgments(None, judgments_jsonl=rows, questions_jsonl=QUESTIONS_JSONL)
+    client = team.client("member")
+    for url in ("/leaderboard/", result.get_absolute_url()):
+        body = client.get(url).content.decode()
+        assert evil not in body and "&lt;script&gt;" in body, url
+
+
+def test_the_result_page_runs_the_same_number_of_queries_for_more_judgments_and_results(team: Team) -> None:
+    client = team.client("member")
+    [small] = services.import_judgments(
+        None,
+        judgments_jsonl=jsonl([{"question_id": 1, "model": "s", "turn": 1, "score": 5}]),
+        questions_jsonl=QUESTIONS_JSONL,
+    )
+    client.get(small.get_absolute_url())
+    with CaptureQueriesContext(connection) as one:
+        client.get(small.get_absolute_url())
+    [big] = services.import_judgments(None, judgments_jsonl=JUDGMENTS_A, questions_jsonl=QUESTIONS_JSONL)
+    for _ in range(5):
+        add("external reference model", baseline=True)
+    with CaptureQueriesContext(connection) as many:
+        client.get(big.get_absolute_url())
+    assert len(one) == len(many), "\n".join(q["sql"][:160] for q in many.captured_queries)
+
+
+def test_the_admin_lists_results_for_admins_only(board: dict[str, EvalResult], team: Team) -> None:
+    assert team.client("admin").get("/admin/evals/evalresult/").status_code == 200
+    assert team.client("admin").get(f"/admin/evals/evalresult/{board['dpo'].pk}/change/").status_code == 200
+    assert team.client("lead").get("/admin/evals/evalresult/", follow=True).status_code == 403
