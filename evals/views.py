@@ -26,7 +26,9 @@ from portal.http import HtmxHttpRequest
 from portal.models import Subteam
 
 SCORE_COLUMNS = ("average", *CATEGORIES)
-SORTABLE = ("model_name", *SCORE_COLUMNS, "created_at")
+TEXT_COLUMNS = ("subteam", "judge_model", "source")
+SORTABLE = ("model_name", *SCORE_COLUMNS, *TEXT_COLUMNS, "created_at")
+ORDER_FIELDS = {"subteam": "subteam__name"}  # ?sort= names that are not field names
 DEFAULT_SORT = "-average"
 
 
@@ -51,22 +53,30 @@ def _sort_key(raw: str) -> str:
 
 
 def _columns(sort: str) -> list[Column]:
-    labels: dict[str, Any] = {"model_name": _("Model"), "average": _("Average"), **CATEGORY_LABELS}
+    labels: dict[str, Any] = {
+        "model_name": _("Model"),
+        "average": _("Average"),
+        **CATEGORY_LABELS,
+        "subteam": _("Subteam"),
+        "judge_model": _("Judge"),
+        "source": _("Source"),
+    }
     columns = []
-    for name in ("model_name", *SCORE_COLUMNS):
+    for name in ("model_name", *SCORE_COLUMNS, *TEXT_COLUMNS):
         current = sort.lstrip("-") == name
         descending = sort.startswith("-")
         sorted_as = ("desc" if descending else "asc") if current else ""
         if current:
             next_sort = name if descending else f"-{name}"
         else:
-            next_sort = name if name == "model_name" else f"-{name}"  # scores: best first
-        columns.append(Column(name, str(labels[name]), name != "model_name", sorted_as, next_sort))
+            next_sort = f"-{name}" if name in SCORE_COLUMNS else name  # scores: best first
+        columns.append(Column(name, str(labels[name]), name in SCORE_COLUMNS, sorted_as, next_sort))
     return columns
 
 
 def _ordered(results: QuerySet[EvalResult], sort: str) -> QuerySet[EvalResult]:
-    field = F(sort.lstrip("-"))
+    name = sort.lstrip("-")
+    field = F(ORDER_FIELDS.get(name, name))
     order = field.desc(nulls_last=True) if sort.startswith("-") else field.asc(nulls_last=True)
     return results.order_by(order, "model_name", "pk")
 

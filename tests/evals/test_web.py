@@ -67,6 +67,10 @@ def test_the_leaderboard_sorts_by_average_and_marks_baselines(
         ("model_name", "8x8B DPO"),
         ("-model_name", "external reference model"),
         ("-writing", "external reference model"),
+        ("subteam", "8x8B DPO"),  # Fine-tuning first, the project's baseline (no subteam) last
+        ("-subteam", "8x8B DPO"),  # empty values stay last either way
+        ("source", "8x8B DPO"),  # import < manual
+        ("-source", "external reference model"),
         ("'; DROP TABLE x", "8x8B DPO"),  # unknown: the default (average, best first)
     ],
 )
@@ -321,3 +325,14 @@ def test_the_admin_lists_results_for_admins_only(board: dict[str, EvalResult], t
     assert team.client("admin").get("/admin/evals/evalresult/").status_code == 200
     assert team.client("admin").get(f"/admin/evals/evalresult/{board['dpo'].pk}/change/").status_code == 200
     assert team.client("lead").get("/admin/evals/evalresult/", follow=True).status_code == 403
+
+
+def test_the_goal_page_shows_the_automatic_change_and_its_source(team: Team) -> None:
+    goal = Goal.objects.create(
+        title="g", subteam=team.sft, metric_name="jmt_bench.writing", metric_target=9.0
+    )
+    team.client("member").post("/evals/import/", {"subteam": team.sft.pk, "model_name": "model-a", **files()})
+    result = EvalResult.objects.get()
+    body = team.client("other").get(goal.get_absolute_url()).content.decode()
+    assert "MT-Bench writing result of model-a (imported): 7.67" in body
+    assert f"eval:{result.pk}" in body
