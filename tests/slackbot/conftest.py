@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +72,9 @@ class Slash:
         self.fake = fake
 
     def __call__(self, text: str, *, user_id: str = "U0MEMBER", **extra: str) -> str:
+        # Each command gets its own trigger_id, as from Slack: the same body in the same second would be
+        # the same signature, which the replay guard refuses.
+        extra.setdefault("trigger_id", uuid.uuid4().hex)
         body = form(text, user_id=user_id, response_url=self.fake.response_url(), **extra)
         response = post(body, signed_headers(body))
         assert response.status_code == 200, response.content
