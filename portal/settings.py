@@ -177,6 +177,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Choice sets that share a field name get names of their own in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "JobKindEnum": "scheduler.models.Job.Kind",
+        "TrainingKindEnum": ["pretrain", "sft", "dpo", "eval"],
+        "TemplateKindEnum": ["custom", "pretrain", "sft", "dpo", "eval", "pipeline"],
+    },
 }
 
 LOGGING = {

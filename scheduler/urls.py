@@ -2,12 +2,18 @@
 
 from django.urls import path
 
-from scheduler.views import clusters, jobs
+from scheduler.views import clusters, jobs, training
 
 urlpatterns = [
     path("jobs/", jobs.job_list, name="jobs"),
     path("jobs/new/", jobs.job_create, name="job-create"),
     path("jobs/preview/", jobs.job_preview, name="job-preview"),
+    path("jobs/train/", training.training_create, name="training-create"),
+    path("jobs/train/preview/", training.training_preview, name="training-preview"),
+    path("jobs/templates/<int:pk>/delete/", training.template_delete, name="template-delete"),
+    path("pipelines/", training.pipeline_list, name="pipelines"),
+    path("pipelines/new/", training.pipeline_create, name="pipeline-create"),
+    path("pipelines/<int:pk>/", training.pipeline_detail, name="pipeline"),
     path("jobs/<uuid:pk>/", jobs.job_detail, name="job"),
     path("jobs/<uuid:pk>/cancel/", jobs.job_cancel, name="job-cancel"),
     path("jobs/<uuid:pk>/resubmit/", jobs.job_resubmit, name="job-resubmit"),

@@ -132,7 +132,8 @@ def _preview(owner: Member, specs: list[services.JobSpec]) -> list[dict[str, Any
 
 def _form_context(form: JobForm, **extra: Any) -> dict[str, Any]:
     clusters = list(Cluster.objects.filter(is_active=True).prefetch_related("partitions"))
-    return {"form": form, "clusters": clusters, "no_cluster": not clusters, **extra}
+    kinds = [(k, label) for k, label in Job.Kind.choices if k != Job.Kind.CUSTOM]
+    return {"form": form, "clusters": clusters, "no_cluster": not clusters, "kinds": kinds, **extra}
 
 
 def _initial(request: HtmxHttpRequest) -> dict[str, Any]:
