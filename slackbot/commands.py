@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
-import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -27,8 +26,6 @@ from scheduler import worker
 from scheduler.models import Cluster, Job, Node
 from slackbot import timeparse
 from slackbot.notify import duration, esc, link
-
-log = logging.getLogger("slackbot")
 
 JOB_PREFIX_MIN = 8
 _HEX = re.compile(r"^[0-9a-f]{8,32}\Z")

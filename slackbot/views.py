@@ -29,6 +29,8 @@ def command(request: HttpRequest) -> HttpResponse:
         log.warning("Slack command refused: %s request", verdict.value)
         return HttpResponse("Invalid request signature.", status=401, content_type="text/plain")
     payload = request.POST
+    if payload.get("ssl_check") == "1":
+        return HttpResponse(status=200)  # Slack checking the certificate: no command to run
     language = commands.language_for(payload.get("locale", ""))
     with translation.override(language):
         try:

@@ -105,3 +105,9 @@ def test_old_signatures_are_forgotten(linked: Team, slack_settings: Any) -> None
     headers = signed_headers(body)
     assert post(body, headers).status_code == 200
     assert list(SeenRequest.objects.values_list("signature", flat=True)) == [headers["X-Slack-Signature"]]
+
+
+def test_slacks_certificate_check_gets_an_empty_answer(linked: Team, slack_settings: Any) -> None:
+    body = b"ssl_check=1&token=legacy-verification-token"
+    response = post(body, signed_headers(body))
+    assert response.status_code == 200 and response.content == b""
