@@ -672,7 +672,12 @@ def usage(reservations: list[Reservation]) -> dict[int, Usage]:
     return result
 
 
+HELD_STATES = (*Reservation.BOOKED_STATES, Reservation.State.FINISHED)
+
+
 def usage_by_subteam(reservations: list[Reservation]) -> list[tuple[Subteam, Usage]]:
+    """Totals over the bookings that held GPUs (approved, active, finished), per subteam."""
+    reservations = [r for r in reservations if r.state in HELD_STATES]
     per = usage(reservations)
     totals: dict[int, tuple[Subteam, Usage]] = {}
     for r in reservations:

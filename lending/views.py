@@ -6,6 +6,7 @@ Every write is a `lending.services` call and every permission a `portal.access` 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from typing import Any
@@ -106,6 +107,7 @@ def reservation_list(request: HtmxHttpRequest) -> HttpResponse:
         "clusters": Cluster.objects.all(),
         "subteams": Subteam.objects.all(),
         "states": Reservation.State.choices,
+        "held_states": services.HELD_STATES,
         "by_subteam": services.usage_by_subteam(listed),
         "feeds": feeds,
         "can_book": access.is_admin(request.user) or bool(access.subteam_ids(request.user)),
@@ -185,12 +187,16 @@ def _preview_context(form: ReservationForm) -> dict[str, Any]:
         gpus = data.get("gpus") or 0
         gpn = cap.gpus_per_node
         need = -(-gpus // gpn) * gpn
-    for slot in slots:
-        slot.short = slot.free_gpus < need  # type: ignore[attr-defined]
+    # The same rule as the service: bookings must fit the partition; drained nodes only warn
+    # (they may be back by then, and the inventory knows only their state now).
+    room = [dataclasses.replace(slot, free_gpus=slot.total_gpus - slot.booked_gpus) for slot in slots]
+    for slot, fit in zip(slots, room, strict=True):
+        slot.short = fit.free_gpus < need  # type: ignore[attr-defined]
         slot.free_percent = round(100 * slot.free_gpus / slot.total_gpus) if slot.total_gpus else 0  # type: ignore[attr-defined]
     return {
         "slots": slots,
-        "conflicts": services.describe_conflicts(slots, need) if need else [],
+        "conflicts": services.describe_conflicts(room, need) if need else [],
+        "drained_short": bool(need) and any(slot.free_gpus < need for slot in slots),
         "need": need,
         "unavailable": cap.unavailable,
     }

@@ -303,3 +303,12 @@ def test_two_requests_for_the_last_gpus_at_once_approve_exactly_one() -> None:
     booked = Reservation.objects.filter(cluster=lab, state__in=Reservation.BOOKED_STATES)
     assert sum(r.held_gpus for r in booked) == 32
     assert connection.vendor in ("sqlite", "postgresql")
+
+
+def test_per_subteam_totals_count_only_bookings_that_held_gpus(team: Team, book) -> None:  # type: ignore[no-untyped-def]
+    held = services.approve(team.member("admin"), book("member", gpus=8, hours=(1, 3)))
+    asked = book("other", gpus=8, hours=(1, 3))
+    rejected = book("other", gpus=8, hours=(4, 5))
+    services.reject(team.member("admin"), rejected, "no")
+    totals = services.usage_by_subteam([held, asked, Reservation.objects.get(pk=rejected.pk)])
+    assert [(subteam.slug, usage.booked_gpu_hours) for subteam, usage in totals] == [("sft", 16.0)]

@@ -224,3 +224,11 @@ def test_moving_a_booking_follows_the_rules(team: Team, book) -> None:  # type: 
     r.refresh_from_db()
     assert (r.start, r.end) == (soon(2), soon(4))
     assert list(r.events.values_list("kind", flat=True)) == ["requested", "changed"]
+
+
+def test_the_preview_agrees_with_the_request_when_nodes_are_drained(team: Team, lab: Cluster) -> None:
+    lab.nodes.filter(name="node3").update(unavailable=True, state="DRAIN", reason="disk check")
+    data = form_data(team, lab, gpus=32)
+    body = team.client("member").get(reverse("lending:preview"), data).content.decode()
+    assert "only" not in body and 'data-testid="drained"' in body and "node3 (disk check)" in body
+    assert team.client("member").post(reverse("lending:create"), data).status_code == 302
