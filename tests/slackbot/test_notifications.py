@@ -304,3 +304,16 @@ def test_names_cannot_ping_the_channel(
     job = make_job(team.member("member"), team.sft, make_cluster(), name="<!channel> & co")
     end_job(job, Job.State.FAILED, django_capture_on_commit_callbacks, exit_code=1)
     assert Notification.objects.get().text.startswith("Job &lt;!channel&gt; &amp; co ended:")
+
+
+def test_a_job_cancelled_through_the_scheduler_service_is_announced(
+    team: Team, english: Any, django_capture_on_commit_callbacks: CaptureOnCommit
+) -> None:
+    from scheduler.services import cancel_job
+
+    job = make_job(team.member("member"), team.sft, make_cluster(), name="queued", state=Job.State.SUBMITTING)
+    with django_capture_on_commit_callbacks(execute=True):
+        cancel_job(team.member("member"), job)
+    notification = Notification.objects.get()
+    assert notification.event_key == f"job:{job.pk}:cancelled"
+    assert notification.text.startswith("Job queued ended: Cancelled (exit code –, ran –,")
