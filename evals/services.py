@@ -174,18 +174,30 @@ def _section(summary: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+TRAINING_KINDS = ("pretrain", "sft", "dpo")
+
+
 def _training_job(job: Job) -> Job | None:
-    """The job that trained the evaluated model, when the eval job's parameters name it
-    (`trained_by_job`: the training job's id)."""
+    """The job that trained the evaluated model: the one named by the eval job's parameters
+    (`trained_by_job`: its id), else the training job it runs after in a pipeline (whose output is
+    the evaluated model)."""
     from scheduler.models import Job
 
-    ref = (job.parameters or {}).get("trained_by_job") if isinstance(job.parameters, dict) else None
-    if not ref:
+    parameters = job.parameters if isinstance(job.parameters, dict) else {}
+    ref = parameters.get("trained_by_job")
+    if ref:
+        try:
+            return Job.objects.filter(pk=uuid.UUID(str(ref))).first()
+        except ValueError:
+            return None
+    previous = job.depends_on
+    if previous is None or previous.kind not in TRAINING_KINDS:
         return None
-    try:
-        return Job.objects.filter(pk=uuid.UUID(str(ref))).first()
-    except ValueError:
-        return None
+    model = ((parameters.get("config") or {}).get("model") or {}).get("name_or_path", "")
+    output_dir = getattr(previous, "output_dir", "")
+    if model and output_dir and not str(model).startswith(str(output_dir)):
+        return None  # it runs after a training job but evaluates another model
+    return previous
 
 
 @transaction.atomic

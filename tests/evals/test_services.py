@@ -332,3 +332,16 @@ def test_a_goal_not_started_by_the_day_of_the_result_is_left_alone(team: Team) -
     services.add_result(None, model_name="8x8B", average=7.5, categories={}, subteam=team.sft)
     g.refresh_from_db()
     assert g.metric_current == 7.5
+
+
+def test_the_training_job_of_a_pipeline_is_the_one_the_eval_runs_after(team: Team, make_job: MakeJob) -> None:
+    trainer = make_job(name="dpo 8x8b", kind="dpo")
+    output_dir = f"{trainer.run_dir}/out"
+    job = make_job(depends_on=trainer, parameters={"config": {"model": {"name_or_path": output_dir}}})
+    assert services.record_from_job(job, summary_for(), None).trained_by_job == trainer
+    other = make_job(
+        depends_on=trainer, parameters={"config": {"model": {"name_or_path": "/models/elsewhere"}}}
+    )
+    custom = make_job(depends_on=make_job(name="prep"))
+    assert services.record_from_job(other, summary_for(), None).trained_by_job is None
+    assert services.record_from_job(custom, summary_for(), None).trained_by_job is None
