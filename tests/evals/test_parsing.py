@@ -94,3 +94,19 @@ def test_every_bad_line_is_reported_not_only_the_first() -> None:
 def test_question_turns_are_kept_for_the_drill_down() -> None:
     questions = parse_questions(QUESTIONS_JSONL)
     assert questions["5"].turns == tuple(QUESTIONS[4]["turns"])  # type: ignore[arg-type]
+
+
+def test_the_averages_equal_training_evaluates_own_summary() -> None:
+    """The same rows through training/evaluate.py's summarize (what an eval job writes) and ours."""
+    import json
+
+    from tests.evals.conftest import JUDGMENTS_AB
+    from training.evaluate import summarize as training_summarize
+
+    rows = [json.loads(line) for line in JUDGMENTS_AB.decode().splitlines()]
+    questions = parse_questions(QUESTIONS_JSONL)
+    for model in ("model-a", "model-b"):
+        theirs = training_summarize(QUESTIONS, [r for r in rows if r["model"] == model])
+        ours = summarize(questions, [j for j in parse_judgments(JUDGMENTS_AB, questions) if j.model == model])
+        for key in ("average", "turn_averages", "category_averages"):
+            assert ours[key] == theirs[key], (model, key)
