@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -190,7 +191,7 @@ class ReservationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[
 
     def _decide(self, request: Request, pk: str | None, approve: bool) -> Response:
         if not access.can_decide_reservation(request.user):
-            raise exceptions.PermissionDenied("Only the management team approves or rejects bookings.")
+            raise exceptions.PermissionDenied(_("Only the management team approves or rejects bookings."))
         reservation = get_object_or_404(self.get_queryset(), pk=pk)
         decision = DecisionSerializer(data=request.data)
         decision.is_valid(raise_exception=True)
@@ -257,9 +258,9 @@ class WindowSerializer(serializers.Serializer[Any]):
         start = attrs.get("start") or timezone.now()
         end = attrs.get("end") or start + dt.timedelta(days=1)
         if end <= start:
-            raise serializers.ValidationError({"end": ["The end must be after the start."]})
+            raise serializers.ValidationError({"end": [_("The end must be after the start.")]})
         if end - start > MAX_AVAILABILITY:
-            raise serializers.ValidationError({"end": ["At most 31 days at a time."]})
+            raise serializers.ValidationError({"end": [_("At most 31 days at a time.")]})
         return {"start": start, "end": end}
 
 

@@ -262,9 +262,7 @@ def validate(request: Request, *, exclude: Reservation | None = None) -> tuple[C
     if not cap.nodes:
         _add(errors, "cluster", _("The cluster's inventory is not known yet: no nodes to book."))
     held = 0
-    if request.nodes and request.gpus:
-        _add(errors, "nodes", _("Book either a number of GPUs or specific nodes, not both."))
-    elif request.nodes:
+    if request.nodes:  # named nodes win over a number of GPUs (the form keeps its default count)
         unknown = [n for n in request.nodes if n not in cap.nodes]
         if unknown:
             _add(
