@@ -27,6 +27,8 @@ demo: venv
 	@# A real Slurm cluster on this machine when we may install and run it (root, apt); else none.
 	@if [ "$$(id -u)" = 0 ] && { command -v apt-get >/dev/null || command -v slurmctld >/dev/null; }; then \
 		scripts/devcluster up && $(DEMO_ENV) $(PY) manage.py register_devcluster \
+		&& { $(DEMO_ENV) PORT=$(PORT) $(PY) manage.py stage_demo_assets \
+		     || echo "No tiny model for demo training runs (needs the training extra)."; } \
 		|| echo "The dev cluster did not start; the portal runs without a cluster."; \
 	else echo "No dev cluster (needs root and apt): the portal runs without a cluster."; fi
 	@echo "Tanuki Portal: http://127.0.0.1:$(PORT)/  (user admin, password $${DEMO_PASSWORD:-demo})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
@@ -50,14 +51,25 @@ def _template_initial(request: HtmxHttpRequest, kind: str) -> tuple[dict[str, An
     return initial, template
 
 
-def _save_template(request: HtmxHttpRequest, kind: str, subteam_id: str) -> JobTemplate | None:
-    """Save the posted fields as the subteam's template (Save as template button); None when refused."""
+def _checkboxes(form: Any) -> list[str]:
+    """The names of a form's checkboxes (a pipeline form's steps' too), as they are posted."""
+    names = [form.add_prefix(n) for n, f in form.fields.items() if isinstance(f, forms.BooleanField)]
+    for step in getattr(form, "steps", {}).values():
+        names += _checkboxes(step)
+    return names
+
+
+def _save_template(request: HtmxHttpRequest, kind: str, subteam_id: str, form: Any) -> JobTemplate | None:
+    """Save the posted fields as the subteam's template (Save as template button); None when refused.
+    An unticked checkbox is kept as "" (a browser posts nothing for it), so it stays unticked."""
     from portal.models import Subteam
 
     subteam = Subteam.objects.filter(pk=int(subteam_id)).first() if subteam_id.isdigit() else None
     access.require(subteam is not None and access.can_save_job_template(request.user, subteam.pk))
     assert subteam is not None
     fields = {k: v for k, v in _posted(request.POST).items() if k not in TEMPLATE_FIELDS_SKIP}
+    for name in _checkboxes(form):
+        fields.setdefault(name, "")
     try:
         template = services.save_template(
             _submitter(request),
@@ -101,7 +113,7 @@ def training_create(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = TrainingJobForm(request.POST, user=request.user, kind=kind)
         if "save_template" in request.POST:
-            template = _save_template(request, kind, request.POST.get("subteam", ""))
+            template = _save_template(request, kind, request.POST.get("subteam", ""), form)
             if template is not None:
                 return redirect(f"{request.path}?kind={kind}&template={template.pk}")
             return render(request, "scheduler/jobs/training_form.html", _context(request, form, kind))
@@ -156,7 +168,7 @@ def pipeline_create(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = PipelineForm(request.POST, user=request.user)
         if "save_template" in request.POST:
-            template = _save_template(request, "pipeline", request.POST.get("subteam", ""))
+            template = _save_template(request, "pipeline", request.POST.get("subteam", ""), form)
             if template is not None:
                 return redirect(f"{request.path}?template={template.pk}")
         elif form.is_valid():

@@ -183,3 +183,41 @@ def run_until(worker: Worker) -> Callable[..., None]:
             time.sleep(interval)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def assets(devcluster_info: dict[str, Any]) -> Any:
+    """A tiny model and data sets (scheduler/demo_assets.py), staged once per session on the cluster."""
+    import uuid
+
+    from scheduler import demo_assets
+
+    remote = Remote(devcluster_info)
+    try:
+        root = f"{devcluster_info['work_dir']}/test-assets-{uuid.uuid4().hex[:8]}"
+        return demo_assets.stage(remote.conn, root)
+    finally:
+        remote.close()
+
+
+@pytest.fixture
+def judge() -> Iterator[Any]:
+    """A local chat-completions server the evaluation jobs on the cluster ask (tests/judge.py)."""
+    from tests.judge import JudgeServer
+
+    with JudgeServer() as server:
+        yield server
+
+
+@pytest.fixture
+def training_cluster(cluster: Cluster, judge: Any) -> Cluster:
+    """The dev cluster set up to run `python -m training.*`: its nodes are this machine, so jobs use
+    this Python environment. The judge's key comes from the job's environment (the cluster's
+    preamble), never from the portal's database or run.yaml."""
+    from scheduler.management.commands.register_devcluster import allow_local_python, local_python_preamble
+    from tests.judge import API_KEY
+
+    allow_local_python()
+    cluster.env_preamble = local_python_preamble() + f"\nexport OPENAI_API_KEY={API_KEY}"
+    cluster.save()
+    return cluster

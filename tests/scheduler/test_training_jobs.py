@@ -369,10 +369,13 @@ def test_templates_are_saved_per_subteam_reused_and_deleted_by_their_author_or_l
     assert (template.subteam, template.kind, template.created_by) == (team.sft, "sft", team.member("member"))
     assert template.fields["learning_rate"] == "1e-5" and "csrfmiddlewaretoken" not in template.fields
     assert "name" not in template.fields  # a new run gets a name of its own
+    assert template.fields["requeue"] == "on" and template.fields["lora"] == ""  # unticked stays unticked
     assert not Job.objects.exists()
 
     html = body(member.get(f"/jobs/train/?kind=sft&template={template.pk}"))
     assert 'value="1e-5"' in html and "8xH100 SFT" in html
+    assert '<input type="checkbox" name="requeue" value="on" id="id_requeue" checked>' in html
+    assert '<input type="checkbox" name="lora" id="id_lora">' in html
 
     # Another subteam neither sees nor deletes it.
     assert team.client("other").get(f"/jobs/train/?kind=sft&template={template.pk}").status_code == 403

@@ -4,51 +4,20 @@ on its nodes, submitted through the API, staged and tracked by the worker."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
 
 from scheduler import demo_assets
-from scheduler.management.commands.register_devcluster import allow_local_python, local_python_preamble
 from scheduler.models import Cluster, Job, Pipeline
-from tests.judge import API_KEY, JudgeServer
+from tests.judge import JudgeServer
 from tests.personas import Team
 
 pytestmark = pytest.mark.training
 
 TERMINAL = {state.value for state in Job.State if state.value in Job.TERMINAL_STATES}
-
-
-@pytest.fixture(scope="module")
-def assets(devcluster_info: dict[str, Any]) -> demo_assets.Assets:
-    """The tiny model and data, staged once per module in a directory of its own on the cluster."""
-    from tests.scheduler.conftest import Remote
-
-    remote = Remote(devcluster_info)
-    try:
-        root = f"{devcluster_info['work_dir']}/test-assets-{uuid.uuid4().hex[:8]}"
-        return demo_assets.stage(remote.conn, root)
-    finally:
-        remote.close()
-
-
-@pytest.fixture
-def judge() -> Iterator[JudgeServer]:
-    with JudgeServer() as server:
-        yield server
-
-
-@pytest.fixture
-def training_cluster(cluster: Cluster, judge: JudgeServer) -> Cluster:
-    # The nodes are this machine: jobs use this Python environment. The judge's key comes from the
-    # job's environment (the cluster's preamble), never from the portal's database or run.yaml.
-    allow_local_python()
-    cluster.env_preamble = local_python_preamble() + f"\nexport OPENAI_API_KEY={API_KEY}"
-    cluster.save()
-    return cluster
 
 
 def sft_fields(assets: demo_assets.Assets, **overrides: Any) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""The demo's training templates and its stand-in judge (no cluster needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client, override_settings
+
+from scheduler import demo_assets, demo_judge, services
+from scheduler.management.commands.stage_demo_assets import templates
+from scheduler.models import Cluster, Job
+from scheduler.training_forms import PipelineForm, TrainingJobForm
+from tests.personas import Team
+from tests.scheduler.test_web import make_fake_cluster
+
+
+@pytest.fixture
+def fake_cluster(db: None) -> Cluster:
+    return make_fake_cluster()
+
+
+def test_every_demo_template_fills_a_form_that_submits(team: Team, fake_cluster: Cluster) -> None:
+    assets = demo_assets.Assets("/home/tanuki/tanuki-runs/assets")
+    found = templates(assets)
+    assert {kind for _slug, _name, kind, _fields in found} == {"sft", "dpo", "eval", "pipeline", "pretrain"}
+    user = team.users["admin"]
+    for _slug, name, kind, fields in found:
+        data = {**fields, "subteam": str(team.sft.pk), "cluster": str(fake_cluster.pk), "name": "demo"}
+        if kind == "pipeline":
+            form = PipelineForm(data, user=user)
+            assert form.is_valid(), (name, form.errors, [s.errors for s in form.steps.values()])
+            pipeline = services.submit_pipeline(team.member("admin"), "demo", form.specs())
+            assert [j.kind for j in pipeline.steps()] == ["sft", "dpo", "eval"]
+        else:
+            training = TrainingJobForm(data, user=user, kind=kind)
+            assert training.is_valid(), (name, training.errors)
+            spec = training.check()
+            assert spec is not None, (name, training.errors)
+            assert services.submit_job(team.member("admin"), spec).kind == kind
+    assert Job.objects.filter(config_yaml__contains=assets.model).exists()
+
+
+@override_settings(DEBUG=True)
+def test_the_demo_judge_speaks_chat_completions_with_its_key() -> None:
+    client = Client()
+    prompt = "[The Start of Assistant's Answer]\n東京です。\n[The End of Assistant's Answer]"
+    request = {"model": "demo-judge", "messages": [{"role": "user", "content": prompt}]}
+    url = "/demo-judge/v1/chat/completions"
+    refused = client.post(url, json.dumps(request), content_type="application/json")
+    assert refused.status_code == 401
+    headers = {"Authorization": f"Bearer {demo_judge.KEY}"}
+    answer = client.post(url, json.dumps(request), content_type="application/json", headers=headers)
+    assert answer.status_code == 200
+    text = answer.json()["choices"][0]["message"]["content"]
+    assert f"[[{demo_judge.rating(prompt)}]]" in text and "made-up" in text
+    assert 1 <= demo_judge.rating(prompt) <= 10
+    bad = client.post(url, "{}", content_type="application/json", headers=headers)
+    assert bad.status_code == 400
+
+
+def test_the_demo_judge_is_not_served_in_production() -> None:
+    request = {"messages": [{"role": "user", "content": "x"}]}
+    response = Client().post(
+        "/demo-judge/v1/chat/completions",
+        json.dumps(request),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {demo_judge.KEY}"},
+    )
+    assert response.status_code == 404
