@@ -296,7 +296,7 @@ class TrainingJobForm(TrainingStepForm):
                 widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
             ),
         }
-        self.fields = {**head, **self.fields}  # type: ignore[assignment]
+        self.fields = {**head, **self.fields}
         self.user = user
 
     def head(self) -> list[forms.BoundField]:
