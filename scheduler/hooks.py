@@ -34,6 +34,9 @@ sbatch_option_hooks: list[SbatchOptionHook] = []
 # Sent after the commit that changed a job's state: sender=Job, job=<Job>, old=<state>, new=<state>.
 job_state_changed = Signal()
 
+# Sent after the commit that stored new log bytes: sender=Job, job=<Job>, stream="stdout"|"stderr", text=<str>.
+job_log_appended = Signal()
+
 
 def run_cluster_hooks(cluster: Cluster, conn: Connection) -> None:
     for hook in list(cluster_hooks):
@@ -59,6 +62,20 @@ def sbatch_options(job: Job) -> list[str]:
         except Exception:
             log.exception("sbatch option hook %s failed for %s", getattr(hook, "__name__", hook), job)
     return options
+
+
+def log_appended(job: Job, stream: str, text: str) -> None:
+    """Announce new log text once the surrounding transaction commits."""
+    from django.db import transaction
+
+    def send() -> None:
+        for receiver, response in job_log_appended.send_robust(
+            sender=type(job), job=job, stream=stream, text=text
+        ):
+            if isinstance(response, Exception):
+                log.error("job_log_appended receiver %s failed: %r", receiver, response)
+
+    transaction.on_commit(send)
 
 
 def state_changed(job: Job, old: str, new: str) -> None:

@@ -537,7 +537,7 @@ class Worker:
                 if not data:
                     continue
                 # Keep whole UTF-8 characters: an incomplete tail waits for the next read.
-                _text, used = _decode_complete(data)
+                text, used = _decode_complete(data)
                 if used == 0:
                     continue
                 with transaction.atomic():
@@ -550,6 +550,7 @@ class Worker:
                         JobLogChunk.objects.create(
                             job=job, stream=stream, offset=offset, data=bytes(data[:used]), size=used
                         )
+                        hooks.log_appended(job, stream, text)
                 if not advanced:
                     continue
                 setattr(job, offset_field, offset + used)
