@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,17 +20,52 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
-from django.utils import formats, timezone
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from lending.capacity import (
+    Capacity,
+    Slot,
+    availability,
+    booked,
+    capacity,
+    describe_conflicts,
+    free_gpus_now,
+    peak_gpus,
+    span,
+)
 from lending.models import Reservation, ReservationEvent, SubteamAccount, SubteamQuota
 from lending.signals import announce
+from lending.usage import HELD_STATES, Usage, job_gpu_hours_in, usage, usage_by_subteam
 from portal import access
 from portal.models import Member, Subteam
-from scheduler.models import Cluster, Job, Node
+from scheduler.models import Cluster, Job
 
-HOUR = dt.timedelta(hours=1)
+__all__ = [  # the reads other apps use, re-exported: everything goes through this module
+    "HELD_STATES",
+    "Capacity",
+    "Slot",
+    "Usage",
+    "accounts_for",
+    "advance",
+    "approve",
+    "availability",
+    "booked",
+    "cancel",
+    "capacity",
+    "change_window",
+    "describe_conflicts",
+    "free_gpus_now",
+    "job_gpu_hours_in",
+    "peak_gpus",
+    "reject",
+    "request_reservation",
+    "reservation_for_job",
+    "usage",
+    "usage_by_subteam",
+]  # fmt: skip
+
 PAST_GRACE = dt.timedelta(minutes=5)  # a form filled in at 10:00 and sent at 10:02 still books "now"
 
 
@@ -46,168 +80,6 @@ def max_days() -> int:
 def gpu_types() -> list[str]:
     """GPU types the clusters' nodes carry (scheduler.Node records the count, not the gres type)."""
     return list(getattr(settings, "LENDING_GPU_TYPES", ["h100"]))
-
-
-# --- capacity ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Capacity:
-    """The cluster's default partition as the scheduler's inventory last saw it."""
-
-    nodes: dict[str, int]  # node name -> GPUs
-    unavailable: dict[str, str]  # drained/down node name -> reason or state
-
-    @property
-    def total_gpus(self) -> int:
-        return sum(self.nodes.values())
-
-    @property
-    def unavailable_gpus(self) -> int:
-        return sum(self.nodes[name] for name in self.unavailable)
-
-    @property
-    def gpus_per_node(self) -> int:
-        return max(self.nodes.values(), default=8) or 8
-
-
-def capacity(cluster: Cluster) -> Capacity:
-    nodes: dict[str, int] = {}
-    unavailable: dict[str, str] = {}
-    for node in Node.objects.filter(cluster=cluster).order_by("name"):
-        if cluster.default_partition not in node.partitions.split(","):
-            continue
-        nodes[node.name] = node.gpus_total
-        if node.unavailable:
-            unavailable[node.name] = node.reason or node.state
-    return Capacity(nodes=nodes, unavailable=unavailable)
-
-
-@dataclass
-class Slot:
-    start: dt.datetime
-    end: dt.datetime
-    total_gpus: int
-    booked_gpus: int
-    free_gpus: int
-    unavailable_gpus: int
-    conflicts: list[Reservation] = field(default_factory=list)
-
-    @property
-    def booked_percent(self) -> int:
-        return round(100 * self.booked_gpus / self.total_gpus) if self.total_gpus else 100
-
-
-def booked(cluster: Cluster, start: dt.datetime, end: dt.datetime) -> QuerySet[Reservation]:
-    """Approved and active bookings of the cluster overlapping [start, end)."""
-    return Reservation.objects.filter(
-        cluster=cluster, state__in=Reservation.BOOKED_STATES, start__lt=end, end__gt=start
-    ).select_related("subteam", "requester")
-
-
-def _exclude_pk(exclude: Reservation | int | None) -> int | None:
-    return exclude.pk if isinstance(exclude, Reservation) else exclude
-
-
-def peak_gpus(reservations: Iterable[Reservation], start: dt.datetime, end: dt.datetime) -> int:
-    """The most GPUs the bookings hold at any one moment within [start, end) (a sweep over their edges)."""
-    edges: list[tuple[dt.datetime, int]] = []
-    for r in reservations:
-        if r.start < end and start < r.end:
-            edges.append((max(r.start, start), r.held_gpus))
-            edges.append((min(r.end, end), -r.held_gpus))
-    edges.sort(key=lambda edge: (edge[0], edge[1]))  # ends before starts at the same instant
-    peak = level = 0
-    for _at, delta in edges:
-        level += delta
-        peak = max(peak, level)
-    return peak
-
-
-def _hour_floor(value: dt.datetime) -> dt.datetime:
-    return value.replace(minute=0, second=0, microsecond=0)
-
-
-def availability(
-    cluster: Cluster, start: dt.datetime, end: dt.datetime, *, exclude: Reservation | int | None = None
-) -> list[Slot]:
-    """Free GPUs per hour over [start, end): total of the default partition, minus booked (the peak
-    within the hour), minus drained/down nodes (as last seen: the inventory has no future)."""
-    cap = capacity(cluster)
-    slot_start = _hour_floor(start)
-    rows = list(booked(cluster, slot_start, end).exclude(pk=_exclude_pk(exclude) or 0).order_by("start"))
-    slots: list[Slot] = []
-    first = 0  # rows are sorted by start; rows that ended before this slot are skipped cheaply
-    while slot_start < end:
-        slot_end = slot_start + HOUR
-        here = [r for r in rows[first:] if r.start < slot_end and slot_start < r.end]
-        while first < len(rows) and rows[first].end <= slot_start and rows[first].start <= slot_start:
-            first += 1
-        taken = peak_gpus(here, slot_start, slot_end)
-        slots.append(
-            Slot(
-                start=slot_start,
-                end=slot_end,
-                total_gpus=cap.total_gpus,
-                booked_gpus=taken,
-                free_gpus=max(0, cap.total_gpus - taken - cap.unavailable_gpus),
-                unavailable_gpus=cap.unavailable_gpus,
-                conflicts=here,
-            )
-        )
-        slot_start = slot_end
-    return slots
-
-
-def free_gpus_now(cluster: Cluster) -> int:
-    """GPUs neither booked nor on drained/down nodes at this moment."""
-    now = timezone.now()
-    cap = capacity(cluster)
-    held = sum(r.held_gpus for r in booked(cluster, now, now + dt.timedelta(microseconds=1)))
-    return max(0, cap.total_gpus - cap.unavailable_gpus - held)
-
-
-def _when(value: dt.datetime) -> str:
-    return formats.date_format(timezone.localtime(value), "D H:i")
-
-
-def _span(start: dt.datetime, end: dt.datetime) -> str:
-    return f"{_when(start)}–{formats.date_format(timezone.localtime(end), 'H:i')}"
-
-
-def describe_conflicts(slots: list[Slot], need: int) -> list[str]:
-    """In words, each run of hours where fewer than `need` GPUs are free, and which bookings hold them:
-    "Tue 10:00–12:00: only 4 GPUs free: 'sft eval' by Sato books 8"."""
-    lines = []
-    for _short, run_iter in itertools.groupby(slots, key=lambda s: s.free_gpus < need):
-        run = list(run_iter)
-        if not _short:
-            continue
-        free = min(s.free_gpus for s in run)
-        holders: dict[int, Reservation] = {}
-        for slot in run:
-            for r in slot.conflicts:
-                holders.setdefault(r.pk, r)
-        who = "; ".join(
-            _("'%(purpose)s' by %(name)s (%(subteam)s) books %(gpus)d")
-            % {
-                "purpose": r.purpose,
-                "name": r.requester.display_name,
-                "subteam": r.subteam.name,
-                "gpus": r.held_gpus,
-            }
-            for r in holders.values()
-        )
-        text = _("%(when)s: only %(free)d GPUs free") % {
-            "when": _span(run[0].start, run[-1].end),
-            "free": free,
-        }
-        if who:
-            text += ": " + who
-        if run[0].unavailable_gpus:
-            text += " " + _("(%(n)d GPUs on drained or down nodes)") % {"n": run[0].unavailable_gpus}
-        lines.append(text)
-    return lines
 
 
 # --- validation -----------------------------------------------------------------------------------------
@@ -319,7 +191,7 @@ def _check_room(request: Request, held: int, exclude: Reservation | None) -> Non
                     _("%(nodes)s already booked %(when)s: '%(purpose)s' by %(name)s")
                     % {
                         "nodes": ", ".join(sorted(taken)),
-                        "when": _span(max(r.start, request.start), min(r.end, request.end)),
+                        "when": span(max(r.start, request.start), min(r.end, request.end)),
                         "purpose": r.purpose,
                         "name": r.requester.display_name,
                     }
@@ -615,74 +487,6 @@ def reservation_for_job(job: Job) -> str | None:
         if not accounts or account in accounts:
             return reservation.slurm_name
     return None
-
-
-# --- booked vs used -------------------------------------------------------------------------------------
-
-
-def job_gpu_hours_in(job: Job, start: dt.datetime, end: dt.datetime, now: dt.datetime | None = None) -> float:
-    """A job's GPU-hours within [start, end): its accounted GPU-hours (or GPUs × runtime while it runs),
-    pro rata for the part of its run inside the window."""
-    if job.started_at is None:
-        return 0.0
-    job_end = job.ended_at or now or timezone.now()
-    run = (job_end - job.started_at).total_seconds()
-    inside = (min(job_end, end) - max(job.started_at, start)).total_seconds()
-    if run <= 0 or inside <= 0:
-        return 0.0
-    total = job.gpu_hours if job.ended_at and job.gpu_hours else job.gpus * run / 3600
-    return total * inside / run
-
-
-@dataclass
-class Usage:
-    booked_gpu_hours: float = 0.0
-    used_gpu_hours: float = 0.0
-
-    @property
-    def percent(self) -> int:
-        return round(100 * self.used_gpu_hours / self.booked_gpu_hours) if self.booked_gpu_hours else 0
-
-
-def usage(reservations: list[Reservation]) -> dict[int, Usage]:
-    """Booked vs used GPU-hours per booking, with one query for the jobs of all of them."""
-    if not reservations:
-        return {}
-    start = min(r.start for r in reservations)
-    end = max(r.end for r in reservations)
-    jobs = list(
-        Job.objects.filter(
-            subteam_id__in={r.subteam_id for r in reservations},
-            cluster_id__in={r.cluster_id for r in reservations},
-            started_at__isnull=False,
-            started_at__lt=end,
-        ).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
-    )
-    now = timezone.now()
-    result = {}
-    for r in reservations:
-        used = sum(
-            job_gpu_hours_in(job, r.start, min(r.end, now), now)
-            for job in jobs
-            if job.subteam_id == r.subteam_id and job.cluster_id == r.cluster_id
-        )
-        result[r.pk] = Usage(booked_gpu_hours=r.gpu_hours_booked, used_gpu_hours=round(used, 2))
-    return result
-
-
-HELD_STATES = (*Reservation.BOOKED_STATES, Reservation.State.FINISHED)
-
-
-def usage_by_subteam(reservations: list[Reservation]) -> list[tuple[Subteam, Usage]]:
-    """Totals over the bookings that held GPUs (approved, active, finished), per subteam."""
-    reservations = [r for r in reservations if r.state in HELD_STATES]
-    per = usage(reservations)
-    totals: dict[int, tuple[Subteam, Usage]] = {}
-    for r in reservations:
-        _subteam, total = totals.setdefault(r.subteam_id, (r.subteam, Usage()))
-        total.booked_gpu_hours += per[r.pk].booked_gpu_hours
-        total.used_gpu_hours += per[r.pk].used_gpu_hours
-    return sorted(totals.values(), key=lambda pair: pair[0].name)
 
 
 # --- time passing (called by the worker through lending.sync) -----------------------------------------
