@@ -88,7 +88,7 @@ def ingest_job(job: Job, conn: RunFiles) -> int:
         data = conn.read_from(cursor.path, cursor.offset, limit)
         if not data:
             return 0
-        result = wandb_file.parse(data, cursor.offset)
+        result = wandb_file.parse(data, cursor.offset, summaries=False)
         # A record larger than one read: read more at once (up to a bound), else wait for it.
         if result.offset > cursor.offset or len(data) < limit or limit >= MAX_RECORD_BYTES:
             break

@@ -14,12 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connections
 from django.db.models import Max, Min
 
 from metrics.models import ROLLUP_BASE, ROLLUP_LEVELS, MetricBucket, MetricPoint
 
 DEFAULT_POINTS = 2000
-BATCH = 2000
+BATCH = 500  # rows per INSERT statement (SQLite allows 32,766 parameters)
 
 
 @dataclass(frozen=True)
@@ -60,50 +61,85 @@ class _Agg:
             self.last_step, self.last_value = other.last_step, other.last_value
 
 
-_AGG_FIELDS = ["count", "total", "min_value", "max_value", "first_step", "last_step", "last_value"]
-
-
 def add_points(job_id: Any, points: Sequence[Point]) -> int:
     """Insert points and fold them into every rollup level. Call inside the caller's transaction
-    (the one that advances the read cursor), so points and rollups commit together."""
+    (the one that advances the read cursor), so points and rollups commit together.
+
+    1. Raw points: one multi-row INSERT per batch (no model instances: this is the ingest hot path).
+    2. Level 1 aggregates from the points, each further level from the one below (4 buckets -> 1), so
+       the work is ~1.33 x the points whatever the number of levels.
+    3. Each level: INSERT … ON CONFLICT DO UPDATE merges into the stored buckets in the database
+       (count and total add up, min/max widen, the later last step wins).
+    """
     if not points:
         return 0
-    MetricPoint.objects.bulk_create(
-        [MetricPoint(job_id=job_id, key=p.key, step=p.step, value=p.value, time=p.time) for p in points],
-        batch_size=BATCH,
-    )
-    keys = sorted({p.key for p in points})
-    for level in range(1, ROLLUP_LEVELS + 1):
-        width = ROLLUP_BASE**level
-        fresh: dict[tuple[str, int], _Agg] = {}
+    connection = connections[MetricPoint.objects.db]
+    job_value = MetricPoint._meta.get_field("job").get_db_prep_value(job_id, connection)
+    time_field = MetricPoint._meta.get_field("time")
+    rows = [
+        (job_value, p.key, p.step, p.value, time_field.get_db_prep_value(p.time, connection)) for p in points
+    ]
+    point_table = connection.ops.quote_name(MetricPoint._meta.db_table)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start : start + BATCH]
+            values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {point_table} (job_id, key, step, value, time) VALUES {values}",  # noqa: S608 - names are ours
+                [v for row in chunk for v in row],
+            )
+        level_aggs: dict[tuple[str, int], _Agg] = {}
         for p in points:
-            slot = (p.key, p.step // width)
-            agg = fresh.get(slot)
+            slot = (p.key, p.step // ROLLUP_BASE)
+            agg = level_aggs.get(slot)
             if agg is None:
-                fresh[slot] = _Agg(1, p.value, p.value, p.value, p.step, p.step, p.value)
+                level_aggs[slot] = _Agg(1, p.value, p.value, p.value, p.step, p.step, p.value)
             else:
                 agg.add(p.step, p.value)
-        buckets = [b for _, b in fresh]
-        existing = MetricBucket.objects.filter(
-            job_id=job_id, level=level, key__in=keys, bucket__gte=min(buckets), bucket__lte=max(buckets)
-        ).values("key", "bucket", *_AGG_FIELDS)
-        for row in existing:
-            slot = (row["key"], row["bucket"])
-            if slot in fresh:
-                merged = _Agg(*(row[f] for f in _AGG_FIELDS))
-                merged.merge(fresh[slot])
-                fresh[slot] = merged
-        MetricBucket.objects.bulk_create(
-            [
-                MetricBucket(job_id=job_id, key=key, level=level, bucket=bucket, **vars(agg))
-                for (key, bucket), agg in fresh.items()
-            ],
-            batch_size=BATCH,
-            update_conflicts=True,
-            unique_fields=["job", "key", "level", "bucket"],
-            update_fields=_AGG_FIELDS,
-        )
+        for level in range(1, ROLLUP_LEVELS + 1):
+            if level > 1:
+                coarser: dict[tuple[str, int], _Agg] = {}
+                for (key, bucket), agg in level_aggs.items():
+                    slot = (key, bucket // ROLLUP_BASE)
+                    into = coarser.get(slot)
+                    if into is None:
+                        coarser[slot] = _Agg(**vars(agg))
+                    else:
+                        into.merge(agg)
+                level_aggs = coarser
+            _upsert(cursor, connection, job_value, level, level_aggs)
     return len(points)
+
+
+def _upsert(
+    cursor: Any, connection: Any, job_value: Any, level: int, aggs: dict[tuple[str, int], _Agg]
+) -> None:
+    table = connection.ops.quote_name(MetricBucket._meta.db_table)
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    items = list(aggs.items())
+    for start in range(0, len(items), BATCH):
+        chunk = items[start : start + BATCH]
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
+        params: list[Any] = []
+        for (key, bucket), a in chunk:
+            params += [job_value, key, level, bucket, a.count, a.total, a.min_value, a.max_value]
+            params += [a.first_step, a.last_step, a.last_value]
+        cursor.execute(
+            f"""INSERT INTO {table} AS b
+                (job_id, key, level, bucket, count, total, min_value, max_value, first_step, last_step,
+                 last_value)
+            VALUES {values}
+            ON CONFLICT (job_id, key, level, bucket) DO UPDATE SET
+                count = b.count + excluded.count,
+                total = b.total + excluded.total,
+                min_value = {least}(b.min_value, excluded.min_value),
+                max_value = {greatest}(b.max_value, excluded.max_value),
+                first_step = {least}(b.first_step, excluded.first_step),
+                last_value = CASE WHEN excluded.last_step >= b.last_step
+                             THEN excluded.last_value ELSE b.last_value END,
+                last_step = {greatest}(b.last_step, excluded.last_step)""",  # noqa: S608 - names are ours
+            params,
+        )
 
 
 def level_for(lo: int, hi: int, points: int) -> int:

@@ -14,6 +14,7 @@ record still being written waits for the next read and nothing is ever read twic
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -63,20 +64,21 @@ class ParseResult:
     corrupt_chunks: int = 0  # chunks whose CRC did not match (skipped with the rest of their block)
 
 
-def parse(data: bytes, start: int = 0) -> ParseResult:
+def parse(data: bytes, start: int = 0, *, summaries: bool = True) -> ParseResult:
     """Parse whole records from `data`, which holds the file's bytes from offset `start`.
 
-    `start` must be 0 or an offset this function returned before (a record boundary).
+    `start` must be 0 or an offset this function returned before (a record boundary). Without
+    `summaries`, summary records (one per history row, as large) are skipped undecoded.
     """
-    return _parse(data, start, decode=True)
+    return _parse(data, start, decode=True, summaries=summaries)
 
 
 def scan(data: bytes, start: int = 0) -> ParseResult:
     """Like `parse`, but only find record boundaries (no protobuf decoding): for measuring framing."""
-    return _parse(data, start, decode=False)
+    return _parse(data, start, decode=False, summaries=False)
 
 
-def _parse(data: bytes, start: int, *, decode: bool) -> ParseResult:
+def _parse(data: bytes, start: int, *, decode: bool, summaries: bool) -> ParseResult:
     result = ParseResult(offset=start)
     pos = 0
     if start == 0:
@@ -111,7 +113,7 @@ def _parse(data: bytes, start: int, *, decode: bool) -> ParseResult:
         if not pending:
             result.offset = end
         if record is not None and decode:
-            event = _decode(record)
+            event = _decode(record, summaries)
             if event is not None:
                 result.events.append(event)
     return result
@@ -155,10 +157,8 @@ def _chunks(data: bytes, start: int, pos: int) -> Iterator[tuple[int, bytes, int
         pos = end
 
 
-def _decode(raw: bytes) -> Event | None:
-    from wandb.proto import wandb_internal_pb2 as pb  # imported late: protobuf is slow to load
-
-    record = pb.Record()  # type: ignore[attr-defined]
+def _decode(raw: bytes, summaries: bool) -> Event | None:
+    record = _record_class()()
     record.ParseFromString(raw)
     kind = record.WhichOneof("record_type")
     if kind == "history":
@@ -183,22 +183,38 @@ def _decode(raw: bytes) -> Event | None:
             values=numbers,
             timestamp=float(timestamp) if isinstance(timestamp, int | float) else None,
         )
-    if kind == "summary":
+    if kind == "summary" and summaries:
         return Summary({_key(item): _value(item) for item in record.summary.update})
     if kind == "exit":
         return Exit(int(record.exit.exit_code))
     return None
 
 
+@functools.cache
+def _record_class() -> Any:
+    from wandb.proto import wandb_internal_pb2 as pb  # imported late: the wandb package is slow to load
+
+    return pb.Record  # type: ignore[attr-defined]
+
+
 def _key(item: Any) -> str:
     """History and summary items carry either `key` or `nested_key` (a path, joined with dots)."""
-    return ".".join(item.nested_key) if len(item.nested_key) else str(item.key)
+    path = item.nested_key
+    size = len(path)
+    if size == 1:
+        return str(path[0])
+    return ".".join(path) if size else str(item.key)
 
 
 def _value(item: Any) -> Any:
-    if item.value_json:
+    text = item.value_json
+    if text:
         try:
-            return json.loads(item.value_json)
+            return float(text) if "." in text or "e" in text else int(text)  # the common case, fast
+        except ValueError:
+            pass
+        try:
+            return json.loads(text)
         except ValueError:
             return None
     for name in ("number", "integer", "boolean", "text"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from metrics import ingest
 from tests.metrics.conftest import LocalRunFiles, MakeJob
@@ -20,9 +21,8 @@ def test_a_member_gets_downsampled_series_of_several_jobs_with_the_spike(
         files.place(job, run_file)
         ingest.ingest_job(job, files)
 
-    response = team.client("member").get(
-        SERIES, {"job": [str(first.pk), str(second.pk)], "key": "train/loss", "points": 20}
-    )
+    query: dict[str, Any] = {"job": [str(first.pk), str(second.pk)], "key": "train/loss", "points": 20}
+    response = team.client("member").get(SERIES, query)
 
     assert response.status_code == 200
     body = response.json()
@@ -41,11 +41,8 @@ def test_zooming_reads_raw_points_of_the_range(
     files.place(job, run_file)
     ingest.ingest_job(job, files)
 
-    body = (
-        team.client("other")
-        .get(SERIES, {"job": str(job.pk), "key": "train/loss", "min_step": 140, "max_step": 160})
-        .json()
-    )
+    query: dict[str, Any] = {"job": str(job.pk), "key": "train/loss", "min_step": 140, "max_step": 160}
+    body = team.client("other").get(SERIES, query).json()
 
     series = body["series"][0]
     assert series["width"] == 1 and series["steps"] == list(range(140, 161))
@@ -96,5 +93,6 @@ def test_unknown_jobs_and_bad_queries(team: Team, make_job: MakeJob) -> None:
     assert client.get(SERIES, {"job": "not-a-uuid", "key": "train/loss"}).status_code == 400
     assert client.get(SERIES, {"job": str(job.pk)}).status_code == 400  # no key
     assert client.get(SERIES, {"key": "train/loss"}).status_code == 400  # no job
-    assert client.get(SERIES, {"job": str(job.pk), "key": "k", "points": 10**6}).status_code == 400
+    too_many: dict[str, Any] = {"job": str(job.pk), "key": "k", "points": 10**6}
+    assert client.get(SERIES, too_many).status_code == 400
     assert client.get(SERIES, {"job": [str(job.pk)] * 13, "key": "k"}).status_code == 400

@@ -41,7 +41,16 @@ def redis_layer(settings: Any) -> Iterator[None]:
 
 def in_thread(function: Any) -> None:
     """Playwright's sync API keeps an event loop in this thread: push from a plain one."""
-    worker = threading.Thread(target=function)
+
+    def run() -> None:
+        from django.db import connection
+
+        try:
+            function()
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=run)
     worker.start()
     worker.join(timeout=60)
 
@@ -65,7 +74,7 @@ def asgi_server(redis_layer: None) -> Iterator[str]:
     yield f"http://{host}:{port}"
     from twisted.internet import reactor
 
-    reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
+    reactor.callFromThread(reactor.stop)  # type: ignore[misc]
 
 
 def sign_in(page: Any, base: str, next_url: str) -> None:  # noqa: F811

@@ -25,7 +25,9 @@ def series_and_query(draw: st.DrawFn) -> tuple[list[tuple[int, float]], list[int
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=series_and_query())
-def test_every_bucket_keeps_the_true_min_and_max(make_job: MakeJob, case: tuple) -> None:  # type: ignore[type-arg]
+def test_every_bucket_keeps_the_true_min_and_max(
+    make_job: MakeJob, case: tuple[list[tuple[int, float]], list[int], int, int, int]
+) -> None:
     raw, splits, lo, hi, wanted = case
     job = make_job()
     # Ingested in several batches, as cycles would.

@@ -210,6 +210,11 @@
         const message = JSON.parse(event.data);
         appendPoints(message);
         updateProgress(message);
+        if (message.log_text) {
+          document.querySelectorAll('[data-job-log="' + message.job + '"]').forEach(function (node) {
+            node.append(document.createTextNode(message.log_text));
+          });
+        }
         document.dispatchEvent(new CustomEvent("metrics:update", { detail: message }));
       });
       socket.addEventListener("close", function (event) {
