@@ -171,7 +171,5 @@ def describe_conflicts(slots: list[Slot], need: int) -> list[str]:
         }
         if who:
             text += ": " + who
-        if run[0].unavailable_gpus:
-            text += " " + _("(%(n)d GPUs on drained or down nodes)") % {"n": run[0].unavailable_gpus}
         lines.append(text)
     return lines
