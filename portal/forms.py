@@ -137,6 +137,7 @@ class MemberForm(forms.ModelForm[Member]):
         fields = [
             "display_name",
             "bio",
+            "language",
             "slack_user_id",
             "github",
             "huggingface",

@@ -66,6 +66,13 @@ class Member(models.Model):
     wandb = models.CharField(_("W&B user"), max_length=64, blank=True)
     cluster_account = models.CharField(_("cluster account"), max_length=32, blank=True)
     bio = models.CharField(_("about"), max_length=200, blank=True)
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        blank=True,
+        choices=settings.LANGUAGES,
+        help_text=_("For answers and messages outside the web pages (Slack). Empty: Japanese."),
+    )
     joined = models.DateField(_("joined"), default=timezone.localdate)
 
     has_cluster_account = models.BooleanField(_("cluster account ready"), default=False)

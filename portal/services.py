@@ -214,6 +214,7 @@ MEMBER_FIELDS = (
     "wandb",
     "cluster_account",
     "bio",
+    "language",
     "has_cluster_account",
     "has_github",
     "has_huggingface",

@@ -180,6 +180,7 @@ SPECTACULAR_SETTINGS = {
     # Choice sets that share a field name get names of their own in the schema.
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "scheduler.models.Job.Kind",
+        "JobStateEnum": "scheduler.models.Job.State",
         "TrainingKindEnum": ["pretrain", "sft", "dpo", "eval"],
         "TemplateKindEnum": ["custom", "pretrain", "sft", "dpo", "eval", "pipeline"],
     },

@@ -31,7 +31,9 @@ def command(request: HttpRequest) -> HttpResponse:
     payload = request.POST
     if payload.get("ssl_check") == "1":
         return HttpResponse(status=200)  # Slack checking the certificate: no command to run
-    language = commands.language_for(payload.get("locale", ""))
+    # The member's own choice (profile), else Slack's locale when it sends one, else Japanese.
+    member = commands.member_for(payload.get("user_id", ""))
+    language = commands.language_for((member.language if member else "") or payload.get("locale", ""))
     with translation.override(language):
         try:
             reply = commands.handle(payload.get("user_id", ""), payload.get("text", ""))

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from portal.models import Membership, Task
+from portal.models import Member, Membership, Task
 from scheduler.models import Job, JobEvent
 from tests.personas import Team
 from tests.slackbot.conftest import Slash
@@ -62,6 +62,13 @@ def test_it_answers_in_the_slack_locale(linked: Team, slash: Slash) -> None:
     make_job(linked.member("member"), linked.sft, make_cluster(), name="sft-run")
     assert "sft-run — Running (" in slash("jobs", locale="en-US")
     assert "sft-run — 実行中 (" in slash("jobs", locale="ja-JP")
+
+
+def test_the_members_own_language_wins_over_slacks_locale(linked: Team, slash: Slash) -> None:
+    make_job(linked.member("member"), linked.sft, make_cluster(), name="sft-run")
+    Member.objects.filter(pk=linked.member("member").pk).update(language="en")
+    assert "sft-run — Running (" in slash("jobs")
+    assert "sft-run — Running (" in slash("jobs", locale="ja-JP")
 
 
 def test_an_unsupported_locale_falls_back_to_japanese(linked: Team, slash: Slash) -> None:
