@@ -118,3 +118,17 @@ def test_the_subteam_dashboard_moves_while_points_arrive(
     assert bar.get_attribute("aria-valuenow") == "100.0"
     points = page.evaluate("window.TanukiMetrics.charts[0].plot.data[0].length")
     assert points == 300  # the chart now holds every step, appended live
+
+    # Dragging across the chart re-queries that step range; "Reset zoom" goes back.
+    over = page.locator("[data-metric-chart] .u-over").first
+    box = over.bounding_box()
+    with page.expect_response(lambda r: "min_step=" in r.url) as zoomed:
+        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.up()
+    series = zoomed.value.json()["series"][0]
+    assert series["width"] == 1 and 60 < series["steps"][0] < series["steps"][-1] < 240
+    reset = page.locator("[data-metric-chart] button", has_text="Reset zoom").first
+    reset.click()
+    reset.wait_for(state="hidden")

@@ -233,6 +233,11 @@
     urls.forEach(connect);
   }
 
+  // Panels swapped in by htmx get their charts too.
+  document.addEventListener("htmx:afterSettle", function () {
+    document.querySelectorAll("[data-metric-chart]").forEach(init);
+  });
+
   window.TanukiMetrics = { start: start, charts: charts };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
