@@ -40,5 +40,10 @@ class Command(BaseCommand):
             )
         summary = load_demo(today=options["today"])
         self.stdout.write(self.style.SUCCESS(summary.line()))
+        # The apps built on the portal add their demo data (each safe to run again).
+        from evals import demo as evals_demo
+
+        results = evals_demo.load(options["today"])
+        self.stdout.write(f"{len(results)} MT-Bench results and baselines on the leaderboard.")
         for line in summary.sign_in_lines():
             self.stdout.write(line)

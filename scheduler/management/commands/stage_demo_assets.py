@@ -10,11 +10,12 @@ import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from portal.models import Member, Subteam
 from scheduler import demo_assets, demo_judge, services
 from scheduler.models import Cluster
-from scheduler.worker import connection_for
+from scheduler.worker import Worker, connection_for
 
 TINY = {
     "learning_rate": "0.005",
@@ -84,7 +85,10 @@ def templates(assets: demo_assets.Assets) -> list[tuple[str, str, str, dict[str,
 
 
 class Command(BaseCommand):
-    help = "Stage a tiny model and data sets on a cluster and save demo job templates that use them."
+    help = (
+        "Stage a tiny model and data sets on a cluster, save demo job templates that use them, and add the "
+        "demo's GPU bookings (they become Slurm reservations)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--cluster", default="tanuki-dev", help="Cluster name (default: tanuki-dev)")
@@ -100,6 +104,7 @@ class Command(BaseCommand):
         conn = connection_for(cluster)
         try:
             assets = demo_assets.stage(conn, demo_assets.assets_root(cluster.work_dir))
+            Worker(name="stage-demo-assets").refresh_inventory(cluster, conn)  # nodes, for the bookings
         finally:
             conn.close()
         # The demo's evaluation jobs ask the portal's stand-in judge (scheduler/demo_judge.py) with its key.
@@ -125,6 +130,10 @@ class Command(BaseCommand):
                 description="A tiny Llama trained on the dev cluster's CPU in seconds.",
             )
             saved += 1
+        from lending import demo as lending_demo
+
+        bookings = lending_demo.load(timezone.localdate())
         self.stdout.write(
-            f"Staged the tiny model and data under {assets.root} on {cluster.name}; {saved} templates saved."
+            f"Staged the tiny model and data under {assets.root} on {cluster.name}; {saved} templates saved; "
+            f"{bookings} GPU bookings added."
         )
