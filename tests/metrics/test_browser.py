@@ -22,18 +22,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def redis_layer(settings: Any) -> Iterator[None]:
-    """The browser test's pushes come from another thread than daphne's loop: a Redis channel layer
-    carries them (as in production), an in-memory one could not."""
+def channel_layer(settings: Any) -> Iterator[None]:
+    """A fresh channel layer for daphne's loop: Redis when REDIS_URL is set (as in production, with a
+    prefix of this test's own), else the in-memory layer of the embedded deployment."""
     from channels.layers import channel_layers
 
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [url], "prefix": f"test-metrics-{os.getpid()}"},
+    url = os.environ.get("REDIS_URL")
+    if url:
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [url], "prefix": f"test-metrics-{os.getpid()}"},
+            }
         }
-    }
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
@@ -56,7 +59,7 @@ def in_thread(function: Any) -> None:
 
 
 @pytest.fixture
-def asgi_server(redis_layer: None) -> Iterator[str]:
+def asgi_server(channel_layer: None) -> Iterator[str]:
     """Daphne in a thread of this process: websockets share the test's in-memory channel layer."""
     server = Server(application, endpoints=["tcp:port=0:interface=127.0.0.1"], signal_handlers=False)
     thread = threading.Thread(target=server.run, daemon=True)
