@@ -35,6 +35,7 @@ TOKENS_KEY = "train/num_input_tokens_seen"
 TOKENS_PER_S_KEY = "perf/tokens_per_s"
 JOBS_PER_CYCLE = 50
 MAX_RECORD_BYTES = 64 << 20
+PUSH_MAX_POINTS = 5000  # more new points than this in one cycle: tell the charts to re-query
 
 
 class RunFiles(Protocol):
@@ -121,10 +122,14 @@ def store_events(job: Job, cursor: MetricCursor, events: Sequence[wandb_file.Eve
         if points:
             from metrics import push
 
-            by_key: dict[str, list[tuple[int, float]]] = defaultdict(list)
-            for p in points:
-                by_key[p.key].append((p.step, p.value))
-            push.push_job(job, points=dict(by_key))
+            if len(points) > PUSH_MAX_POINTS:
+                # A backlog (a page opened late, a worker catching up): charts re-query instead.
+                push.push_job(job, points={}, refresh=True)
+            else:
+                by_key: dict[str, list[tuple[int, float]]] = defaultdict(list)
+                for p in points:
+                    by_key[p.key].append((p.step, p.value))
+                push.push_job(job, points=dict(by_key))
     cursor.offset = new_offset
     cursor.last_step = last_step
     cursor.exit_code = exit_code

@@ -34,8 +34,10 @@ def push_job(
     state: str | None = None,
     log_text: str | None = None,
     points: dict[str, list[tuple[int, float]]] | None = None,
+    refresh: bool = False,
 ) -> None:
-    """Send a job's new state, log text and/or points to its watchers once the transaction commits."""
+    """Send a job's new state, log text and/or points to its watchers once the transaction commits.
+    `refresh`: too many new points to send; the charts re-query the series instead."""
     job_id, subteam_id = job.pk, job.subteam_id
 
     def send() -> None:
@@ -49,7 +51,9 @@ def push_job(
             message["log_text"] = log_text
         if points:
             message["points"] = {key: [[s, v] for s, v in values] for key, values in points.items()}
-        if points or state is not None:
+        if refresh:
+            message["refresh"] = True
+        if points or refresh or state is not None:
             fresh = Job.objects.filter(pk=job_id).select_related("cluster").first()
             progress = job_progress(fresh) if fresh is not None else None
             if progress is not None:

@@ -214,14 +214,31 @@ def test_a_cloud_only_run_is_read_through_the_public_api_from_the_cursor(
     assert MetricPoint.objects.filter(job=job, key="train/loss").count() == 40
 
 
-def test_points_are_pushed_after_commit(
-    make_job: MakeJob, files: LocalRunFiles, run_file: bytes, monkeypatch: pytest.MonkeyPatch
+def test_new_points_are_pushed_after_commit_and_a_backlog_asks_for_a_refresh(
+    make_job: MakeJob,
+    files: LocalRunFiles,
+    run_file: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     from metrics import push
 
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(push, "push_job", lambda job, **kw: transaction.on_commit(lambda: sent.append(kw)))
     job = make_job()
-    files.place(job, run_file)
-    ingest.ingest_job(job, files)
-    assert sent == []  # still inside the test's transaction
+    path = files.place(job, run_file)
+    files.visible[path] = ingest.wandb_file.parse(run_file[:3000]).offset
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        ingest.ingest_job(job, files)
+    assert sent == []  # nothing before the commit
+    for callback in callbacks:
+        callback()
+    (message,) = sent
+    assert message["points"]["train/loss"][0][0] == 1  # (step, value) pairs by key
+    assert sum(len(v) for v in message["points"].values()) == MetricPoint.objects.filter(job=job).count()
+
+    monkeypatch.setattr(ingest, "PUSH_MAX_POINTS", 10)
+    files.visible[path] = len(run_file)
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest.ingest_job(job, files)
+    assert sent[-1] == {"points": {}, "refresh": True}

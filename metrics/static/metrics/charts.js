@@ -134,6 +134,12 @@
   }
 
   function appendPoints(message) {
+    if (message.refresh) {
+      charts.forEach(function (chart) {
+        if (chart.jobs.indexOf(message.job) >= 0 && !chart.range) load(chart, null);
+      });
+      return;
+    }
     const points = message.points || {};
     charts.forEach(function (chart) {
       const values = points[chart.key];
