@@ -14,3 +14,4 @@ class MetricsConfig(AppConfig):
         if ingest.ingest_cluster not in hooks.cluster_hooks:
             hooks.cluster_hooks.append(ingest.ingest_cluster)
         hooks.job_state_changed.connect(push.on_state_changed, dispatch_uid="metrics-push-state")
+        hooks.job_log_appended.connect(push.on_log_appended, dispatch_uid="metrics-push-log")

@@ -35,6 +35,7 @@ def push_job(
     log_text: str | None = None,
     points: dict[str, list[tuple[int, float]]] | None = None,
     refresh: bool = False,
+    stream: str | None = None,
 ) -> None:
     """Send a job's new state, log text and/or points to its watchers once the transaction commits.
     `refresh`: too many new points to send; the charts re-query the series instead."""
@@ -49,6 +50,8 @@ def push_job(
             message["state"] = state
         if log_text is not None:
             message["log_text"] = log_text
+            if stream is not None:
+                message["log_stream"] = stream
         if points:
             message["points"] = {key: [[s, v] for s, v in values] for key, values in points.items()}
         if refresh:
@@ -70,6 +73,11 @@ def push_job(
             log.exception("push for job %s failed", job_id)
 
     transaction.on_commit(send)
+
+
+def on_log_appended(sender: object, job: Job, stream: str, text: str, **kwargs: object) -> None:
+    """Receiver of scheduler.hooks.job_log_appended (sent after commit)."""
+    push_job(job, log_text=text, stream=stream)
 
 
 def on_state_changed(sender: object, job: Job, old: str, new: str, **kwargs: object) -> None:

@@ -109,3 +109,19 @@ async def test_nothing_is_pushed_when_the_transaction_rolls_back(team: Team, mak
 
     assert await communicator.receive_nothing(timeout=0.5)
     await communicator.disconnect()
+
+
+async def test_new_log_text_is_pushed(team: Team, make_job: MakeJob) -> None:
+    job = await sync_to_async(make_job)()
+    communicator, connected = await connect(f"/ws/jobs/{job.pk}/", team.users["member"])
+    assert connected
+
+    def log() -> None:
+        with transaction.atomic():
+            hooks.log_appended(job, "stdout", "step 10: loss 1.25\n")
+
+    await sync_to_async(log)()
+
+    message = await communicator.receive_json_from(timeout=10)
+    assert (message["log_text"], message["log_stream"]) == ("step 10: loss 1.25\n", "stdout")
+    await communicator.disconnect()

@@ -54,3 +54,16 @@ def test_the_subteam_dashboard_lists_its_training_runs(
 def test_a_subteam_without_training_runs_shows_no_panel(team: Team) -> None:
     html = team.client("member").get(f"/subteams/{team.pretrain.slug}/").content.decode()
     assert "data-metric-ws" not in html
+
+
+def test_the_job_page_of_a_training_run_carries_the_panel(
+    team: Team, make_job: MakeJob, files: LocalRunFiles, run_file: bytes
+) -> None:
+    job = make_job(kind="sft")
+    files.place(job, run_file)
+    ingest.ingest_job(job, files)
+
+    html = team.client("other").get(f"/jobs/{job.pk}/").content.decode()
+
+    assert f'data-metric-ws="/ws/jobs/{job.pk}/"' in html
+    assert f'data-jobs="{job.pk}" data-key="train/grad_norm"' in html

@@ -218,6 +218,7 @@
         updateProgress(message);
         if (message.log_text) {
           document.querySelectorAll('[data-job-log="' + message.job + '"]').forEach(function (node) {
+            if (node.dataset.stream && node.dataset.stream !== message.log_stream) return;
             node.append(document.createTextNode(message.log_text));
           });
         }
