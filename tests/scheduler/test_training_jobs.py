@@ -3,10 +3,12 @@ script, the forms (job, pipeline, templates) and the API, with refusals that cha
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from scheduler import services, training_jobs
@@ -22,6 +24,13 @@ DATA = "/data/sft/ichikara.jsonl"
 @pytest.fixture
 def fake_cluster(db: None) -> Cluster:
     return make_fake_cluster()
+
+
+@pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    """The services' messages in English (the UI's default is Japanese; the pages have their own tests)."""
+    with translation.override("en"):
+        yield
 
 
 def sft(**fields: Any) -> TrainingRequest:
@@ -100,6 +109,21 @@ def test_the_global_batch_sets_gradient_accumulation() -> None:
         )
         == 10 * 256 * 2048
     )
+
+
+def test_a_standalone_eval_is_named_after_its_model_directory(team: Team, fake_cluster: Cluster) -> None:
+    request = TrainingRequest(kind="eval", model=MODEL + "/", questions="/data/q.jsonl")
+    job = services.submit_job(
+        team.member("member"), spec(team, fake_cluster, request, nodes=1, gpus_per_node=1)
+    )
+    assert yaml.safe_load(job.config_yaml)["evaluate"]["model_id"] == "llm-jp-3-1.8b"
+    named = TrainingRequest(
+        kind="eval", model=MODEL, questions="/data/q.jsonl", extra_yaml="evaluate: {model_id: mine}"
+    )
+    job = services.submit_job(
+        team.member("member"), spec(team, fake_cluster, named, nodes=1, gpus_per_node=1)
+    )
+    assert yaml.safe_load(job.config_yaml)["evaluate"]["model_id"] == "mine"
 
 
 def test_an_eval_request_needs_questions(team: Team, fake_cluster: Cluster) -> None:
@@ -184,6 +208,7 @@ def test_a_pipeline_chains_the_steps_and_each_reads_the_previous_output(
     assert [j.pipeline_step for j in (first, second, third)] == [1, 2, 3]
     assert yaml.safe_load(second.config_yaml)["model"]["name_or_path"] == f"{RUNS}/{first.id}/out"
     assert yaml.safe_load(third.config_yaml)["model"]["name_or_path"] == f"{RUNS}/{second.id}/out"
+    assert yaml.safe_load(third.config_yaml)["evaluate"]["model_id"] == "chain-dpo"  # the leaderboard's name
     assert "#SBATCH --kill-on-invalid-dep=yes" in second.script
     assert (
         "srun --ntasks=1 --kill-on-bad-exit=1 python -m training.evaluate --config run.yaml" in third.script
