@@ -192,6 +192,7 @@ def pipeline_create(request: HtmxHttpRequest) -> HttpResponse:
         form = PipelineForm(user=request.user, initial={**_initial(request), **initial})
     context = {
         "form": form,
+        "kinds": [(k, KIND_LABELS[k]) for k in TRAINING_KINDS],
         "templates": _templates(request, "pipeline"),
         "no_cluster": not Cluster.objects.filter(is_active=True).exists(),
     }
