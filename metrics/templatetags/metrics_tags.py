@@ -14,7 +14,7 @@ from scheduler.models import Job
 
 register = template.Library()
 
-TRAINING_KINDS = ("pretrain", "sft", "dpo", "eval")
+TRAINING_KINDS = ("pretrain", "sft", "dpo")  # kinds with a loss curve (an eval has scores instead)
 SUBTEAM_RUNS = 6
 
 
