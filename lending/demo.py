@@ -109,7 +109,7 @@ def load(today: dt.date) -> int:
                 reservation=reservation, kind=kind, actor=reservation.approver, note=spec.note
             )
         if booked:
-            reservation.slurm_name = f"tanuki-{reservation.pk}"
+            reservation.slurm_name = reservation.new_slurm_name()
             live = spec.state == "approved" and end > timezone.now()
             reservation.sync_state = Reservation.Sync.CREATE if live else Reservation.Sync.SYNCED
             reservation.save(update_fields=["slurm_name", "sync_state"])

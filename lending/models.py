@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import secrets
 
 from django.db import models
 from django.urls import reverse
@@ -90,6 +91,11 @@ class Reservation(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("lending:detail", args=[self.pk])
+
+    def new_slurm_name(self) -> str:
+        """`tanuki-<id>-<6 hex>`: the id for people, the suffix so that another portal (a demo, a test
+        database that starts its ids at 1 again) never reuses the name of a reservation left on the cluster."""
+        return f"tanuki-{self.pk}-{secrets.token_hex(3)}"
 
     @property
     def node_count(self) -> int:

@@ -260,7 +260,7 @@ def _mark_approved(reservation: Reservation, approver: Member | None, note: str)
     reservation.state = Reservation.State.APPROVED
     reservation.approver = approver
     reservation.decision_note = note
-    reservation.slurm_name = f"tanuki-{reservation.pk}"
+    reservation.slurm_name = reservation.new_slurm_name()
     reservation.sync_state = Reservation.Sync.CREATE
     reservation.sync_error = ""
     reservation.sync_attempted_at = None

@@ -20,7 +20,7 @@ URL = "/api/v1/eval-results/"
 
 
 def api(team: Team, role: str) -> APIClient:
-    client = APIClient()
+    client = APIClient(headers={"accept-language": "en"})
     if role != "anon":
         token = Token.objects.create(user=team.users[role])
         client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")

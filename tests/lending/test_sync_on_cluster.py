@@ -4,6 +4,7 @@ and cancelling deletes them. Each test deletes its reservations by name at the e
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -54,7 +55,9 @@ def test_an_approved_booking_is_reserved_used_by_the_subteams_job_and_deleted_on
         start=now, end=now + dt.timedelta(minutes=6),
     )  # fmt: skip
     services.approve(team.member("admin"), r)
-    booked_names.append(f"tanuki-{r.pk}")
+    r.refresh_from_db()
+    booked_names.append(r.slurm_name)
+    assert re.fullmatch(rf"tanuki-{r.pk}-[0-9a-f]{{6}}", r.slurm_name)
 
     run_until(lambda: fresh(r).on_cluster and fresh(r).sync_state == "synced", timeout=60)
     r.refresh_from_db()
