@@ -1,21 +1,28 @@
-"""Timings and query counts of the evals app: ``python -m tests.evals.bench_evals > table.md``.
+"""Timings and query counts of the evals app: ``.venv/bin/python bench/evals_bench.py`` (prints the
+table and writes bench/results/evals.md).
 
-Not a test (pytest does not collect it). Runs on a throwaway SQLite database (or DATABASE_URL's):
+Runs on a throwaway SQLite database (or DATABASE_URL's):
 imports a full-size MT-Bench judgment file (80 questions, 160 turns per model, 1 to 10 models), then
 renders the project leaderboard and a result page with 10, 100 and 500 results.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-import django
+import django  # noqa: E402
 
 django.setup()
 
@@ -115,4 +122,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        main()
+    table = captured.getvalue()
+    print(table, end="")
+    header = "# Evals benchmarks\n\n`.venv/bin/python bench/evals_bench.py` (SQLite unless DATABASE_URL is set), 2-core machine.\n\n"
+    (ROOT / "bench" / "results" / "evals.md").write_text(header + table)
