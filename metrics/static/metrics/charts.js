@@ -9,7 +9,7 @@
   const API = "/api/v1/metrics/series/";
   const COLORS = ["#8b5e3c", "#2a5db0", "#2f7d4f", "#b3261e", "#7b4bb3", "#b26a00", "#1f8a8a", "#6b625a"];
   const MAX_LIVE_POINTS = 4000; // past this, appended points are re-downsampled by the server
-  const t = window.gettext || function (s) { return s; };
+  const gettext = window.gettext || function (s) { return s; };
   const charts = [];
 
   function band(color) {
@@ -64,7 +64,7 @@
     }
     if (chart.plot) chart.plot.destroy();
     chart.signature = signature;
-    const series = [{ label: t("step") }];
+    const series = [{ label: gettext("step") }];
     const bands = [];
     j.jobs.forEach(function (job, i) {
       const color = COLORS[chart.jobs.indexOf(job) % COLORS.length];
@@ -120,14 +120,14 @@
     chart.resetButton = document.createElement("button");
     chart.resetButton.type = "button";
     chart.resetButton.className = "small secondary";
-    chart.resetButton.textContent = t("Reset zoom");
+    chart.resetButton.textContent = gettext("Reset zoom");
     chart.resetButton.hidden = true;
     chart.resetButton.addEventListener("click", function () { load(chart, null); });
     tools.append(chart.legend, chart.resetButton);
     chart.canvas = document.createElement("div");
     chart.empty = document.createElement("p");
     chart.empty.className = "empty";
-    chart.empty.textContent = t("No data yet.");
+    chart.empty.textContent = gettext("No data yet.");
     el.append(tools, chart.canvas, chart.empty);
     charts.push(chart);
     load(chart, null);
