@@ -221,7 +221,10 @@ def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **ext
         if spec.kind == Job.Kind.EVAL:
             # The name the result is known by on the leaderboard: the job that trained the model (a
             # pipeline's previous step), else the model directory's name; a model_id in the extra YAML wins.
-            named = depends_on.name if model else (request.model.rstrip("/").rsplit("/", 1)[-1] or spec.name)
+            if depends_on is not None and model:
+                named = depends_on.name
+            else:
+                named = request.model.rstrip("/").rsplit("/", 1)[-1] or spec.name
             config["evaluate"].setdefault("model_id", named)
         job.parameters["training"] = request.as_dict()
         job.parameters["config"] = config
