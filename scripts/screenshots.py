@@ -27,7 +27,15 @@ PAGES = [
     ("jobs", "/jobs/"),
     ("job", None),  # the first job in the list
     ("job-new", "/jobs/new/"),
+    ("job-train", "/jobs/train/?kind=sft"),
+    ("pipeline-new", "/pipelines/new/"),
+    ("pipelines", "/pipelines/"),
+    ("pipeline", None),  # the first pipeline
     ("cluster", None),  # the first cluster
+    ("gpus", "/gpus/"),
+    ("gpus-new", "/gpus/new/"),
+    ("gpus-calendar", "/gpus/calendar/"),
+    ("leaderboard", "/leaderboard/"),
 ]
 
 
@@ -79,6 +87,12 @@ def main() -> None:
                 if links.count() == 0:
                     continue
                 path = links.first.get_attribute("href")
+            elif name == "pipeline":
+                page.goto(f"{args.base}/pipelines/")
+                links = page.locator("main table a[href^='/pipelines/']")
+                if links.count() == 0:
+                    continue
+                path = links.first.get_attribute("href")
             elif name == "cluster":
                 page.goto(f"{args.base}/clusters/")
                 links = page.locator("main a[href^='/clusters/']")
@@ -87,11 +101,18 @@ def main() -> None:
                 path = links.first.get_attribute("href")
             page.goto(f"{args.base}{path}")
             page.wait_for_load_state("load")
-            page.wait_for_timeout(500)
+            page.wait_for_timeout(1500 if name == "job" else 500)  # charts draw after their data arrives
+            # A job's page ends with its sbatch script, which carries the cluster's environment preamble
+            # (paths of the machine the demo runs on): only the first screen, and its charts apart.
             page.screenshot(
-                path=out / f"{name}.png", full_page=name not in ("timeline", "members", "api-docs")
+                path=out / f"{name}.png",
+                full_page=name not in ("timeline", "members", "api-docs", "job"),
             )
             print(f"{name}: {out / (name + '.png')}")
+            panel = page.locator(".metrics-panel")
+            if name == "job" and panel.count():
+                panel.first.screenshot(path=out / "job-metrics.png")
+                print(f"job-metrics: {out / 'job-metrics.png'}")
         browser.close()
 
 
