@@ -17,8 +17,8 @@ from scheduler import services
 from scheduler.models import Cluster, Job
 from scheduler.training_jobs import TrainingRequest
 from scheduler.worker import Worker
-from tests.browser.conftest import browser, page  # noqa: F401
-from tests.metrics.test_browser import asgi_server, channel_layer, sign_in  # noqa: F401
+from tests.browser.conftest import _daphne, asgi_server, browser, channel_layer, page  # noqa: F401
+from tests.metrics.test_browser import sign_in
 from tests.personas import Team
 from tests.scheduler.conftest import (  # noqa: F401
     assets,

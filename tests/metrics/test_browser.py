@@ -1,45 +1,20 @@
 """A real browser on the job panel and the subteam dashboard: the charts and the progress bar move,
 without a reload, while points of a real W&B run file arrive (ingested here from a local copy that
-grows; the end-to-end run on the dev cluster is the scheduler's)."""
+grows; the whole path with a job on the dev cluster is tests/browser/test_live_dashboard.py)."""
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from daphne.server import Server
 
 from metrics import ingest, wandb_file
-from portal.asgi import application
-from tests.browser.conftest import browser, page  # noqa: F401
+from tests.browser.conftest import _daphne, asgi_server, browser, channel_layer, page  # noqa: F401
 from tests.metrics.conftest import LocalRunFiles, MakeJob
 from tests.personas import PASSWORD, Team
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def channel_layer(settings: Any) -> Iterator[None]:
-    """A fresh channel layer for daphne's loop: Redis when REDIS_URL is set (as in production, with a
-    prefix of this test's own), else the in-memory layer of the embedded deployment."""
-    from channels.layers import channel_layers
-
-    url = os.environ.get("REDIS_URL")
-    if url:
-        settings.CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [url], "prefix": f"test-metrics-{os.getpid()}"},
-            }
-        }
-    else:
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
 
 
 def in_thread(function: Any) -> None:
@@ -58,28 +33,6 @@ def in_thread(function: Any) -> None:
     worker.join(timeout=60)
 
 
-@pytest.fixture
-def asgi_server(channel_layer: None) -> Iterator[str]:
-    """Daphne in a thread of this process: websockets share the test's in-memory channel layer."""
-    server = Server(application, endpoints=["tcp:port=0:interface=127.0.0.1"], signal_handlers=False)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    ready = threading.Event()
-
-    def wait() -> None:
-        while not server.listening_addresses:
-            ready.wait(0.05)
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    waiter.join(timeout=20)
-    host, port = server.listening_addresses[0]
-    yield f"http://{host}:{port}"
-    from twisted.internet import reactor
-
-    reactor.callFromThread(reactor.stop)  # type: ignore[misc]
-
-
 def sign_in(page: Any, base: str, next_url: str) -> None:  # noqa: F811
     page.goto(f"{base}/accounts/login/?next={next_url}")
     page.fill("#id_username", "member")
@@ -89,7 +42,7 @@ def sign_in(page: Any, base: str, next_url: str) -> None:  # noqa: F811
 
 
 def test_the_subteam_dashboard_moves_while_points_arrive(
-    asgi_server: str,
+    asgi_server: str,  # noqa: F811
     page: Any,  # noqa: F811
     team: Team,
     make_job: MakeJob,
