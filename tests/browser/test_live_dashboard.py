@@ -17,7 +17,7 @@ from scheduler import services
 from scheduler.models import Cluster, Job
 from scheduler.training_jobs import TrainingRequest
 from scheduler.worker import Worker
-from tests.browser.conftest import _daphne, asgi_server, browser, channel_layer, page  # noqa: F401
+from tests.browser.conftest import browser, page  # noqa: F401
 from tests.metrics.test_browser import sign_in
 from tests.personas import Team
 from tests.scheduler.conftest import (  # noqa: F401
@@ -55,7 +55,7 @@ def worker_thread() -> Iterator[None]:
 
 
 def test_the_subteam_dashboard_follows_a_running_job_on_the_cluster(
-    asgi_server: str,  # noqa: F811
+    asgi_server: str,
     page: Any,  # noqa: F811
     team: Team,
     training_cluster: Cluster,  # noqa: F811

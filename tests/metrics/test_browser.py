@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from metrics import ingest, wandb_file
-from tests.browser.conftest import _daphne, asgi_server, browser, channel_layer, page  # noqa: F401
+from tests.browser.conftest import browser, page  # noqa: F401
 from tests.metrics.conftest import LocalRunFiles, MakeJob
 from tests.personas import PASSWORD, Team
 
@@ -42,7 +42,7 @@ def sign_in(page: Any, base: str, next_url: str) -> None:  # noqa: F811
 
 
 def test_the_subteam_dashboard_moves_while_points_arrive(
-    asgi_server: str,  # noqa: F811
+    asgi_server: str,
     page: Any,  # noqa: F811
     team: Team,
     make_job: MakeJob,
