@@ -278,6 +278,20 @@ class StepSerializer(serializers.Serializer[dict[str, Any]]):
     time_limit = serializers.IntegerField(required=False, help_text="Minutes.")
 
 
+def chosen_cluster(attrs: dict[str, Any]) -> Cluster:
+    """The cluster asked for, or the only active one (a job or pipeline request may leave it out)."""
+    cluster: Cluster | None = attrs.get("cluster")
+    if cluster is not None:
+        return cluster
+    active = list(Cluster.objects.filter(is_active=True)[:2])
+    if len(active) == 1:
+        return active[0]
+    message = (
+        _("No cluster is configured.") if not active else _("Say which cluster: more than one is active.")
+    )
+    raise serializers.ValidationError({"cluster": [message]})
+
+
 class JobRequestSerializer(serializers.Serializer[dict[str, Any]]):
     """A job to submit (or a chain: `then` lists steps that each run only if the one before succeeded).
 
@@ -314,24 +328,8 @@ class JobRequestSerializer(serializers.Serializer[dict[str, Any]]):
     )
     then = StepSerializer(many=True, required=False, help_text="Further steps, run one after another.")
 
-    default_error_messages = {
-        "no_cluster": _("No cluster is configured."),
-        "which_cluster": _("Say which cluster: more than one is active."),
-    }
-
-    def _cluster(self, attrs: dict[str, Any]) -> Cluster:
-        cluster: Cluster | None = attrs.get("cluster")
-        if cluster is not None:
-            return cluster
-        active = list(Cluster.objects.filter(is_active=True)[:2])
-        if len(active) == 1:
-            return active[0]
-        raise serializers.ValidationError(
-            {"cluster": [self.error_messages["no_cluster" if not active else "which_cluster"]]}
-        )
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        cluster = self._cluster(attrs)
+        cluster = chosen_cluster(attrs)
         name = attrs.get("name") or default_name(attrs["kind"])
         kind = attrs["kind"]
         training = None
@@ -441,7 +439,7 @@ class PipelineRequestSerializer(serializers.Serializer[dict[str, Any]]):
     steps = PipelineStepSerializer(many=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        cluster = JobRequestSerializer._cluster(self, attrs)  # type: ignore[arg-type]
+        cluster = chosen_cluster(attrs)
         if not attrs["steps"]:
             raise serializers.ValidationError({"steps": [_("A pipeline needs at least one step.")]})
         specs = []
@@ -461,21 +459,10 @@ class PipelineRequestSerializer(serializers.Serializer[dict[str, Any]]):
                     training=TrainingSerializer().request_for(step["kind"], step["training"]),
                 )
             )
-        errors: dict[int, dict[str, Any]] = {}
-        for number, spec in enumerate(specs, start=1):
-            spec.model_from_previous = number > 1
-            try:
-                services.validate_spec(spec)
-            except DjangoValidationError as error:
-                errors[number] = _training_errors(error)
-        if errors:
-            raise serializers.ValidationError(
-                {"steps": [errors.get(n, {}) for n in range(1, len(specs) + 1)]}
-            )
+        # Each step is checked once, by services.submit_pipeline; the view turns its errors into
+        # `steps[i]` (pipeline_errors).
         attrs["specs"] = specs
         return attrs
-
-    default_error_messages = JobRequestSerializer.default_error_messages
 
 
 class PipelineSerializer(serializers.ModelSerializer[Pipeline]):

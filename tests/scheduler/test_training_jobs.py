@@ -3,12 +3,10 @@ script, the forms (job, pipeline, templates) and the API, with refusals that cha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
-from django.utils import translation
 from rest_framework.test import APIClient
 
 from scheduler import services, training_jobs
@@ -24,13 +22,6 @@ DATA = "/data/sft/ichikara.jsonl"
 @pytest.fixture
 def fake_cluster(db: None) -> Cluster:
     return make_fake_cluster()
-
-
-@pytest.fixture(autouse=True)
-def english() -> Iterator[None]:
-    """The services' messages in English (the UI's default is Japanese; the pages have their own tests)."""
-    with translation.override("en"):
-        yield
 
 
 def sft(**fields: Any) -> TrainingRequest:
