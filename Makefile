@@ -32,10 +32,10 @@ demo: venv
 		|| echo "The dev cluster did not start; the portal runs without a cluster."; \
 	else echo "No dev cluster (needs root and apt): the portal runs without a cluster."; fi
 	@echo "Tanuki Portal: http://127.0.0.1:$(PORT)/  (user admin, password $${DEMO_PASSWORD:-demo})"
-	$(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) portal.asgi:application
+	$(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
 
 serve: venv
-	$(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) portal.asgi:application
+	$(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-"""Web pages of the evals app, included by portal/urls.py (namespace `evals`)."""
+"""Web pages of the evals app, included by config/urls.py (namespace `evals`)."""
 
 from django.urls import path
 

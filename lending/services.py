@@ -4,7 +4,7 @@ The invariant: at no moment do approved (incl. active) bookings of a cluster hol
 default partition has. Bookings hold whole nodes (Slurm 22.05 refuses `TRES=gres/gpu:N`
 reservations), so a booking of 3 GPUs holds one 8-GPU node. Every write that can approve runs inside
 `_cluster_lock`: a `SELECT … FOR UPDATE` of the Cluster row on PostgreSQL; on SQLite the write
-transaction is IMMEDIATE (portal/settings.py), which serializes writers; and re-checks there.
+transaction is IMMEDIATE (config/settings.py), which serializes writers; and re-checks there.
 """
 
 from __future__ import annotations

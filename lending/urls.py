@@ -1,6 +1,6 @@
-"""Web pages of the lending app (namespace `lending`, under /gpus/), included by portal/urls.py.
+"""Web pages of the lending app (namespace `lending`, under /gpus/), included by config/urls.py.
 
-The .ics feeds live under /api/ (portal/api/urls.py): calendar apps cannot sign in, and /api/ is the
+The .ics feeds live under /api/ (config/api_urls.py): calendar apps cannot sign in, and /api/ is the
 part of the site that answers without a session; a signed token in the URL is their key.
 """
 

@@ -1,4 +1,4 @@
-"""Websocket routes of the metrics app (added to portal/routing.py)."""
+"""Websocket routes of the metrics app (mounted by config/routing.py)."""
 
 from django.urls import path
 

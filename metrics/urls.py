@@ -1,4 +1,4 @@
-"""Web pages of the metrics app, included by portal/urls.py."""
+"""Web pages of the metrics app, included by config/urls.py."""
 
 from typing import Any
 

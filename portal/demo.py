@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -28,7 +29,6 @@ from django.db.models import ForeignKey, Model, Q
 from django.utils import timezone
 
 from portal import services
-from portal.env import env_str
 from portal.models import Goal, GoalRevision, Member, Membership, Milestone, Subteam, Task
 
 DEFAULT_PASSWORD = "demo"  # noqa: S105 - the documented demo password, overridden by DEMO_PASSWORD
@@ -964,14 +964,14 @@ class DemoSummary:
 
 
 def demo_password() -> str:
-    return env_str("DEMO_PASSWORD") or DEFAULT_PASSWORD
+    return os.environ.get("DEMO_PASSWORD", "") or DEFAULT_PASSWORD
 
 
 def load_demo(today: dt.date | None = None, password: str | None = None) -> DemoSummary:
     """Create or refresh the demo team, plan, goals and tasks, with dates relative to `today`."""
     _check_specs()
     plan = Plan.for_today(today)
-    password_from_env = password is None and bool(env_str("DEMO_PASSWORD"))
+    password_from_env = password is None and bool(os.environ.get("DEMO_PASSWORD", ""))
     password = password if password is not None else demo_password()
     with transaction.atomic():
         subteams = _load_subteams(plan)

@@ -1,4 +1,4 @@
-"""Web pages of the scheduler, included by portal/urls.py under the `scheduler` namespace."""
+"""Web pages of the scheduler, included by config/urls.py under the `scheduler` namespace."""
 
 from django.urls import path
 

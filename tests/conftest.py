@@ -55,7 +55,7 @@ def _daphne() -> Iterator[str]:
     again in the same process once it stopped."""
     from daphne.server import Server
 
-    from portal.asgi import application
+    from config.asgi import application
 
     server = Server(application, endpoints=["tcp:port=0:interface=127.0.0.1"], signal_handlers=False)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,4 +1,4 @@
-"""Websockets through portal.asgi: refusals close, members receive pushed points and states."""
+"""Websockets through config.asgi: refusals close, members receive pushed points and states."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.db import transaction
 from django.test import Client
 
 from metrics.push import push_job
-from portal.asgi import application
+from config.asgi import application
 from scheduler import hooks
 from scheduler.models import Job
 from tests.metrics.conftest import MakeJob

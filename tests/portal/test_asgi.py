@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from channels.testing import HttpCommunicator
 
-from portal.asgi import application
+from config.asgi import application
 
 HOST = [(b"host", b"testserver")]
 

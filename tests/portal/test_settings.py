@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_int, env_list
+from config.env import env_bool, env_int, env_list
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings_in_subprocess(env: dict[str, str], expr: str) -> subprocess.CompletedProcess[str]:
-    """Import portal.settings fresh with exactly this environment and print an expression."""
+    """Import config.settings fresh with exactly this environment and print an expression."""
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    code = f"import portal.settings as s; print(({expr}))"
+    code = f"import config.settings as s; print(({expr}))"
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,

@@ -13,7 +13,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from portal.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_int, env_list, env_str
 
 django_stubs_ext.monkeypatch()  # lets admin/queryset generics be subscripted at run time
 
@@ -71,7 +71,7 @@ MIDDLEWARE = [
     "portal.middleware.LoginRequiredEverywhereMiddleware",
 ]
 
-ROOT_URLCONF = "portal.urls"
+ROOT_URLCONF = "config.urls"
 
 TEMPLATES = [
     {
@@ -90,7 +90,7 @@ TEMPLATES = [
     },
 ]
 
-ASGI_APPLICATION = "portal.asgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 WSGI_APPLICATION = None
 
 DATABASES = {

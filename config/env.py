@@ -1,4 +1,4 @@
-"""Typed readers for environment variables, used by settings.py.
+"""Typed readers for environment variables, used by config/settings.py.
 
 Each helper names the variable once and returns a value of one type, so a typo in a
 deployment's environment fails loudly at start-up rather than as a string where a bool was meant.

@@ -1,3 +1,5 @@
+"""The root URL conf: every app's pages, the admin, i18n, and the API (config/api_urls.py)."""
+
 from django.conf import settings
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
@@ -8,7 +10,7 @@ urlpatterns = [
     path("admin/", admin_site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
-    path("api/", include("portal.api.urls")),
+    path("api/", include("config.api_urls")),
     path("", include(("scheduler.urls", "scheduler"))),
     path("", include(("lending.urls", "lending"))),
     path("", include(("metrics.urls", "metrics"))),
