@@ -6,10 +6,3 @@ class EvalsConfig(AppConfig):
     name = "evals"
     verbose_name = _("Evaluations")
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        from evals.collect import collect_eval_results
-        from scheduler import hooks
-
-        if collect_eval_results not in hooks.cluster_hooks:
-            hooks.cluster_hooks.append(collect_eval_results)

@@ -166,3 +166,18 @@ class EvalJudgment(models.Model):
     def is_failed(self) -> bool:
         """A judgment without a rating (FastChat's -1): left out of every average."""
         return self.score == -1
+
+
+class EvalResultEvent(models.Model):
+    """A result landed or was re-scored: written in the transaction that stored the scores, read by
+    whoever tells people about results (the Slack outbox reads these rows by cursor)."""
+
+    result = models.ForeignKey(EvalResult, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(_("when"), default=timezone.now)
+    average = models.FloatField(_("average"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.result_id} {self.average} {self.at:%Y-%m-%d %H:%M}"

@@ -1,7 +1,7 @@
 """Websockets for live charts: `/ws/jobs/<uuid>/` and `/ws/subteams/<slug>/`.
 
-Authorised on connect through portal.access (signed-in members); a refused connection is closed.
-Messages are those of `metrics.push`, forwarded as JSON.
+Authorised on connect through metrics.access (signed-in members); a refused connection is closed.
+Messages are those of `scheduler.live` (states, log text) and `metrics.push` (points), forwarded as JSON.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from metrics.push import job_group, subteam_group
-from portal import access
+from metrics import access
+from metrics.push import progress_of
+from scheduler.live import job_group, subteam_group
 
 
 class _UpdatesConsumer(AsyncJsonWebsocketConsumer):
@@ -35,7 +36,13 @@ class _UpdatesConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def job_update(self, message: dict[str, Any]) -> None:
-        await self.send_json({k: v for k, v in message.items() if k != "type"})
+        data = {k: v for k, v in message.items() if k != "type"}
+        if "state" in data and "progress" not in data:
+            # A state change pushed by the scheduler, which knows nothing of training progress.
+            progress = await database_sync_to_async(progress_of)(data["job"])
+            if progress is not None:
+                data["progress"] = progress
+        await self.send_json(data)
 
 
 class JobUpdatesConsumer(_UpdatesConsumer):

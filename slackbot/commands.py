@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib
 import re
 import uuid
 from collections.abc import Callable
-from types import ModuleType
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,10 +16,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from lending import access as lending_access
+from lending import services as lending
 from portal import access, services
 from portal.models import Member, Subteam
+from scheduler import access as job_access
+from scheduler import logs
 from scheduler import services as job_services
-from scheduler import worker
 from scheduler.models import Cluster, Job, Node
 from slackbot import timeparse
 from slackbot.notify import duration, esc, link
@@ -159,7 +159,7 @@ def cmd_job(member: Member, args: list[str]) -> Reply:
     if job.exit_code is not None:
         lines.append(_("Exit code: %(code)s") % {"code": job.exit_code})
     lines.append(link(job.get_absolute_url()))
-    tail = worker.tail(job, "stdout", lines=10)
+    tail = logs.tail(job, "stdout", lines=10)
     if tail.strip():
         lines.append("```" + esc(tail.replace("```", "`\u200b``")) + "```")
     else:
@@ -173,7 +173,7 @@ def cmd_cancel(member: Member, args: list[str]) -> Reply:
     job = find_job(args[0])
     if isinstance(job, str):
         return Reply(job)
-    if not access.can_cancel_job(member.user, job):
+    if not job_access.can_cancel_job(member.user, job):
         return Reply(
             _("You may not cancel %(job)s: only its owner, a lead of its subteam or an admin may.")
             % {"job": esc(job.name)}
@@ -246,16 +246,6 @@ def cmd_task(member: Member, args: list[str]) -> Reply:
 # --- GPUs and the lending list ------------------------------------------------------------------------------
 
 
-def lending() -> ModuleType | None:
-    """The lending list's services, when that app provides them."""
-    try:
-        module = importlib.import_module("lending.services")
-    except ModuleNotFoundError:
-        return None
-    needed = ("availability", "free_gpus_now", "request_reservation")
-    return module if all(hasattr(module, name) for name in needed) else None
-
-
 def _free_from_nodes(cluster: Cluster) -> tuple[int, int]:
     nodes = list(Node.objects.filter(cluster=cluster))
     return sum(n.gpus_free for n in nodes), sum(n.gpus_total for n in nodes)
@@ -266,32 +256,23 @@ def gpus_text() -> str:
     clusters = list(Cluster.objects.filter(is_active=True).order_by("name"))
     if not clusters:
         return _("No clusters are registered.")
-    lend = lending()
     now = timezone.now()
     end_of_day = dt.datetime.combine(
         now.astimezone(timeparse.zone()).date() + dt.timedelta(days=1), dt.time(0), tzinfo=timeparse.zone()
     )
     lines = [_("*Free GPUs* (%(time)s)") % {"time": timezone.localtime(now).strftime("%Y-%m-%d %H:%M")}]
     for cluster in clusters:
-        free_nodes, total = _free_from_nodes(cluster)
-        if lend is None:
-            lines.append(
-                _("%(cluster)s: %(free)s of %(total)s free now")
-                % {"cluster": esc(cluster.name), "free": free_nodes, "total": total}
-            )
-            continue
-        slots = lend.availability(cluster, now, end_of_day)
+        _free, total = _free_from_nodes(cluster)
+        slots = lending.availability(cluster, now, end_of_day)
         today = min((slot.free_gpus for slot in slots), default=None)
         line = _("%(cluster)s: %(free)s of %(total)s free now") % {
             "cluster": esc(cluster.name),
-            "free": lend.free_gpus_now(cluster),
+            "free": lending.free_gpus_now(cluster),
             "total": max((slot.total_gpus for slot in slots), default=total),
         }
         if today is not None:
             line += ", " + _("at least %(n)s free until midnight") % {"n": today}
         lines.append(line)
-    if lend is None:
-        lines.append(_("(The GPU lending list is not available: counts are from the last node inventory.)"))
     return "\n".join(lines)
 
 
@@ -377,56 +358,36 @@ def parse_reserve(member: Member, args: list[str], now: dt.datetime) -> ReserveA
 
 
 def cmd_reserve(member: Member, args: list[str]) -> Reply:
-    lend = lending()
-    if lend is None:
-        return Reply(_("The GPU lending list is not available yet: ask the management team."))
+    """Request a booking at once, inside the request (a write is never left to a thread that a
+    restart would lose); the lending list answers in milliseconds."""
     parsed = parse_reserve(member, args, timezone.now())
     if isinstance(parsed, str):
         return Reply(parsed)
-    if not can_request_reservation(member, parsed.subteam):
+    if not lending_access.can_book_gpus(member.user, parsed.subteam.pk):
         return Reply(_("You may not reserve GPUs for %(subteam)s.") % {"subteam": esc(parsed.subteam.name)})
-
-    def request() -> str:
-        try:
-            reservation = lend.request_reservation(
-                member,
-                subteam=parsed.subteam,
-                cluster=parsed.cluster,
-                start=parsed.start,
-                end=parsed.end,
-                purpose=parsed.purpose,
-                gpus=parsed.gpus,
-                gpu_type=parsed.gpu_type,
-            )
-        except ValidationError as exc:
-            return _("The reservation was not requested: %(errors)s") % {"errors": esc(_errors(exc))}
-        lines = [
-            _(
-                "Requested %(n)s GPUs on %(cluster)s, %(start)s – %(end)s, for %(subteam)s: waiting for approval."
-            )
-            % {
-                "n": parsed.gpus,
-                "cluster": esc(parsed.cluster.name),
-                "start": timezone.localtime(parsed.start).strftime("%Y-%m-%d %H:%M"),
-                "end": timezone.localtime(parsed.end).strftime("%Y-%m-%d %H:%M"),
-                "subteam": esc(parsed.subteam.name),
-            }
-        ]
-        url = getattr(reservation, "get_absolute_url", None)
-        if callable(url):
-            lines.append(link(url()))
-        return "\n".join(lines)
-
-    return Reply(_("Requesting the reservation…"), later=request)
-
-
-def can_request_reservation(member: Member, subteam: Subteam) -> bool:
-    """The lending list's rule (`access.can_book_gpus`, which its service checks too); until that app is
-    installed, the rule for submitting jobs."""
-    rule: Any = getattr(access, "can_book_gpus", None)
-    if callable(rule):
-        return bool(rule(member.user, subteam.pk))
-    return access.can_submit_job(member.user, subteam.pk)
+    try:
+        reservation = lending.request_reservation(
+            member,
+            subteam=parsed.subteam,
+            cluster=parsed.cluster,
+            start=parsed.start,
+            end=parsed.end,
+            purpose=parsed.purpose,
+            gpus=parsed.gpus,
+            gpu_type=parsed.gpu_type,
+        )
+    except ValidationError as exc:
+        return Reply(_("The reservation was not requested: %(errors)s") % {"errors": esc(_errors(exc))})
+    requested = _(
+        "Requested %(n)s GPUs on %(cluster)s, %(start)s – %(end)s, for %(subteam)s: waiting for approval."
+    ) % {
+        "n": parsed.gpus,
+        "cluster": esc(parsed.cluster.name),
+        "start": timezone.localtime(parsed.start).strftime("%Y-%m-%d %H:%M"),
+        "end": timezone.localtime(parsed.end).strftime("%Y-%m-%d %H:%M"),
+        "subteam": esc(parsed.subteam.name),
+    }
+    return Reply(f"{requested}\n{link(reservation.get_absolute_url())}")
 
 
 HANDLERS: dict[str, Callable[[Member, list[str]], Reply]] = {

@@ -1,4 +1,4 @@
-"""Posting the outbox: each worker cycle (a scheduler loop hook) and `manage.py deliver_notifications`.
+"""Posting the outbox: each worker cycle (`run_from_worker`) and `manage.py deliver_notifications`.
 
 1. Pick due notifications (not sent, not given up, next_attempt_at passed), oldest first.
 2. Claim each with a conditional UPDATE that pushes next_attempt_at past the lease, so two workers
@@ -16,7 +16,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
-from slackbot import slack
+from slackbot import outbox, slack
 from slackbot.models import Notification
 
 log = logging.getLogger("slackbot")
@@ -94,5 +94,7 @@ def _failed(notification: Notification, exc: slack.SlackError) -> None:
 
 
 def run_from_worker() -> None:
-    """The scheduler's loop hook: cheap (one query) when nothing is due."""
+    """The worker's per-cycle step: new events become notifications, then the due ones are posted.
+    Cheap when nothing happened (one query per event source, one for the due notifications)."""
+    outbox.collect()
     deliver_pending()

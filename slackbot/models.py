@@ -10,7 +10,8 @@ from django.utils.translation import gettext_lazy as _
 
 
 class Notification(models.Model):
-    """A message for a subteam's channel. Receivers only insert these; `slackbot.delivery` posts them."""
+    """A message for a subteam's channel, made from an event row by `slackbot.outbox`; `slackbot.delivery`
+    posts it."""
 
     channel = models.CharField(_("channel"), max_length=80)
     text = models.TextField(_("text"))
@@ -45,6 +46,16 @@ class Notification(models.Model):
         if self.gave_up_at is not None:
             return str(_("gave up"))
         return str(_("pending"))
+
+
+class OutboxCursor(models.Model):
+    """How far `slackbot.outbox` has read an event table (job events, booking events, eval results)."""
+
+    source = models.CharField(max_length=40, unique=True)
+    last_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.source} > {self.last_id}"
 
 
 class SeenRequest(models.Model):

@@ -1,5 +1,7 @@
-"""What the portal tells subteam channels. Receivers only insert an outbox row (`Notification`):
-they never wait on Slack, so a job's state change is never held up by it."""
+"""What the portal tells subteam channels: the texts of job, booking and evaluation messages.
+
+`slackbot.outbox` makes `Notification` rows from event rows with these; `slackbot.delivery` posts them,
+so a state change never waits on Slack."""
 
 from __future__ import annotations
 
@@ -11,6 +13,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from evals.models import EvalResult
+from lending.models import Reservation
+from portal.formatting import format_duration
+from scheduler.models import Job
 from slackbot.models import Notification
 
 log = logging.getLogger("slackbot")
@@ -28,11 +34,7 @@ def esc(text: object) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+    return format_duration(seconds) or "–"
 
 
 def enqueue(channel: str, event_key: str, text: str, blocks: list[dict[str, Any]] | None = None) -> bool:
@@ -49,14 +51,14 @@ def enqueue(channel: str, event_key: str, text: str, blocks: list[dict[str, Any]
     return True
 
 
-def _section(text: str) -> list[dict[str, Any]]:
+def section(text: str) -> list[dict[str, Any]]:
     return [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
 
 
 # --- jobs ------------------------------------------------------------------------------------------------
 
 
-def job_text(job: Any) -> str:
+def job_text(job: Job) -> str:
     """`Job dpo ended: Failed (exit code 3, ran 0:12:04, owner …)` and a link, in the portal's language."""
     with translation.override(settings.LANGUAGE_CODE):
         if job.succeeded:
@@ -77,22 +79,12 @@ def job_text(job: Any) -> str:
         return f"{headline} ({', '.join(details)})\n{link(job.get_absolute_url())}"
 
 
-def on_job_state_changed(sender: Any, job: Any, old: str, new: str, **kwargs: Any) -> None:
-    if new not in job.TERMINAL_STATES:
-        return
-    try:
-        text = job_text(job)
-        enqueue(job.subteam.slack_channel, f"job:{job.pk}:{new}", text, _section(text))
-    except Exception:
-        log.exception("could not queue the Slack notification for job %s", job.pk)
-
-
 # --- reservations (lending list) ----------------------------------------------------------------------------
 
 RESERVATION_EVENTS = ("approved", "rejected", "starting", "idle")
 
 
-def reservation_text(reservation: Any, event: str) -> str:
+def reservation_text(reservation: Reservation, event: str) -> str:
     """`GPU reservation approved: Fine-tuning, 8 h100 GPU on devcluster, 11-29 09:00–18:00 (SFT sweep)`."""
     with translation.override(settings.LANGUAGE_CODE):
         headlines = {
@@ -115,35 +107,17 @@ def reservation_text(reservation: Any, event: str) -> str:
             "purpose": esc(reservation.purpose),
         }
         parts = [f"{headlines[event]}: {summary}"]
-        note = getattr(reservation, "decision_note", "")
+        note = reservation.decision_note
         if event == "rejected" and note:
             parts.append(_("Reason: %(note)s") % {"note": esc(note)})
         parts.append(link(reservation.get_absolute_url()))
         return "\n".join(parts)
 
 
-def on_reservation_changed(sender: Any, reservation: Any, event: str, **kwargs: Any) -> None:
-    if event not in RESERVATION_EVENTS:
-        return
-    try:
-        subteam = getattr(reservation, "subteam", None)
-        channel = getattr(subteam, "slack_channel", "") or ""
-        # "idle" may repeat for one reservation: one message per hour at most.
-        suffix = ""
-        if event == "idle":
-            suffix = ":" + timezone.now().strftime("%Y%m%d%H")
-        text = reservation_text(reservation, event)
-        enqueue(channel, f"reservation:{reservation.pk}:{event}{suffix}", text, _section(text))
-    except Exception:
-        log.exception(
-            "could not queue the Slack notification for reservation %s", getattr(reservation, "pk", "?")
-        )
-
-
 # --- evaluation results ----------------------------------------------------------------------------------
 
 
-def eval_text(result: Any) -> str:
+def eval_text(result: EvalResult) -> str:
     """`Evaluation result landed: 8x8B-dpo, Japanese MT-Bench average 7.91 (judge gpt-4)`."""
     with translation.override(settings.LANGUAGE_CODE):
         summary = f"{esc(result.model_name)}, {esc(result.benchmark)}"
@@ -152,18 +126,5 @@ def eval_text(result: Any) -> str:
         if result.judge_model:
             summary += " " + _("(judge %(judge)s)") % {"judge": esc(result.judge_model)}
         parts = [_("Evaluation result landed: %(summary)s") % {"summary": summary}]
-        url = getattr(result, "get_absolute_url", None)
-        if callable(url):
-            parts.append(link(url()))
+        parts.append(link(result.get_absolute_url()))
         return "\n".join(parts)
-
-
-def on_eval_result_landed(sender: Any, result: Any, **kwargs: Any) -> None:
-    """A subteam's new or re-scored result goes to its channel (baselines and project-wide ones do not)."""
-    if result.is_baseline or result.subteam_id is None:
-        return
-    try:
-        text = eval_text(result)
-        enqueue(result.subteam.slack_channel, f"eval:{result.pk}:{result.average}", text, _section(text))
-    except Exception:
-        log.exception("could not queue the Slack notification for eval result %s", result.pk)

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.test import TestCase
+from django.db import transaction
 
 from evals import services
-from evals.models import EvalJudgment, EvalResult
-from evals.signals import eval_result_landed
+from evals.models import EvalJudgment, EvalResult, EvalResultEvent
 from portal.models import Goal, GoalRevision
 from scheduler.models import Job
 from tests.evals.conftest import (
@@ -281,30 +280,14 @@ def test_a_goal_with_no_current_value_takes_the_first_result(team: Team, make_jo
     assert g.metric_current == 7.91
 
 
-class SignalAfterCommitTests(TestCase):
-    def test_the_signal_is_sent_after_commit_only(self) -> None:
-        received: list[EvalResult] = []
-
-        def receiver(sender: type, result: EvalResult, **kwargs: Any) -> None:
-            received.append(result)
-
-        eval_result_landed.connect(receiver)
-        self.addCleanup(eval_result_landed.disconnect, receiver)
-        with self.captureOnCommitCallbacks(execute=True) as callbacks:
-            result = services.add_baseline(None, model_name="ref", average=7.0, categories={})
-            assert received == []  # not inside the transaction
-        assert len(callbacks) == 1
-        assert received == [result]
-
-    def test_a_failing_receiver_does_not_break_the_import(self) -> None:
-        def broken(sender: type, **kwargs: Any) -> None:
-            raise RuntimeError("boom")
-
-        eval_result_landed.connect(broken)
-        self.addCleanup(eval_result_landed.disconnect, broken)
-        with self.captureOnCommitCallbacks(execute=True):
-            services.import_judgments(None, judgments_jsonl=JUDGMENTS_A, questions_jsonl=QUESTIONS_JSONL)
-        assert EvalResult.objects.count() == 1
+@pytest.mark.django_db
+def test_a_result_landing_writes_its_event_in_the_same_transaction() -> None:
+    result = services.add_baseline(None, model_name="ref", average=7.0, categories={})
+    assert list(result.events.values_list("average", flat=True)) == [7.0]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.add_baseline(None, model_name="ref-2", average=6.0, categories={})
+        raise RuntimeError("rolled back")
+    assert EvalResultEvent.objects.count() == 1  # the rolled-back result left no event either
 
 
 def test_a_result_entered_by_hand_moves_goals(team: Team) -> None:

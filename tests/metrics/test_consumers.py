@@ -12,9 +12,10 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import Client
 
-from metrics.push import push_job
 from config.asgi import application
-from scheduler import hooks
+from metrics.push import push_job
+from scheduler import live
+from scheduler.transitions import transition
 from scheduler.models import Job
 from tests.metrics.conftest import MakeJob
 from tests.personas import Team
@@ -80,10 +81,7 @@ async def test_a_state_change_is_pushed(team: Team, make_job: MakeJob) -> None:
     assert connected
 
     def finish() -> None:
-        with transaction.atomic():
-            Job.objects.filter(pk=job.pk).update(state=Job.State.COMPLETED)
-            job.state = Job.State.COMPLETED
-            hooks.state_changed(job, Job.State.RUNNING, Job.State.COMPLETED)
+        assert transition(job, Job.State.COMPLETED, expect_from=Job.State.RUNNING)
 
     await sync_to_async(finish)()
 
@@ -118,7 +116,7 @@ async def test_new_log_text_is_pushed(team: Team, make_job: MakeJob) -> None:
 
     def log() -> None:
         with transaction.atomic():
-            hooks.log_appended(job, "stdout", "step 10: loss 1.25\n")
+            live.push(job.pk, job.subteam_id, log_text="step 10: loss 1.25\n", log_stream="stdout")
 
     await sync_to_async(log)()
 

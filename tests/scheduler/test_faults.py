@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection
 from django.utils import timezone
 
-from scheduler import services, slurm, ssh
-from scheduler import worker as worker_module
+from scheduler import logs, services, slurm, ssh, steps
 from scheduler.models import Cluster, Job, JobEvent, Node
 from scheduler.worker import Worker
 from tests.personas import Team
@@ -39,7 +38,7 @@ def finished(*jobs: Job) -> Callable[[], bool]:
 
 
 def stdout(job: Job) -> str:
-    return worker_module.log_text(job, "stdout")[0]
+    return logs.log_text(job, "stdout")[0]
 
 
 def one_slurm_job_each(remote: Remote, *jobs: Job) -> None:
@@ -258,7 +257,7 @@ def test_a_job_sent_by_a_worker_that_died_before_commit_is_adopted_not_sent_twic
         job.refresh_from_db()
         assert job.slurm_job_id == slurm_id
         assert job.submit_attempted_at is not None
-        assert timezone.now() - job.submit_attempted_at < worker_module.ADOPT_GRACE
+        assert timezone.now() - job.submit_attempted_at < steps.ADOPT_GRACE
         assert slurm_id in job.events.get(kind=JobEvent.Kind.ADOPTED).message
         assert not job.events.filter(kind=JobEvent.Kind.SENT).exists()
         deadline = time.monotonic() + 60

@@ -12,8 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from scheduler import services
-from scheduler import worker as worker_module
+from scheduler import logs, services
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk, Node
 from scheduler.worker import Worker
 from tests.personas import Team
@@ -46,7 +45,7 @@ def test_a_failing_job_ends_failed_with_its_exit_code(
     assert (job.state, job.exit_code, job.exit_signal) == (Job.State.FAILED, 3, 0)
     assert job.slurm_job_id.isdigit()
     assert [e.to_state for e in job.events.all()][-1] == "failed"
-    assert worker_module.log_text(job, JobLogChunk.Stream.STDOUT) == ("hi\n", 3)
+    assert logs.log_text(job, JobLogChunk.Stream.STDOUT) == ("hi\n", 3)
     assert remote.read(job.stdout_path) == b"hi\n"
     assert remote.sacct_state(job.slurm_job_id) == "FAILED"
     assert job.started_at is not None and job.ended_at is not None and job.ended_at >= job.started_at
@@ -118,7 +117,7 @@ def test_a_chain_runs_in_order(
     assert first.started_at is not None and second.started_at is not None
     assert first.started_at < second.started_at
     assert second.started_at >= first.ended_at
-    assert worker_module.log_text(second, "stdout")[0] == "second\n"
+    assert logs.log_text(second, "stdout")[0] == "second\n"
 
 
 def test_a_chain_whose_first_job_fails_never_runs_the_second(
@@ -139,7 +138,7 @@ def test_a_chain_whose_first_job_fails_never_runs_the_second(
     assert second.started_at is None and second.node_list == ""
     assert not remote.exists(f"{second.run_dir}/second-ran")
     assert not remote.exists(second.stdout_path)
-    assert worker_module.log_text(second, "stdout") == ("", 0)
+    assert logs.log_text(second, "stdout") == ("", 0)
     if second.slurm_job_id:  # sent with afterok: Slurm cancelled it (kill-on-invalid-dep)
         assert remote.sacct_state(second.slurm_job_id) == "CANCELLED"
 
@@ -162,7 +161,7 @@ def test_gpu_accounting(team: Team, cluster: Cluster, run_until: Callable[..., N
     assert job.runtime is not None and job.runtime >= 4
     assert job.gpu_hours > 0
     assert job.gpu_hours == pytest.approx(2 * job.runtime / 3600, abs=2 * 2 / 3600)
-    visible = worker_module.log_text(job, "stdout")[0].strip().split(",")
+    visible = logs.log_text(job, "stdout")[0].strip().split(",")
     assert len(set(visible)) == 2 and all(v.isdigit() for v in visible)  # two GPUs, whichever were free
 
 
@@ -201,13 +200,13 @@ def test_logs_are_read_incrementally_from_offsets(
             position += chunk.size
         assert position == offset == len(data)
         assert b"".join(bytes(c.data) for c in chunks) == data
-        assert worker_module.log_text(job, stream) == (data.decode(), len(data))
+        assert logs.log_text(job, stream) == (data.decode(), len(data))
     # From an offset in the middle of a chunk, and in the middle of a multi-byte character.
     middle = remote_out.index("✓".encode()) + 1
-    text, end = worker_module.log_text(job, "stdout", offset=middle)
+    text, end = logs.log_text(job, "stdout", offset=middle)
     assert end == len(remote_out)
     assert text == remote_out[middle:].decode(errors="ignore")
-    assert worker_module.tail(job, "stdout", lines=2) == "line 11 ✓\nline 12 ✓"
+    assert logs.tail(job, "stdout", lines=2) == "line 11 ✓\nline 12 ✓"
     assert JobLogChunk.objects.filter(job=job).aggregate(n=models.Count("pk"))["n"] == len(
         set(JobLogChunk.objects.filter(job=job).values_list("stream", "offset"))
     )
@@ -268,7 +267,7 @@ def test_the_command_is_the_users_own_shell_code_run_as_the_cluster_user(
     job.refresh_from_db()
     assert job.state == Job.State.COMPLETED
     expected = f"user={devcluster_info['username']} dir={job.id}\n"
-    assert worker_module.log_text(job, "stdout")[0] == expected
+    assert logs.log_text(job, "stdout")[0] == expected
 
 
 def test_name_partition_and_account_never_reach_a_shell(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from scheduler import demo_assets
+from demo import assets as demo_assets
 from scheduler.models import Cluster, Job, Pipeline
 from tests.judge import JudgeServer
 from tests.personas import Team
@@ -55,11 +55,11 @@ def finished(*jobs: Job) -> Callable[[], bool]:
 
 
 def describe(job: Job) -> str:
-    from scheduler import worker
+    from scheduler import logs
 
     return (
         f"{job.name}: {job.state} exit={job.exit_code} reason={job.reason!r}\n"
-        f"stdout:\n{worker.tail(job, 'stdout', 20)}\nstderr:\n{worker.tail(job, 'stderr', 30)}"
+        f"stdout:\n{logs.tail(job, 'stdout', 20)}\nstderr:\n{logs.tail(job, 'stderr', 30)}"
     )
 
 

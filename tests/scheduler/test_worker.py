@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from scheduler import services, ssh
-from scheduler import worker as worker_module
+from scheduler import logs, services, ssh, steps
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
-from scheduler.worker import CycleStats, Worker
+from scheduler.steps import CycleStats, Poll
+from scheduler.worker import Worker, connection_for
 from tests.personas import Team
 from tests.scheduler.conftest import Remote
 
@@ -118,11 +118,11 @@ def test_a_job_cancelled_after_the_worker_claimed_it_is_not_sent(
     """cancel_job lands between the worker's claim and its sbatch: the job must not be resurrected."""
     member = team.member("member")
     job = services.submit_job(member, spec(team, cluster, "late-cancel", "touch ran"))
-    conn = worker.pool.connect(cluster.pk, worker_module.connection_for(cluster))
-    assert worker._claim_job(job)
+    conn = worker.pool.connect(cluster.pk, connection_for(cluster))
+    assert steps.claim_job(job, worker.name)
     services.cancel_job(member, fresh(job))
     assert fresh(job).state == Job.State.CANCELLED
-    worker._submit(job, conn, [], CycleStats(cluster.name))
+    steps._submit(job, Poll(cluster, conn, worker.name, CycleStats(cluster.name)), [])
     job.refresh_from_db()
     assert (job.state, job.slurm_job_id, job.submit_attempted_at) == (Job.State.CANCELLED, "", None)
     assert remote.slurm_jobs(job.slurm_name) == {job.slurm_name: set()}
@@ -159,11 +159,11 @@ def test_a_transient_sbatch_error_leaves_the_job_to_be_adopted_or_sent_again(
     cluster.refresh_from_db()
     assert cluster.status == Cluster.Status.REACHABLE and "Unable to contact" in cluster.last_error
     # Not found in squeue or sacct after the grace period: sent again (the grace is shortened here).
-    monkeypatch.setattr(worker_module, "ADOPT_GRACE", dt.timedelta(seconds=1))
+    monkeypatch.setattr(steps, "ADOPT_GRACE", dt.timedelta(seconds=1))
     run_until(lambda: fresh(job).is_terminal and fresh(job).logs_final, timeout=60)
     job.refresh_from_db()
     assert job.state == Job.State.COMPLETED
-    assert worker_module.log_text(job, "stdout")[0] == "ok\n"
+    assert logs.log_text(job, "stdout")[0] == "ok\n"
     kinds = list(job.events.values_list("kind", flat=True))
     assert kinds.count(JobEvent.Kind.SENT) == 1 and JobEvent.Kind.ADOPTED not in kinds
 
@@ -201,27 +201,27 @@ def test_two_workers_reading_the_same_log_store_each_byte_once(
 
     first = Worker(name="worker-a", pool=ssh.Pool())
     second = Worker(name="worker-b", pool=ssh.Pool())
-    conn_a = first.pool.connect(cluster.pk, worker_module.connection_for(cluster))
-    conn_b = second.pool.connect(cluster.pk, worker_module.connection_for(cluster))
+    conn_a = first.pool.connect(cluster.pk, connection_for(cluster))
+    conn_b = second.pool.connect(cluster.pk, connection_for(cluster))
     real_read = conn_b.read_from
     interleaved: list[bool] = []
 
     def read_after_the_other_worker(path: str, offset: int, max_bytes: int = 1 << 20) -> bytes:
         if not interleaved:  # B has loaded the job (offsets 0); A now reads and stores everything
             interleaved.append(True)
-            first.read_logs(cluster, conn_a, CycleStats(cluster.name))
+            steps.read_logs(Poll(cluster, conn_a, first.name, CycleStats(cluster.name)))
         return real_read(path, offset, max_bytes)
 
     conn_b.read_from = read_after_the_other_worker  # type: ignore[method-assign]
     try:
-        second.read_logs(cluster, conn_b, CycleStats(cluster.name))
+        steps.read_logs(Poll(cluster, conn_b, second.name, CycleStats(cluster.name)))
     finally:
         first.pool.close_all()
         second.pool.close_all()
     chunks = list(JobLogChunk.objects.filter(job=job, stream="stdout").order_by("offset"))
     assert [c.offset for c in chunks] == [0]
-    assert worker_module.log_text(job, "stdout") == (expected.decode(), len(expected))
-    assert worker_module.log_text(job, "stderr")[0] == "done\n"
+    assert logs.log_text(job, "stdout") == (expected.decode(), len(expected))
+    assert logs.log_text(job, "stderr")[0] == "done\n"
     assert fresh(job).stdout_offset == len(expected)
 
 
@@ -241,7 +241,7 @@ def test_two_workers_reading_the_same_log_store_each_byte_once(
     ],
 )
 def test_decode_complete(data: bytes, text: str, used: int) -> None:
-    assert worker_module._decode_complete(data) == (text, used)
+    assert logs.decode_complete(data) == (text, used)
 
 
 def test_logs_read_in_tiny_pieces_keep_every_character(
@@ -253,7 +253,7 @@ def test_logs_read_in_tiny_pieces_keep_every_character(
 ) -> None:
     """Reads of 4 bytes split multi-byte characters (and meet an invalid byte): every character is
     stored whole, once, in order."""
-    monkeypatch.setattr(worker_module, "LOG_BYTES_PER_CYCLE", 4)
+    monkeypatch.setattr(steps, "LOG_BYTES_PER_CYCLE", 4)
     command = r"printf 'a\377 ✓✓ 日本語 😀 end\n'"
     job = services.submit_job(team.member("member"), spec(team, cluster, "utf8", command))
     run_until(lambda: fresh(job).is_terminal and fresh(job).logs_final, timeout=60, interval=0.2)

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
-from scheduler import hooks
-from scheduler.models import Job
-from slackbot import delivery, notify
-from slackbot.models import Notification
+from scheduler.models import Job, JobEvent
+from scheduler.transitions import transition
+from slackbot import delivery, notify, outbox
+from slackbot.models import Notification, OutboxCursor
 from tests.personas import Team
 from tests.slackbot.fakeslack import FakeSlack, Scripted
 from tests.slackbot.helpers import make_cluster, make_job
@@ -34,25 +34,25 @@ def english(slack_settings: Any) -> Any:
     return slack_settings
 
 
-def end_job(job: Job, state: str, capture: CaptureOnCommit, exit_code: int | None = None) -> None:
-    """What the worker does: change the state in a transaction and announce it after the commit."""
-    with capture(execute=True), transaction.atomic():
-        old = job.state
-        job.state = state
-        job.exit_code = exit_code
-        job.ended_at = timezone.now()
-        job.save(update_fields=["state", "exit_code", "ended_at"])
-        hooks.state_changed(job, old, state)
+def end_job(job: Job, state: str, exit_code: int | None = None) -> None:
+    """What the worker does: the state change and its event row, in one transaction."""
+    assert transition(
+        job,
+        state,
+        expect_from=job.state,
+        exit_code=exit_code,
+        ended_at=timezone.now(),
+    )
 
 
 # --- jobs -----------------------------------------------------------------------------------------------------
 
 
-def test_a_failed_job_creates_exactly_one_notification(
-    team: Team, english: Any, django_capture_on_commit_callbacks: CaptureOnCommit
-) -> None:
+def test_a_failed_job_creates_exactly_one_notification(team: Team, english: Any) -> None:
     job = make_job(team.member("member"), team.sft, make_cluster(), name="dpo-beta-0.1")
-    end_job(job, Job.State.FAILED, django_capture_on_commit_callbacks, exit_code=3)
+    end_job(job, Job.State.FAILED, exit_code=3)
+    assert not Notification.objects.exists()  # the event row is the outbox: read by the worker's step
+    assert outbox.collect() == 1
     notification = Notification.objects.get()
     assert notification.channel == "#sft"
     assert notification.event_key == f"job:{job.pk}:failed"
@@ -62,66 +62,115 @@ def test_a_failed_job_creates_exactly_one_notification(
     assert notification.blocks[0]["text"]["text"] == notification.text
     assert notification.sent_at is None and notification.attempts == 0
 
-    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
-        hooks.state_changed(job, Job.State.RUNNING, Job.State.FAILED)  # the same event announced again
+    assert outbox.collect() == 0  # the same rows read again (not settled yet) make nothing new
+    JobEvent.objects.create(job=job, kind=JobEvent.Kind.STATE, from_state="running", to_state="failed")
+    assert outbox.collect() == 0  # the same event recorded twice: still one message
     assert Notification.objects.count() == 1
 
 
-def test_a_completed_job_is_announced_as_finished(
-    team: Team, english: Any, django_capture_on_commit_callbacks: CaptureOnCommit
-) -> None:
+def test_the_cursor_moves_past_settled_rows_only(team: Team, english: Any) -> None:
+    job = make_job(team.member("member"), team.sft, make_cluster())
+    end_job(job, Job.State.FAILED, exit_code=1)
+    outbox.collect()
+    cursor = OutboxCursor.objects.get(source="job-events")
+    assert cursor.last_id == 0  # younger than SETTLE: a lower id may still commit
+    JobEvent.objects.update(at=timezone.now() - outbox.SETTLE - dt.timedelta(seconds=1))
+    outbox.collect()
+    cursor.refresh_from_db()
+    assert cursor.last_id == JobEvent.objects.get(to_state="failed").pk
+    assert Notification.objects.count() == 1
+
+
+def test_a_late_commit_below_the_newest_id_is_still_read(team: Team, english: Any) -> None:
+    cluster = make_cluster()
+    first, late = (make_job(team.member("member"), team.sft, cluster, name=n) for n in ("a", "b"))
+    end_job(first, Job.State.FAILED, exit_code=1)
+    end_job(late, Job.State.FAILED, exit_code=1)
+    # The second row's transaction committed last: the worker saw only the first one at first.
+    late_event = JobEvent.objects.get(job=late, to_state="failed")
+    late_event.delete()
+    assert outbox.collect() == 1
+    JobEvent.objects.create(
+        pk=late_event.pk, job=late, kind="state", from_state="running", to_state="failed", at=late_event.at
+    )
+    assert outbox.collect() == 1
+    assert set(Notification.objects.values_list("event_key", flat=True)) == {
+        f"job:{first.pk}:failed",
+        f"job:{late.pk}:failed",
+    }
+
+
+def test_a_completed_job_is_announced_as_finished(team: Team, english: Any) -> None:
     job = make_job(team.member("member"), team.sft, make_cluster(), name="sft")
-    end_job(job, Job.State.COMPLETED, django_capture_on_commit_callbacks, exit_code=0)
+    end_job(job, Job.State.COMPLETED, exit_code=0)
+    outbox.collect()
     assert Notification.objects.get().text.startswith("Job sft finished: Completed (exit code 0,")
 
 
-def test_live_states_are_not_announced(
-    team: Team, django_capture_on_commit_callbacks: CaptureOnCommit
-) -> None:
+def test_live_states_are_not_announced(team: Team) -> None:
     job = make_job(team.member("member"), team.sft, make_cluster(), state=Job.State.PENDING)
-    end_job(job, Job.State.RUNNING, django_capture_on_commit_callbacks)
+    end_job(job, Job.State.RUNNING)
+    outbox.collect()
     assert not Notification.objects.exists()
 
 
-def test_a_subteam_without_a_channel_gets_nothing(
-    team: Team, django_capture_on_commit_callbacks: CaptureOnCommit
-) -> None:
+def test_a_subteam_without_a_channel_gets_nothing(team: Team) -> None:
     job = make_job(team.member("other"), team.pretrain, make_cluster())
-    end_job(job, Job.State.FAILED, django_capture_on_commit_callbacks, exit_code=1)
+    end_job(job, Job.State.FAILED, exit_code=1)
+    outbox.collect()
     assert not Notification.objects.exists()
 
 
-def test_a_rolled_back_state_change_announces_nothing(
-    team: Team, django_capture_on_commit_callbacks: CaptureOnCommit
-) -> None:
+def test_a_rolled_back_state_change_announces_nothing(team: Team) -> None:
     job = make_job(team.member("member"), team.sft, make_cluster())
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
-        hooks.state_changed(job, Job.State.RUNNING, Job.State.FAILED)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        end_job(job, Job.State.FAILED, exit_code=1)
         raise RuntimeError("the worker's transaction failed")
+    outbox.collect()
     assert not Notification.objects.exists()
 
 
-def test_the_receiver_is_connected_and_the_delivery_is_a_loop_hook() -> None:
-    refs = [entry[1] for entry in hooks.job_state_changed.receivers]
-    receivers = [ref() if isinstance(ref, weakref.ReferenceType) else ref for ref in refs]
-    assert notify.on_job_state_changed in receivers
-    assert hooks.loop_hooks.count(delivery.run_from_worker) == 1
+def test_the_worker_step_collects_and_delivers(
+    team: Team, english: Any, slack_settings: Any, fake_slack: FakeSlack
+) -> None:
+    assert "slackbot.delivery.run_from_worker" in settings.SCHEDULER_CYCLE_STEPS
+    job = make_job(team.member("member"), team.sft, make_cluster(), name="ends")
+    end_job(job, Job.State.FAILED, exit_code=1)
+    delivery.run_from_worker()
+    delivery.run_from_worker()
+    assert [m["text"].split(" (")[0] for m in fake_slack.messages] == ["Job ends ended: Failed"]
+
+
+# --- bookings -------------------------------------------------------------------------------------------------
+
+
+def test_booking_events_become_messages_idle_once_an_hour(team: Team, english: Any) -> None:
+    from lending.models import Reservation, ReservationEvent
+
+    now = timezone.now()
+    r = Reservation.objects.create(
+        requester=team.member("member"), subteam=team.sft, cluster=make_cluster(), gpus=8,
+        start=now, end=now + dt.timedelta(hours=3), purpose="SFT sweep", state="approved",
+    )  # fmt: skip
+    for kind in ("requested", "approved", "idle", "idle", "finished"):
+        ReservationEvent.objects.create(reservation=r, kind=kind)
+    assert outbox.collect() == 2  # approved, idle (requested and finished are not told)
+    keys = sorted(Notification.objects.values_list("event_key", flat=True))
+    assert keys[0] == f"reservation:{r.pk}:approved" and keys[1].startswith(f"reservation:{r.pk}:idle:")
 
 
 # --- evaluation results ----------------------------------------------------------------------------------------
 
 
-def test_an_eval_result_is_announced_once_per_score(
-    team: Team, english: Any, django_capture_on_commit_callbacks: CaptureOnCommit
-) -> None:
-    from evals.models import EvalResult
-    from evals.signals import eval_result_landed
+def test_an_eval_result_is_announced_once_per_score(team: Team, english: Any) -> None:
+    from evals.models import EvalResult, EvalResultEvent
 
     result = EvalResult.objects.create(
         model_name="8x8B-dpo", subteam=team.sft, average=7.91, judge_model="gpt-4"
     )
     for _ in range(2):
-        eval_result_landed.send(sender=EvalResult, result=result)
+        EvalResultEvent.objects.create(result=result, average=result.average)
+    outbox.collect()
     notification = Notification.objects.get()
     assert notification.text.startswith("Evaluation result landed: 8x8B-dpo, ")
     assert "average 7.91 (judge gpt-4)" in notification.text
@@ -129,7 +178,8 @@ def test_an_eval_result_is_announced_once_per_score(
     baseline = EvalResult.objects.create(
         model_name="reference", subteam=team.sft, average=7.81, is_baseline=True
     )
-    eval_result_landed.send(sender=EvalResult, result=baseline)
+    EvalResultEvent.objects.create(result=baseline, average=baseline.average)
+    outbox.collect()
     assert Notification.objects.count() == 1
 
 
@@ -281,7 +331,7 @@ def test_the_management_command_and_the_worker_hook_deliver(
     out = StringIO()
     call_command("deliver_notifications", "--limit", "1", stdout=out)
     assert out.getvalue().strip() == "1 sent"
-    hooks.run_loop_hooks()
+    delivery.run_from_worker()
     assert len(fake_slack.messages) == 2
     assert not Notification.objects.filter(sent_at__isnull=True).exists()
 
@@ -298,22 +348,19 @@ def test_the_admin_lists_the_outbox_and_warns_without_a_token(team: Team, slack_
     assert team.client("member").get("/admin/slackbot/notification/").status_code in (302, 403)
 
 
-def test_names_cannot_ping_the_channel(
-    team: Team, english: Any, django_capture_on_commit_callbacks: CaptureOnCommit
-) -> None:
+def test_names_cannot_ping_the_channel(team: Team, english: Any) -> None:
     job = make_job(team.member("member"), team.sft, make_cluster(), name="<!channel> & co")
-    end_job(job, Job.State.FAILED, django_capture_on_commit_callbacks, exit_code=1)
+    end_job(job, Job.State.FAILED, exit_code=1)
+    outbox.collect()
     assert Notification.objects.get().text.startswith("Job &lt;!channel&gt; &amp; co ended:")
 
 
-def test_a_job_cancelled_through_the_scheduler_service_is_announced(
-    team: Team, english: Any, django_capture_on_commit_callbacks: CaptureOnCommit
-) -> None:
+def test_a_job_cancelled_through_the_scheduler_service_is_announced(team: Team, english: Any) -> None:
     from scheduler.services import cancel_job
 
     job = make_job(team.member("member"), team.sft, make_cluster(), name="queued", state=Job.State.SUBMITTING)
-    with django_capture_on_commit_callbacks(execute=True):
-        cancel_job(team.member("member"), job)
+    cancel_job(team.member("member"), job)
+    outbox.collect()
     notification = Notification.objects.get()
     assert notification.event_key == f"job:{job.pk}:cancelled"
     assert notification.text.startswith("Job queued ended: Cancelled (exit code –, ran –,")

@@ -1,0 +1,432 @@
+"""The scheduler's own steps of the worker's cycle, each a small function of one `Poll`.
+
+The cycle's order is the `SCHEDULER_STEPS` setting (config/settings.py); `scheduler.worker` runs it.
+Per cluster and cycle, tracking costs two remote commands whatever the number of jobs: one `squeue`
+for everything of ours still queued or running, one batched `sacct` for what left the queue. Each
+submission adds one round trip (`mkdir -p … && sbatch --parsable`, script on stdin).
+
+Crash safety of a submission:
+1. The job is claimed with a conditional UPDATE (two workers never take the same row).
+2. `submit_attempted_at` is committed *before* sbatch runs.
+3. sbatch runs; the Slurm id is committed.
+A worker killed between 2 and 3 leaves a job with `submit_attempted_at` and no Slurm id; the next
+cycle looks for its UUID (job name / comment) in squeue and sacct and adopts it instead of
+submitting again. Only a job found nowhere after `ADOPT_GRACE` is submitted again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from scheduler import live, slurm, ssh
+from scheduler.logs import decode_complete
+from scheduler.models import Cluster, Job, JobEvent, JobLogChunk, Node, Partition
+from scheduler.transitions import transition
+
+log = logging.getLogger("scheduler.worker")
+
+ADOPT_GRACE = dt.timedelta(seconds=30)
+CLAIM_LEASE = dt.timedelta(seconds=120)
+INVENTORY_EVERY = dt.timedelta(seconds=30)
+LOG_BYTES_PER_CYCLE = 256 * 1024
+LOG_JOBS_PER_CYCLE = 50
+# sbatch failures that say nothing about the job itself: the controller was unreachable or busy.
+TRANSIENT_SBATCH_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Slurm temporarily unavailable",
+    "Zero Bytes were transmitted or received",
+    "Slurm backup controller in standby mode",
+)
+# Exit statuses of `python -m training.*` (training/runner.py).
+EXIT_CONFIG = 2
+EXIT_CHECKPOINTED = 75
+
+
+@dataclass
+class CycleStats:
+    cluster: str
+    commands: int = 0
+    sftp_ops: int = 0
+    submitted: int = 0
+    adopted: int = 0
+    transitions: int = 0
+    cancelled: int = 0
+    log_bytes: int = 0
+    tracked: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def did_something(self) -> bool:
+        return bool(self.submitted or self.adopted or self.transitions or self.cancelled or self.log_bytes)
+
+
+@dataclass
+class Poll:
+    """One worker's visit to one reachable cluster: what every step of the cycle is given."""
+
+    cluster: Cluster
+    conn: ssh.Connection
+    worker: str  # the visiting worker's name: the owner of the claims it makes
+    stats: CycleStats
+    _queue: list[slurm.QueueEntry] | None = None
+
+    @property
+    def queue(self) -> list[slurm.QueueEntry]:
+        """Our jobs in squeue, read once per visit (the first step that asks pays the round trip)."""
+        if self._queue is None:
+            command = slurm.squeue_command(self.cluster.username)
+            self._queue = slurm.parse_squeue(self.conn.run(command).check().stdout)
+        return self._queue
+
+
+def _aware(value: dt.datetime | None, cluster: Cluster) -> dt.datetime | None:
+    """Slurm's times: epoch seconds (aware already) or, from older output, the cluster's local time."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=cluster.tz)
+
+
+def _uuid_from(comment: str, name: str) -> uuid.UUID | None:
+    for text, prefix in ((comment, "tanuki:"), (name, "tanuki-")):
+        if text.startswith(prefix):
+            try:
+                return uuid.UUID(text[len(prefix) :].strip())
+            except ValueError:
+                continue
+    return None
+
+
+# --- inventory -------------------------------------------------------------------------------------------
+
+
+def refresh_inventory(poll: Poll, *, force: bool = False) -> None:
+    """Nodes and partitions (sinfo, scontrol show partition), every `INVENTORY_EVERY`."""
+    cluster, conn = poll.cluster, poll.conn
+    if not force and cluster.inventory_at is not None and timezone.now() - cluster.inventory_at <= INVENTORY_EVERY:
+        return
+    result = conn.run_shell(ssh.chain_commands(*slurm.inventory_commands())).check()
+    nodes, partitions = slurm.parse_inventory(result.stdout)
+    now = timezone.now()
+    with transaction.atomic():
+        for info in nodes:
+            Node.objects.update_or_create(
+                cluster=cluster,
+                name=info.name,
+                defaults={
+                    "state": info.state,
+                    "reason": info.reason[:500],
+                    "partitions": ",".join(info.partitions),
+                    "gpus_total": info.gpus_total,
+                    "gpus_alloc": info.gpus_alloc,
+                    "cpus_total": info.cpus_total,
+                    "cpus_alloc": info.cpus_alloc,
+                    "memory_mb": info.memory_mb,
+                    "unavailable": info.unavailable,
+                    "updated_at": now,
+                },
+            )
+        Node.objects.filter(cluster=cluster).exclude(name__in=[n.name for n in nodes]).delete()
+        for part in partitions:
+            Partition.objects.update_or_create(
+                cluster=cluster,
+                name=part.name,
+                defaults={
+                    "state": part.state,
+                    "is_default": part.is_default,
+                    "max_time_minutes": part.max_time_minutes,
+                    "default_time_minutes": part.default_time_minutes,
+                    "nodes": part.nodes[:500],
+                    "total_nodes": part.total_nodes,
+                    "updated_at": now,
+                },
+            )
+        Partition.objects.filter(cluster=cluster).exclude(name__in=[p.name for p in partitions]).delete()
+        Cluster.objects.filter(pk=cluster.pk).update(inventory_at=now)
+        cluster.inventory_at = now
+
+
+# --- submission ------------------------------------------------------------------------------------------
+
+
+def claim_job(job: Job, worker: str) -> bool:
+    now = timezone.now()
+    return bool(
+        Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now) | Q(claimed_by=worker))
+        .update(claimed_by=worker, claimed_until=now + CLAIM_LEASE)
+    )
+
+
+def submit_pending(poll: Poll) -> None:
+    """Stage and sbatch the jobs waiting to be submitted; adopt those an earlier attempt queued."""
+    waiting = list(
+        Job.objects.filter(cluster=poll.cluster, state=Job.State.SUBMITTING)
+        .select_related("depends_on", "cluster", "subteam")
+        .order_by("created_at")
+    )
+    if not waiting:
+        return
+    in_queue = {_uuid_from(e.comment, e.name): e.job_id for e in poll.queue}
+    # Jobs whose earlier attempt may have reached Slurm: find them before anything is resubmitted.
+    attempted = [j for j in waiting if j.submit_attempted_at is not None]
+    found: dict[uuid.UUID, str] = {j.id: in_queue[j.id] for j in attempted if j.id in in_queue}
+    missing = [j for j in attempted if j.id not in found]
+    if missing:
+        result = poll.conn.run(slurm.sacct_by_name_command(j.slurm_name for j in missing)).check()
+        for record in slurm.parse_sacct(result.stdout).values():
+            job_uuid = _uuid_from(record.comment, record.name)
+            if job_uuid is not None:
+                found[job_uuid] = record.job_id
+    for job in waiting:
+        if not claim_job(job, poll.worker):
+            continue
+        if job.id in found:
+            _adopt(job, found[job.id])
+            poll.stats.adopted += 1
+            continue
+        if job.submit_attempted_at is not None and timezone.now() - job.submit_attempted_at < ADOPT_GRACE:
+            continue  # accounting may lag a few seconds: look again before submitting twice
+        if job.cancel_requested_at is not None:
+            # Cancelled while an earlier attempt was in doubt, and that attempt never reached Slurm.
+            _finish_unsubmitted(job, "Cancelled before it reached the cluster.")
+            poll.stats.transitions += 1
+            continue
+        dependency = job.depends_on
+        dep_args: list[str] = []
+        if dependency is not None:
+            if dependency.is_terminal and not dependency.succeeded:
+                _finish_unsubmitted(job, f"{dependency.name} ended {dependency.state}; not run.")
+                poll.stats.transitions += 1
+                continue
+            if not dependency.is_terminal:
+                if not dependency.slurm_job_id:
+                    continue  # submitted once the job it waits for has a Slurm id
+                dep_args = [f"--dependency=afterok:{dependency.slurm_job_id}"]
+        _submit(job, poll, dep_args)
+
+
+def _submit(job: Job, poll: Poll, dep_args: list[str]) -> None:
+    # Conditional: a job cancelled (cancel_job) since it was claimed is not sent.
+    if not Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING, claimed_by=poll.worker).update(
+        submit_attempted_at=timezone.now()
+    ):
+        return
+    if job.config_yaml:
+        # The run's config goes next to the script before sbatch (same transport, SFTP).
+        poll.conn.write_file(job.config_path, job.config_yaml.encode())
+    command = ssh.chain_commands(["mkdir", "-p", job.run_dir], ["sbatch", "--parsable", *dep_args])
+    # ClusterUnreachable propagates: the attempt stays recorded; the next cycle adopts or retries.
+    result = poll.conn.run_shell(command, stdin=job.script.encode())
+    if not result.ok:
+        message = (result.stderr or result.stdout).strip()[:500] or f"sbatch exited {result.exit_status}"
+        if any(text in message for text in TRANSIENT_SBATCH_ERRORS):
+            # The controller is down or slow: the job may or may not be queued. It stays
+            # `submitting` with its attempt recorded, so the next cycles adopt it or send it again.
+            raise ssh.SlurmError(f"sbatch for {job.slurm_name}: {message}")
+        _finish_unsubmitted(job, message, state=Job.State.FAILED)
+        poll.stats.transitions += 1
+        return
+    slurm_id = slurm.parse_sbatch(result.stdout)
+    now = timezone.now()
+    recorded = transition(
+        job,
+        Job.State.PENDING,
+        expect_from=Job.State.SUBMITTING,
+        event=JobEvent.Kind.SENT,
+        message=f"Slurm job {slurm_id}",
+        slurm_job_id=slurm_id,
+        submitted_at=now,
+        claimed_by="",
+        claimed_until=None,
+    )
+    if not recorded:
+        log.warning("sbatch for %s gave Slurm job %s, but the job had left `submitting`", job.pk, slurm_id)
+        return
+    poll.stats.submitted += 1
+
+
+def _adopt(job: Job, slurm_id: str) -> None:
+    transition(
+        job,
+        Job.State.PENDING,
+        expect_from=Job.State.SUBMITTING,
+        event=JobEvent.Kind.ADOPTED,
+        message=f"Slurm job {slurm_id} found by its UUID; not submitted again",
+        slurm_job_id=slurm_id,
+        submitted_at=job.submit_attempted_at or timezone.now(),
+        claimed_by="",
+        claimed_until=None,
+    )
+
+
+def _finish_unsubmitted(job: Job, reason: str, state: str = Job.State.CANCELLED) -> None:
+    transition(
+        job,
+        state,
+        expect_from=Job.State.SUBMITTING,
+        event=JobEvent.Kind.ERROR if state == Job.State.FAILED else JobEvent.Kind.STATE,
+        message=reason,
+        reason=reason,
+        ended_at=timezone.now(),
+        claimed_by="",
+        claimed_until=None,
+        logs_final=True,  # it never ran: there are no logs to wait for
+    )
+
+
+# --- tracking --------------------------------------------------------------------------------------------
+
+
+def track_jobs(poll: Poll) -> None:
+    """Pending and running jobs: their squeue entry, or sacct's record once they left the queue."""
+    live_jobs = list(
+        Job.objects.filter(
+            cluster=poll.cluster, state__in=[Job.State.PENDING, Job.State.RUNNING]
+        ).exclude(slurm_job_id="")
+    )
+    poll.stats.tracked = len(live_jobs)
+    if not live_jobs:
+        return
+    by_id = {e.job_id: e for e in poll.queue}
+    leaving = []
+    for job in live_jobs:
+        entry = by_id.get(job.slurm_job_id)
+        if entry is not None and entry.state not in slurm.TERMINAL:
+            poll.stats.transitions += int(_apply_queue_entry(job, entry, poll.cluster))
+        else:
+            leaving.append(job)
+    if not leaving:
+        return
+    records = slurm.parse_sacct(
+        poll.conn.run(slurm.sacct_command(j.slurm_job_id for j in leaving)).check().stdout
+    )
+    for job in leaving:
+        record = records.get(job.slurm_job_id)
+        if record is None or record.state not in slurm.TERMINAL:
+            continue  # accounting lags squeue by a second or two: next cycle
+        poll.stats.transitions += int(_finish(job, record, poll.cluster))
+
+
+def _apply_queue_entry(job: Job, entry: slurm.QueueEntry, cluster: Cluster) -> bool:
+    new_state = entry.state
+    reason = entry.reason if new_state == Job.State.PENDING else ""
+    started = _aware(entry.start, cluster) if new_state == Job.State.RUNNING else None
+    fields: dict[str, object] = {}
+    if job.reason != reason:
+        fields["reason"] = reason
+    if entry.nodes and job.node_list != entry.nodes:
+        fields["node_list"] = entry.nodes
+    if started and job.started_at is None:
+        fields["started_at"] = started
+    if job.state != new_state:
+        return transition(job, new_state, expect_from=job.state, message=reason, **fields)
+    if fields:
+        # Not a state change (a new pending reason, the nodes): no event, no push.
+        fields["updated_at"] = timezone.now()
+        if Job.objects.filter(pk=job.pk, state=job.state).update(**fields):
+            for name, value in fields.items():
+                setattr(job, name, value)
+    return False
+
+
+def _finish(job: Job, record: slurm.AccountingRecord, cluster: Cluster) -> bool:
+    reason = ""
+    if record.state == Job.State.CANCELLED and record.cancelled_by_uid is not None:
+        reason = f"cancelled by uid {record.cancelled_by_uid}"
+        if job.cancel_requested_by_id:
+            reason = "cancelled from the portal"
+    if record.state == Job.State.FAILED and record.signal:
+        reason = f"killed by signal {record.signal}"
+    elif job.is_training and record.exit_code == EXIT_CONFIG:
+        reason = "the run's config was refused (the message is the last line of stderr)"
+    elif job.is_training and record.exit_code == EXIT_CHECKPOINTED:
+        reason = "stopped before its time limit after saving a checkpoint; resubmit to resume from it"
+    message = f"exit code {record.exit_code}" if record.exit_code is not None else ""
+    if reason:
+        message = f"{message}; {reason}" if message else reason
+    return transition(
+        job,
+        record.state,
+        expect_from=job.state,
+        message=message,
+        exit_code=record.exit_code,
+        exit_signal=record.signal,
+        reason=reason,
+        node_list=record.nodes or job.node_list,
+        started_at=_aware(record.start, cluster) or job.started_at,
+        ended_at=_aware(record.end, cluster) or timezone.now(),
+        gpus=record.gpus or job.gpus,
+        gpu_hours=record.gpu_hours,
+    )
+
+
+# --- cancellation ----------------------------------------------------------------------------------------
+
+
+def send_cancels(poll: Poll) -> None:
+    """scancel, in one command, every job whose cancel was asked for and not yet sent."""
+    jobs = list(
+        Job.objects.filter(
+            cluster=poll.cluster,
+            cancel_requested_at__isnull=False,
+            cancel_sent_at__isnull=True,
+            state__in=[Job.State.PENDING, Job.State.RUNNING],
+        ).exclude(slurm_job_id="")
+    )
+    if not jobs:
+        return
+    poll.conn.run(slurm.scancel_command(j.slurm_job_id for j in jobs)).check()
+    Job.objects.filter(pk__in=[j.pk for j in jobs]).update(cancel_sent_at=timezone.now())
+    poll.stats.cancelled += len(jobs)
+
+
+# --- logs ------------------------------------------------------------------------------------------------
+
+
+def read_logs(poll: Poll) -> None:
+    """New stdout/stderr bytes of running and just-ended jobs, from their saved offsets (SFTP)."""
+    jobs = list(
+        Job.objects.filter(cluster=poll.cluster, logs_final=False)
+        .filter(Q(state=Job.State.RUNNING) | Q(state__in=list(Job.TERMINAL_STATES), submitted_at__isnull=False))
+        .select_related("cluster")
+        .order_by("-updated_at")[:LOG_JOBS_PER_CYCLE]
+    )
+    for job in jobs:
+        got = 0
+        for stream, path, offset_field in (
+            (JobLogChunk.Stream.STDOUT, job.stdout_path, "stdout_offset"),
+            (JobLogChunk.Stream.STDERR, job.stderr_path, "stderr_offset"),
+        ):
+            got += _read_stream(poll.conn, job, stream, path, offset_field)
+        poll.stats.log_bytes += got
+        if job.is_terminal and got == 0:
+            Job.objects.filter(pk=job.pk).update(logs_final=True)
+
+
+def _read_stream(conn: ssh.Connection, job: Job, stream: str, path: str, offset_field: str) -> int:
+    offset: int = getattr(job, offset_field)
+    data = conn.read_from(path, offset, LOG_BYTES_PER_CYCLE)
+    if not data:
+        return 0
+    # Keep whole UTF-8 characters: an incomplete tail waits for the next read.
+    text, used = decode_complete(data)
+    if used == 0:
+        return 0
+    with transaction.atomic():
+        # Advance the offset first: when another worker already stored these bytes the update
+        # matches nothing and no duplicate chunk is written.
+        advanced = Job.objects.filter(pk=job.pk, **{offset_field: offset}).update(**{offset_field: offset + used})
+        if not advanced:
+            return 0
+        JobLogChunk.objects.create(job=job, stream=stream, offset=offset, data=bytes(data[:used]), size=used)
+        live.push(job.pk, job.subteam_id, log_text=text, log_stream=stream)
+    setattr(job, offset_field, offset + used)
+    return used

@@ -1,0 +1,137 @@
+"""The event tables are the outbox: job events, booking events and evaluation results become Slack
+messages here, read by cursor, in the worker's cycle.
+
+Each state change writes its event row in its own transaction (`scheduler.transitions`,
+`lending.services.transition`, `evals.services`), so a process killed right after the commit loses
+nothing: the next cycle reads the row. For each source:
+1. Read the rows after the source's cursor (oldest first, at most `BATCH`).
+2. Make the message of each row that deserves one; its `event_key` names the event, so a row read
+   twice (or an event recorded twice) still gives one `Notification` (unique key, existing keys skipped).
+3. Insert the new notifications and move the cursor in the same transaction.
+The cursor stops short of rows younger than `SETTLE`: ids are handed out before commit, so a
+transaction that commits late can add a row below the newest id seen. Those recent rows are read
+again next cycle (step 2 makes that harmless).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from evals.models import EvalResultEvent
+from lending.models import ReservationEvent
+from scheduler.models import Job, JobEvent
+from slackbot import notify
+from slackbot.models import Notification, OutboxCursor
+
+log = logging.getLogger("slackbot")
+
+BATCH = 500
+SETTLE = dt.timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Message:
+    channel: str
+    event_key: str
+    text: str
+
+
+def _job_message(event: JobEvent) -> Message | None:
+    job = event.job
+    if event.to_state not in Job.TERMINAL_STATES or not job.subteam.slack_channel:
+        return None
+    text = notify.job_text(job)
+    return Message(job.subteam.slack_channel, f"job:{job.pk}:{event.to_state}", text)
+
+
+def _reservation_message(event: ReservationEvent) -> Message | None:
+    reservation = event.reservation
+    if event.kind not in notify.RESERVATION_EVENTS or not reservation.subteam.slack_channel:
+        return None
+    # "idle" may repeat for one booking: one message per hour at most.
+    suffix = ":" + timezone.localtime(event.at).strftime("%Y%m%d%H") if event.kind == "idle" else ""
+    text = notify.reservation_text(reservation, event.kind)
+    return Message(reservation.subteam.slack_channel, f"reservation:{reservation.pk}:{event.kind}{suffix}", text)
+
+
+def _eval_message(event: EvalResultEvent) -> Message | None:
+    """A subteam's new or re-scored result goes to its channel (baselines and project-wide ones do not)."""
+    result = event.result
+    if result.is_baseline or result.subteam is None or not result.subteam.slack_channel:
+        return None
+    text = notify.eval_text(result)
+    return Message(result.subteam.slack_channel, f"eval:{result.pk}:{event.average}", text)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    rows: Callable[[], models.QuerySet[Any]]
+    message: Callable[[Any], Message | None]
+
+
+SOURCES = (
+    Source(
+        "job-events",
+        lambda: JobEvent.objects.filter(to_state__in=Job.TERMINAL_STATES).select_related(
+            "job__subteam", "job__owner"
+        ),
+        _job_message,
+    ),
+    Source(
+        "reservation-events",
+        lambda: ReservationEvent.objects.filter(kind__in=notify.RESERVATION_EVENTS).select_related(
+            "reservation__subteam", "reservation__cluster"
+        ),
+        _reservation_message,
+    ),
+    Source("eval-events", lambda: EvalResultEvent.objects.select_related("result__subteam"), _eval_message),
+)
+
+
+def collect() -> int:
+    """Turn new event rows of every source into notifications; the number of notifications made."""
+    return sum(_collect(source) for source in SOURCES)
+
+
+def _collect(source: Source) -> int:
+    with transaction.atomic():
+        cursor, _created = OutboxCursor.objects.select_for_update().get_or_create(source=source.name)
+        rows = list(source.rows().filter(pk__gt=cursor.last_id).order_by("pk")[:BATCH])
+        if not rows:
+            return 0
+        messages: dict[str, Message] = {}
+        for row in rows:
+            try:
+                message = source.message(row)
+            except Exception:  # one bad row never blocks the others
+                log.exception("could not make the Slack message of %s %s", source.name, row.pk)
+                continue
+            if message is not None:
+                messages.setdefault(message.event_key[:200], message)
+        existing = set(
+            Notification.objects.filter(event_key__in=list(messages)).values_list("event_key", flat=True)
+        )
+        new = [
+            Notification(channel=m.channel, event_key=key, text=m.text, blocks=notify.section(m.text))
+            for key, m in messages.items()
+            if key not in existing
+        ]
+        Notification.objects.bulk_create(new, ignore_conflicts=True)
+        settled = timezone.now() - SETTLE
+        last = cursor.last_id
+        for row in rows:
+            if row.at > settled:
+                break
+            last = row.pk
+        if last != cursor.last_id:
+            cursor.last_id = last
+            cursor.save(update_fields=["last_id"])
+    return len(new)
