@@ -1,4 +1,4 @@
-"""Lending list benchmarks (scripts/devcluster up first for part 2; run as root).
+"""Lending list benchmarks (DEVCLUSTER_INSTANCE=test scripts/devcluster up first for part 2; run as root).
 
     .venv/bin/python bench/lending_bench.py          # writes bench/results/lending.md
 
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import statistics
@@ -35,10 +36,12 @@ from django.utils import timezone  # noqa: E402
 
 from lending import services, sync  # noqa: E402
 from lending.models import Reservation  # noqa: E402
-from scheduler import hooks, ssh  # noqa: E402
+from scheduler import ssh  # noqa: E402
 from scheduler.models import Cluster, Node  # noqa: E402
+from scheduler.steps import Poll  # noqa: E402
 from scheduler.worker import Worker, connection_for  # noqa: E402
 from tests.personas import make_team  # noqa: E402
+from tests.scheduler.conftest import STATE_DIR  # noqa: E402 - the tests' instance, never the demo's
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -90,18 +93,20 @@ def bench_availability(team) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def bench_sync(team) -> list[str]:  # type: ignore[no-untyped-def]
-    call_command("register_devcluster", stdout=open(os.devnull, "w"))  # noqa: SIM115
-    cluster = Cluster.objects.get(name="tanuki-dev")
+    info = STATE_DIR / "cluster.json"
+    call_command("register_devcluster", "--info", str(info), stdout=open(os.devnull, "w"))  # noqa: SIM115
+    cluster = Cluster.objects.get(name=json.loads(info.read_text())["name"])
     worker = Worker(name="lending-bench", pool=ssh.Pool(max_backoff=2.0))
     worker.cycle()  # inventory
     counted = {"commands": 0}
 
-    def counting_sync(cluster: Cluster, conn: ssh.Connection) -> None:
-        before = conn.commands_run
-        sync.sync_reservations(cluster, conn)
-        counted["commands"] = conn.commands_run - before
+    def counting_sync(poll: Poll) -> None:
+        before = poll.conn.commands_run
+        sync.sync_reservations(poll)
+        counted["commands"] = poll.conn.commands_run - before
 
-    hooks.cluster_hooks[hooks.cluster_hooks.index(sync.sync_reservations)] = counting_sync
+    path = "lending.sync.sync_reservations"
+    worker.cluster_steps = [(p, counting_sync if p == path else step) for p, step in worker.cluster_steps]
     lines = [
         "## Remote commands per worker cycle on the dev cluster",
         "",
@@ -161,7 +166,7 @@ def main() -> None:
         "",
     ]
     lines += bench_availability(team)
-    if os.geteuid() == 0 and Path("/var/lib/tanuki-devcluster/cluster.json").exists():
+    if os.geteuid() == 0 and (STATE_DIR / "cluster.json").exists():
         lines += bench_sync(team)
     else:
         lines += ["(sync cycle skipped: the dev cluster is not up)", ""]

@@ -39,9 +39,8 @@ from django.utils import timezone  # noqa: E402
 
 from lending.models import Reservation  # noqa: E402
 from portal.models import Member  # noqa: E402
-from scheduler import hooks  # noqa: E402
-from scheduler.models import Job  # noqa: E402
-from slackbot import commands, delivery, notify  # noqa: E402
+from scheduler.models import Job, JobEvent  # noqa: E402
+from slackbot import commands, delivery, notify, outbox  # noqa: E402
 from slackbot.models import Notification, SeenRequest  # noqa: E402
 from tests.personas import make_team  # noqa: E402
 from tests.slackbot.conftest import SECRET, TOKEN, form, post, signed_headers  # noqa: E402
@@ -124,12 +123,14 @@ def main() -> None:
 
     ended = make_job(member, team.sft, cluster, name="ended", state=Job.State.FAILED, exit_code=1)
 
+    JobEvent.objects.create(job=ended, kind=JobEvent.Kind.STATE, from_state="running", to_state="failed")
+
     def receive() -> None:
         Notification.objects.filter(event_key__startswith="job:").delete()
-        notify.on_job_state_changed(Job, job=ended, old="running", new="failed")
+        outbox.collect()
 
     median, queries = timed(receive, runs=50)
-    lines += ["", "## Job receiver (terminal state → outbox row)", ""]
+    lines += ["", "## Outbox: a terminal job event → a notification row (`outbox.collect`)", ""]
     lines.append(
         f"- {median:.2f} ms per state change (including the DELETE that resets the bench), {queries} queries"
     )
@@ -150,9 +151,8 @@ def main() -> None:
     lines.append(f"- {sent} notifications in {elapsed:.0f} ms: {elapsed / sent:.2f} ms per notification")
     with CaptureQueriesContext(connection) as ctx:
         delivery.deliver_pending()
-    lines.append(f"- an idle worker cycle's hook: {len(ctx.captured_queries)} SQL query")
+    lines.append(f"- an idle worker cycle's delivery: {len(ctx.captured_queries)} SQL query")
     fake.stop()
-    hooks.loop_hooks.clear()
 
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "slack.md").write_text("\n".join(lines) + "\n")
