@@ -14,9 +14,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Lowest layer first; an app may import only the apps listed before it (and itself).
-LAYERS = ["training", "portal", "scheduler", "lending", "metrics", "evals", "slackbot", "demo", "config"]
+# Lowest layer first; an app may import the apps of the layers below its own, never a peer or above.
+LAYER_LIST: list[set[str]] = [
+    {"training"},
+    {"portal"},
+    {"scheduler"},
+    {"lending", "metrics", "evals"},
+    {"slackbot"},
+    {"demo"},
+    {"config"},
+]
+LAYERS = [app for layer in LAYER_LIST for app in sorted(layer)]
 WIRING = "config"
+APP_CODE = [app for app in LAYERS if app != WIRING]
+
+
+def below(app: str) -> set[str]:
+    level = next(i for i, layer in enumerate(LAYER_LIST) if app in layer)
+    return set().union(*LAYER_LIST[:level])
 
 
 def _modules() -> dict[str, Path]:
@@ -127,8 +142,32 @@ def test_no_folder_level_cycle_outside_the_wiring() -> None:
     assert _cycles(graph) == []
 
 
-@pytest.mark.parametrize("app", [a for a in LAYERS if a != WIRING])
+@pytest.mark.parametrize("app", APP_CODE)
 def test_imports_point_down_the_layers(app: str) -> None:
-    allowed = set(LAYERS[: LAYERS.index(app)])
-    upward = sorted(folder_graph().get(app, set()) - allowed - {WIRING})
-    assert upward == [], f"{app} imports a layer above it: {upward}"
+    not_below = sorted(folder_graph().get(app, set()) - below(app))
+    assert not_below == [], f"{app} imports what is not below it: {not_below}"
+
+
+@pytest.mark.parametrize("app", APP_CODE)
+def test_no_app_reaches_into_others_at_run_time(app: str) -> None:
+    """No registry filled from `ready()`, no Signals as control flow, no `import_module`/`hasattr`
+    probing of sibling apps: the flow is the settings' step lists and plain imports."""
+    found = []
+    for path in (ROOT / app).rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name == "ready":
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} def ready()")
+            elif isinstance(node, ast.Attribute | ast.Name):
+                name = node.attr if isinstance(node, ast.Attribute) else node.id
+                if name in {"import_module", "Signal"}:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert found == []
+
+
+def test_the_checks_see_a_cycle_and_an_upward_import() -> None:
+    """The graph code itself: a made-up cycle is found."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert "portal" in below("scheduler") and "metrics" not in below("evals")
