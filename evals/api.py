@@ -1,8 +1,8 @@
 """/api/v1/eval-results/: list and read results; import FastChat judgment files; add baselines.
 
 Read: any signed-in user (anonymous: 401). Import: members for their own subteams, admins for any
-subteam or the whole project (`access.can_import_eval`). Baselines: a subteam's leads, admins
-(`access.can_add_baseline`). Writes are `evals.services` calls.
+subteam or the whole project (`evals.access.can_import_eval`). Baselines: a subteam's leads, admins
+(`evals.access.can_add_baseline`). Writes are `evals.services` calls.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from evals import services
+from evals import access, services
 from evals.forms import MAX_UPLOAD_BYTES
 from evals.models import CATEGORIES, DEFAULT_BENCHMARK, EvalJudgment, EvalResult
-from portal import access
+from portal.access import member_of
 from portal.api.errors import service_errors
 from portal.api.filters import subteam_filter
 from portal.api.permissions import require
@@ -202,7 +202,7 @@ class EvalResultViewSet(viewsets.ReadOnlyModelViewSet[EvalResult]):
         require(access.can_import_eval(request.user, subteam.pk if subteam else None))
         with service_errors():
             results = services.import_judgments(
-                access.member_of(request.user),
+                member_of(request.user),
                 judgments_jsonl=data["judgments"],
                 questions_jsonl=data["questions"],
                 subteam=subteam,
@@ -230,7 +230,7 @@ class EvalResultViewSet(viewsets.ReadOnlyModelViewSet[EvalResult]):
         require(access.can_add_baseline(request.user, subteam.pk if subteam else None))
         with service_errors():
             result = services.add_baseline(
-                access.member_of(request.user),
+                member_of(request.user),
                 model_name=data["model_name"],
                 average=data["average"],
                 categories=data["categories"],

@@ -1,7 +1,7 @@
 """Leaderboards (project and per subteam), a result's page with its radar chart and per-question scores,
 the import form and the baseline form.
 
-Every write is an `evals.services` call and every permission a `portal.access` predicate.
+Every write is an `evals.services` call and every permission an `evals.access` predicate.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from evals import services
+from evals import access, services
 from evals.charts import radar
 from evals.forms import BaselineForm, ImportForm
 from evals.models import BENCHMARK_LABELS, CATEGORIES, CATEGORY_LABELS, DEFAULT_BENCHMARK, EvalResult
-from portal import access
+from portal.access import member_of, refuse_unoffered_subteam, require
 from portal.http import HtmxHttpRequest
 from portal.models import Subteam
 
@@ -178,6 +178,21 @@ def _score_row(
     return label, value, other, diff
 
 
+def _comparable(result: EvalResult, chosen: str) -> tuple[list[EvalResult], EvalResult | None]:
+    """The other results of the benchmark (baselines first) and the one to compare with: `chosen` (a
+    pk), none for "none", else the first baseline."""
+    others = list(
+        result_rows()
+        .filter(benchmark=result.benchmark)
+        .exclude(pk=result.pk)
+        .order_by("-is_baseline", F("average").desc(nulls_last=True), "model_name")
+    )
+    compare = next((o for o in others if str(o.pk) == chosen), None)
+    if compare is None and chosen != "none":
+        compare = next((o for o in others if o.is_baseline), None)
+    return others, compare
+
+
 @require_GET
 def result_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A result's scores, a radar chart against a chosen result (a baseline by default) and, when the
@@ -188,16 +203,7 @@ def result_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         ).prefetch_related("judgments"),
         pk=pk,
     )
-    others = list(
-        result_rows()
-        .filter(benchmark=result.benchmark)
-        .exclude(pk=result.pk)
-        .order_by("-is_baseline", F("average").desc(nulls_last=True), "model_name")
-    )
-    chosen = request.GET.get("compare", "")
-    compare = next((o for o in others if str(o.pk) == chosen), None)
-    if compare is None and chosen != "none":
-        compare = next((o for o in others if o.is_baseline), None)
+    others, compare = _comparable(result, request.GET.get("compare", ""))
     series = [(result.model_name, result.categories, "model")]
     if compare is not None:
         series.append((compare.model_name, compare.categories, "baseline"))
@@ -217,12 +223,6 @@ def result_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 # --- import and baselines -------------------------------------------------------------------------------
 
 
-def _refuse_foreign_subteam(form: ImportForm | BaselineForm, request: HtmxHttpRequest) -> None:
-    """The subteam field offers only the user's subteams: another one is a refusal, not a typo."""
-    if "subteam" in form.errors and request.POST.get("subteam"):
-        access.require(False)
-
-
 def _add_service_errors(form: ImportForm | BaselineForm, error: ValidationError) -> None:
     if hasattr(error, "error_dict"):
         for field, errors in error.message_dict.items():
@@ -231,63 +231,74 @@ def _add_service_errors(form: ImportForm | BaselineForm, error: ValidationError)
         form.add_error(None, error.messages)
 
 
+def _import(request: HtmxHttpRequest, form: ImportForm) -> list[EvalResult] | None:
+    """Import the posted files; None, with the problems on the form, when nothing was recorded."""
+    if not form.is_valid():
+        refuse_unoffered_subteam(form, request.POST)
+        return None
+    data = form.cleaned_data
+    require(access.can_import_eval(request.user, data["subteam"].pk if data["subteam"] else None))
+    try:
+        return services.import_judgments(
+            member_of(request.user),
+            judgments_jsonl=data["judgments"],
+            questions_jsonl=data["questions"],
+            subteam=data["subteam"],
+            model_name=data["model_name"] or None,
+            judge_model=data["judge_model"] or None,
+            question_set=data["question_set"],
+        )
+    except ValidationError as error:
+        _add_service_errors(form, error)
+        return None
+
+
 def import_results(request: HtmxHttpRequest) -> HttpResponse:
-    access.require(access.may_import_evals(request.user))
-    if request.method == "POST":
-        form = ImportForm(request.POST, request.FILES, user=request.user)
-        if form.is_valid():
-            subteam = form.cleaned_data["subteam"]
-            access.require(access.can_import_eval(request.user, subteam.pk if subteam else None))
-            try:
-                results = services.import_judgments(
-                    access.member_of(request.user),
-                    judgments_jsonl=form.cleaned_data["judgments"],
-                    questions_jsonl=form.cleaned_data["questions"],
-                    subteam=subteam,
-                    model_name=form.cleaned_data["model_name"] or None,
-                    judge_model=form.cleaned_data["judge_model"] or None,
-                    question_set=form.cleaned_data["question_set"],
-                )
-            except ValidationError as error:
-                _add_service_errors(form, error)
-            else:
-                messages.success(
-                    request,
-                    _("Imported %(n)d results: %(models)s.")
-                    % {"n": len(results), "models": ", ".join(r.model_name for r in results)},
-                )
-                return redirect(results[0] if len(results) == 1 else "evals:leaderboard")
-        else:
-            _refuse_foreign_subteam(form, request)
-    else:
-        form = ImportForm(user=request.user)
-    return render(request, "evals/import.html", {"form": form})
+    require(access.may_import_evals(request.user))
+    if request.method != "POST":
+        return render(request, "evals/import.html", {"form": ImportForm(user=request.user)})
+    form = ImportForm(request.POST, request.FILES, user=request.user)
+    results = _import(request, form)
+    if results is None:
+        return render(request, "evals/import.html", {"form": form})
+    messages.success(
+        request,
+        _("Imported %(n)d results: %(models)s.")
+        % {"n": len(results), "models": ", ".join(r.model_name for r in results)},
+    )
+    return redirect(results[0] if len(results) == 1 else "evals:leaderboard")
+
+
+def _add(request: HtmxHttpRequest, form: BaselineForm) -> EvalResult | None:
+    """Record the posted baseline; None, with the problems on the form, when it is not."""
+    if not form.is_valid():
+        refuse_unoffered_subteam(form, request.POST)
+        return None
+    data = form.cleaned_data
+    require(access.can_add_baseline(request.user, data["subteam"].pk if data["subteam"] else None))
+    try:
+        return services.add_baseline(
+            member_of(request.user),
+            model_name=data["model_name"],
+            average=data["average"],
+            categories=form.category_values,
+            subteam=data["subteam"],
+            notes=data["notes"],
+            judge_model=data["judge_model"],
+        )
+    except ValidationError as error:
+        _add_service_errors(form, error)
+        return None
 
 
 def add_baseline(request: HtmxHttpRequest) -> HttpResponse:
-    access.require(access.may_add_baselines(request.user))
-    if request.method == "POST":
-        form = BaselineForm(request.POST, user=request.user)
-        if form.is_valid():
-            subteam = form.cleaned_data["subteam"]
-            access.require(access.can_add_baseline(request.user, subteam.pk if subteam else None))
-            try:
-                result = services.add_baseline(
-                    access.member_of(request.user),
-                    model_name=form.cleaned_data["model_name"],
-                    average=form.cleaned_data["average"],
-                    categories=form.category_values,
-                    subteam=subteam,
-                    notes=form.cleaned_data["notes"],
-                    judge_model=form.cleaned_data["judge_model"],
-                )
-            except ValidationError as error:
-                _add_service_errors(form, error)
-            else:
-                messages.success(request, _("Baseline added."))
-                return redirect(result)
-        else:
-            _refuse_foreign_subteam(form, request)
-    else:
+    require(access.may_add_baselines(request.user))
+    if request.method != "POST":
         form = BaselineForm(user=request.user)
-    return render(request, "evals/baseline_form.html", {"form": form, "categories": CATEGORIES})
+        return render(request, "evals/baseline_form.html", {"form": form, "categories": CATEGORIES})
+    form = BaselineForm(request.POST, user=request.user)
+    result = _add(request, form)
+    if result is None:
+        return render(request, "evals/baseline_form.html", {"form": form, "categories": CATEGORIES})
+    messages.success(request, _("Baseline added."))
+    return redirect(result)

@@ -1,7 +1,7 @@
 """/api/v1/reservations/ and /api/v1/clusters/<id>/availability/.
 
 Read: any signed-in user. Book: members for their own subteams, admins for any; approve and reject:
-admins; cancel: the requester, the subteam's leads, admins (the `portal.access` predicates). Every
+admins; cancel: the requester, the subteam's leads, admins (the `lending.access` predicates). Every
 write is a `lending.services` call, so the rules and messages are the web form's.
 """
 
@@ -24,13 +24,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lending import services
+from lending import access, services
 from lending.models import Reservation, ReservationEvent
-from portal import access
+from portal.access import member_of
 from portal.api.errors import service_errors
 from portal.api.filters import UsernameFilter, subteam_filter
 from portal.api.permissions import require
 from portal.api.serializers import SubteamSlugField
+from portal.models import Member
 from scheduler.models import Cluster
 
 MAX_AVAILABILITY = dt.timedelta(days=31)
@@ -109,9 +110,10 @@ class ReservationFilter(df.FilterSet):
         fields = ["subteam", "state", "requester", "cluster"]
 
 
-def _member(request: Request) -> Any:
-    me = access.member_of(request.user)
+def _member(request: Request) -> Member:
+    me = member_of(request.user)
     require(me is not None)
+    assert me is not None
     return me
 
 

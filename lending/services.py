@@ -1,4 +1,6 @@
 """Every change to the lending list goes through these functions (web pages, API and Slack alike).
+Who may is decided before the call (`lending.access`, in the views, the API and Slack's
+commands); these functions assume it and validate only the data.
 
 The invariant: at no moment do approved (incl. active) bookings of a cluster hold more GPUs than its
 default partition has. Bookings hold whole nodes (Slurm 22.05 refuses `TRES=gres/gpu:N`
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -38,7 +40,6 @@ from lending.capacity import (
 from lending.models import Reservation, ReservationEvent, SubteamAccount, SubteamQuota
 from lending.signals import announce
 from lending.usage import HELD_STATES, Usage, job_gpu_hours_in, usage, usage_by_subteam
-from portal import access
 from portal.models import Member, Subteam
 from scheduler.models import Cluster, Job
 
@@ -292,8 +293,6 @@ def request_reservation(
     nodes: list[str] | None = None,
 ) -> Reservation:
     """Record a booking request; approve it at once when it is within the subteam's quota."""
-    if not access.can_book_gpus(actor.user, subteam.pk):
-        raise ValidationError({"subteam": [_("You can book GPUs only for your own subteams.")]})
     request = Request(
         subteam=subteam,
         cluster=cluster,
@@ -336,8 +335,6 @@ def request_reservation(
 
 
 def approve(actor: Member, reservation: Reservation, note: str = "") -> Reservation:
-    if not access.can_decide_reservation(actor.user):
-        raise PermissionDenied
     with _cluster_lock(reservation.cluster):
         locked = Reservation.objects.select_related("cluster", "subteam").get(pk=reservation.pk)
         if locked.state != Reservation.State.REQUESTED:
@@ -368,8 +365,6 @@ def _request_of(r: Reservation) -> Request:
 
 
 def reject(actor: Member, reservation: Reservation, note: str) -> Reservation:
-    if not access.can_decide_reservation(actor.user):
-        raise PermissionDenied
     if not (note or "").strip():
         raise ValidationError({"note": [_("Say why the booking is rejected.")]})
     with transaction.atomic():
@@ -390,8 +385,6 @@ def reject(actor: Member, reservation: Reservation, note: str) -> Reservation:
 
 def cancel(actor: Member, reservation: Reservation) -> Reservation:
     """The requester, the subteam's leads or an admin withdraw a booking; Slurm's copy is deleted."""
-    if not access.can_change_reservation(actor.user, reservation.requester_id, reservation.subteam_id):
-        raise PermissionDenied
     with transaction.atomic():
         locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
         if not locked.is_open:
@@ -414,8 +407,6 @@ def change_window(
     actor: Member, reservation: Reservation, *, start: dt.datetime, end: dt.datetime
 ) -> Reservation:
     """Move or resize an open booking's window (same rules as a new one); Slurm's copy follows."""
-    if not access.can_change_reservation(actor.user, reservation.requester_id, reservation.subteam_id):
-        raise PermissionDenied
     with _cluster_lock(reservation.cluster):
         locked = Reservation.objects.select_related("cluster", "subteam").get(pk=reservation.pk)
         if not locked.is_open:

@@ -18,8 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metrics import store
-from portal import access
+from metrics import access, store
 from scheduler.models import Job
 
 MAX_JOBS = 12

@@ -1,44 +1,91 @@
-"""Who may do what: the one place permissions are decided.
+"""Who may do what: the primitives every app's rules are built on, and the portal's own rules.
 
 Roles: admin (the management team, or a superuser: everything); subteam lead (manages its subteam's
 goals, tasks, milestones and memberships); member (creates and edits tasks in its subteams). Any
 signed-in user reads everything; anonymous users read nothing (see `LoginRequiredEverywhereMiddleware`).
 
-Web views use the `get_*_for_*` helpers, which return the object or raise 404/403; API permission
-classes call the `can_*` predicates. Both read the same rules.
+The primitives (`is_admin`, `subteams_of`, `may_act_in`, `may_lead`, `is_self`, …) answer who a user
+is; each app writes the rules of its own objects with them in its `access.py` (`scheduler.access`:
+jobs, clusters and templates; `lending.access`: bookings; `evals.access`: results and baselines;
+`metrics.access`: training metrics). This module holds the portal's: tasks, goals, milestones, members.
+
+Web views use the `get_*_to_*` helpers, which return the object or raise 404/403; API
+permission classes call the `can_*` predicates. Both read the same rules. Services assume the caller
+has checked.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.forms import BaseForm
 from django.shortcuts import get_object_or_404
 
 from portal.models import Goal, Member, Membership, Milestone, Subteam, Task
 
-if TYPE_CHECKING:
-    from scheduler.models import Job, JobTemplate
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-
-    AnyUser = AbstractBaseUser | AnonymousUser
+AnyUser = AbstractBaseUser | AnonymousUser
 
 
-_UNSET = object()
+# --- what one user object has been found to be (read once per request) ----------------------------
+
+
+@dataclass
+class _Facts:
+    member_loaded: bool = False
+    member: Member | None = None
+    admin: bool | None = None
+    roles: dict[int, str] | None = None  # subteam id -> role, current memberships only
+
+
+class _FactsPerUser:
+    """`_Facts` per user object, dropped with the object (a request's user lives for the request).
+
+    Keyed on the object's identity: model instances compare equal by primary key, so a
+    `WeakKeyDictionary` would hand one request's facts to the next request's fresh user object.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref[object], _Facts]] = {}
+
+    def __call__(self, user: object) -> _Facts:
+        key = id(user)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0]() is user:
+            return entry[1]
+        facts = _Facts()
+        self._entries[key] = (weakref.ref(user, self._forgetter(key)), facts)
+        return facts
+
+    def _forgetter(self, key: int) -> Callable[[weakref.ref[object]], None]:
+        def forget(ref: weakref.ref[object]) -> None:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] is ref:
+                self._entries.pop(key, None)
+
+        return forget
+
+
+_facts = _FactsPerUser()
+
+
+# --- primitives -------------------------------------------------------------------------------------
 
 
 def member_of(user: AnyUser) -> Member | None:
     """The signed-in user's Member, or None (anonymous, or an account without a profile)."""
     if not user.is_authenticated:
         return None
-    cached = getattr(user, "_portal_member", _UNSET)
-    if cached is _UNSET:
-        cached = Member.objects.filter(user_id=user.pk).first()
-        setattr(user, "_portal_member", cached)  # noqa: B010 - a per-request cache on the user object
-    return cast("Member | None", cached)
+    facts = _facts(user)
+    if not facts.member_loaded:
+        facts.member = Member.objects.filter(user_id=user.pk).first()
+        facts.member_loaded = True
+    return facts.member
 
 
 def is_admin(user: AnyUser) -> bool:
@@ -47,35 +94,26 @@ def is_admin(user: AnyUser) -> bool:
         return False
     if getattr(user, "is_superuser", False):
         return True
-    cached: bool | None = getattr(user, "_portal_is_admin", None)
-    if cached is None:
-        cached = Membership.objects.filter(
+    facts = _facts(user)
+    if facts.admin is None:
+        facts.admin = Membership.objects.filter(
             member__user_id=user.pk, subteam__is_management=True, ended__isnull=True
         ).exists()
-        setattr(user, "_portal_is_admin", cached)  # noqa: B010
-    return cached
+    return facts.admin
 
 
 def _active_roles(user: AnyUser) -> dict[int, str]:
-    """subteam id -> role for the user's current memberships (cached on the user for one request)."""
+    """subteam id -> role for the user's current memberships."""
     if not user.is_authenticated:
         return {}
-    cached: dict[int, str] | None = getattr(user, "_portal_roles", None)
-    if cached is None:
-        cached = dict(
+    facts = _facts(user)
+    if facts.roles is None:
+        facts.roles = dict(
             Membership.objects.filter(member__user_id=user.pk, ended__isnull=True).values_list(
                 "subteam_id", "role"
             )
         )
-        setattr(user, "_portal_roles", cached)  # noqa: B010
-    return cached
-
-
-def forget(user: AnyUser) -> None:
-    """Drop the per-request caches (after the user's memberships change)."""
-    for attr in ("_portal_member", "_portal_is_admin", "_portal_roles"):
-        if hasattr(user, attr):
-            delattr(user, attr)
+    return facts.roles
 
 
 def is_lead(user: AnyUser, subteam_id: int | None) -> bool:
@@ -86,12 +124,39 @@ def is_in_subteam(user: AnyUser, subteam_id: int | None) -> bool:
     return subteam_id is not None and subteam_id in _active_roles(user)
 
 
+def subteams_of(user: AnyUser) -> set[int]:
+    """The ids of the subteams the user is in now."""
+    return set(_active_roles(user))
+
+
 def led_subteam_ids(user: AnyUser) -> set[int]:
     return {sid for sid, role in _active_roles(user).items() if role == Membership.Role.LEAD}
 
 
-def subteam_ids(user: AnyUser) -> set[int]:
-    return set(_active_roles(user))
+def is_self(user: AnyUser, member_id: int | None) -> bool:
+    """Whether the member `member_id` is the user themself."""
+    me = member_of(user)
+    return me is not None and member_id is not None and me.pk == member_id
+
+
+def may_act_in(user: AnyUser, subteam_id: int | None) -> bool:
+    """Admins act in any subteam, members in their own (tasks, jobs, bookings, results)."""
+    return is_admin(user) or is_in_subteam(user, subteam_id)
+
+
+def may_lead(user: AnyUser, subteam_id: int | None) -> bool:
+    """Admins lead every subteam; leads their own."""
+    return is_admin(user) or is_lead(user, subteam_id)
+
+
+def may_act_in_any(user: AnyUser) -> bool:
+    """Whether there is some subteam the user may act in (whether to offer a form at all)."""
+    return is_admin(user) or bool(subteams_of(user))
+
+
+def may_lead_any(user: AnyUser) -> bool:
+    """Whether there is some subteam the user leads (admins: all)."""
+    return is_admin(user) or bool(led_subteam_ids(user))
 
 
 def subteams_for(user: AnyUser, *, leading: bool = False) -> QuerySet[Subteam]:
@@ -99,21 +164,45 @@ def subteams_for(user: AnyUser, *, leading: bool = False) -> QuerySet[Subteam]:
     subteams = Subteam.objects.all()
     if is_admin(user):
         return subteams
-    return subteams.filter(pk__in=led_subteam_ids(user) if leading else subteam_ids(user))
+    return subteams.filter(pk__in=led_subteam_ids(user) if leading else subteams_of(user))
 
 
-# --- predicates -----------------------------------------------------------------------------------
+def require(allowed: bool) -> None:
+    """Raise PermissionDenied unless allowed (for checks on data a form has just validated)."""
+    if not allowed:
+        raise PermissionDenied
+
+
+def refuse_unoffered_subteam(
+    form: BaseForm, data: Mapping[str, Any], *, blank_is_a_choice: bool = False
+) -> None:
+    """A form's subteam field offers only the subteams the user may use (`subteams_for`): another one
+    posted is a refusal (403), not a typo. With `blank_is_a_choice`, an empty value ("the whole
+    project") is such a choice too."""
+    posted = data.get("subteam")
+    chosen = posted is not None if blank_is_a_choice else bool(posted)
+    if chosen and "subteam" in form.errors:
+        raise PermissionDenied
+
+
+def require_member(user: AnyUser) -> Member:
+    """The user's Member; refused (403) for an account without a profile, which cannot own anything."""
+    me = member_of(user)
+    if me is None:
+        raise PermissionDenied
+    return me
+
+
+# --- the portal's rules -----------------------------------------------------------------------------
 
 
 def can_manage_subteam(user: AnyUser, subteam_id: int | None) -> bool:
     """Leads manage their subteam (goals, milestones, memberships, deleting tasks); admins any."""
-    if is_admin(user):
-        return True
-    return is_lead(user, subteam_id)
+    return may_lead(user, subteam_id)
 
 
 def can_create_task(user: AnyUser, subteam_id: int | None) -> bool:
-    return is_admin(user) or is_in_subteam(user, subteam_id)
+    return may_act_in(user, subteam_id)
 
 
 def can_edit_task(user: AnyUser, task: Task) -> bool:
@@ -142,10 +231,7 @@ def can_manage_milestone(user: AnyUser, subteam_id: int | None) -> bool:
 
 def can_edit_member(user: AnyUser, member: Member) -> bool:
     """Everyone edits their own profile; admins edit anyone's."""
-    if is_admin(user):
-        return True
-    me = member_of(user)
-    return me is not None and me.pk == member.pk
+    return is_admin(user) or is_self(user, member.pk)
 
 
 def can_see_onboarding(user: AnyUser, member: Member) -> bool:
@@ -156,162 +242,48 @@ def can_see_onboarding(user: AnyUser, member: Member) -> bool:
 # --- fetch-or-refuse helpers for web views ----------------------------------------------------------
 
 
-def _require(allowed: bool) -> None:
-    if not allowed:
-        raise PermissionDenied
-
-
 def get_subteam_to_manage(user: AnyUser, slug: str) -> Subteam:
     subteam = get_object_or_404(Subteam, slug=slug)
-    _require(can_manage_subteam(user, subteam.pk))
+    require(can_manage_subteam(user, subteam.pk))
     return subteam
 
 
 def get_subteam_to_add_task(user: AnyUser, subteam: Subteam) -> Subteam:
-    _require(can_create_task(user, subteam.pk))
+    require(can_create_task(user, subteam.pk))
     return subteam
 
 
 def get_task_to_edit(user: AnyUser, pk: int) -> Task:
     task = get_object_or_404(Task.objects.select_related("subteam"), pk=pk)
-    _require(can_edit_task(user, task))
+    require(can_edit_task(user, task))
     return task
 
 
 def get_task_to_delete(user: AnyUser, pk: int) -> Task:
     task = get_object_or_404(Task.objects.select_related("subteam"), pk=pk)
-    _require(can_delete_task(user, task))
+    require(can_delete_task(user, task))
     return task
 
 
 def get_goal_to_manage(user: AnyUser, pk: int) -> Goal:
     goal = get_object_or_404(Goal.objects.select_related("subteam"), pk=pk)
-    _require(can_manage_goal(user, goal.subteam_id))
+    require(can_manage_goal(user, goal.subteam_id))
     return goal
 
 
 def get_milestone_to_manage(user: AnyUser, pk: int) -> Milestone:
     milestone = get_object_or_404(Milestone.objects.select_related("subteam"), pk=pk)
-    _require(can_manage_milestone(user, milestone.subteam_id))
+    require(can_manage_milestone(user, milestone.subteam_id))
     return milestone
 
 
 def get_member_to_edit(user: AnyUser, username: str) -> Member:
     member = get_object_or_404(Member.objects.select_related("user"), user__username=username)
-    _require(can_edit_member(user, member))
+    require(can_edit_member(user, member))
     return member
 
 
 def get_membership_to_manage(user: AnyUser, pk: int) -> Membership:
     membership = get_object_or_404(Membership.objects.select_related("subteam", "member"), pk=pk)
-    _require(can_manage_subteam(user, membership.subteam_id))
+    require(can_manage_subteam(user, membership.subteam_id))
     return membership
-
-
-def require(allowed: bool) -> None:
-    """Raise PermissionDenied unless allowed (for checks on data a form has just validated)."""
-    _require(allowed)
-
-
-# --- jobs (scheduler) -----------------------------------------------------------------------------------
-
-
-def can_submit_job(user: AnyUser, subteam_id: int | None) -> bool:
-    """Members submit jobs for their own subteams; admins for any."""
-    return is_admin(user) or is_in_subteam(user, subteam_id)
-
-
-def can_resubmit_job(user: AnyUser, job: Job, subteam_id: int | None = None) -> bool:
-    """A copy of a job: allowed to whoever may submit for the job's subteam (and the new one, if moved)."""
-    target = job.subteam_id if subteam_id is None else subteam_id
-    return can_submit_job(user, job.subteam_id) and can_submit_job(user, target)
-
-
-def can_cancel_job(user: AnyUser, job: Job) -> bool:
-    """The owner cancels their job, a lead their subteam's, an admin any."""
-    if is_admin(user) or is_lead(user, job.subteam_id):
-        return True
-    me = member_of(user)
-    return me is not None and me.pk == job.owner_id
-
-
-def can_manage_clusters(user: AnyUser) -> bool:
-    return is_admin(user)
-
-
-def can_save_job_template(user: AnyUser, subteam_id: int | None) -> bool:
-    """Members save templates for their own subteams (the same people who may submit its jobs)."""
-    return can_submit_job(user, subteam_id)
-
-
-def can_delete_job_template(user: AnyUser, template: JobTemplate) -> bool:
-    """Whoever saved it, the subteam's leads, admins."""
-    if is_admin(user) or is_lead(user, template.subteam_id):
-        return True
-    me = member_of(user)
-    return me is not None and me.pk == template.created_by_id
-
-
-def get_job_to_cancel(user: AnyUser, pk: object) -> Job:
-    from scheduler.models import Job  # the scheduler app builds on the portal, not the other way round
-
-    job = get_object_or_404(Job.objects.select_related("subteam", "owner"), pk=pk)
-    _require(can_cancel_job(user, job))
-    return job
-
-
-# --- GPU lending list (lending) -------------------------------------------------------------------------
-
-
-def can_book_gpus(user: AnyUser, subteam_id: int | None) -> bool:
-    """Members book GPUs for their own subteams; admins for any."""
-    return is_admin(user) or is_in_subteam(user, subteam_id)
-
-
-def can_decide_reservation(user: AnyUser) -> bool:
-    """Approving and rejecting GPU bookings is the management team's."""
-    return is_admin(user)
-
-
-def can_change_reservation(user: AnyUser, requester_id: int, subteam_id: int) -> bool:
-    """The requester, the subteam's leads and admins cancel or edit a booking."""
-    if is_admin(user) or is_lead(user, subteam_id):
-        return True
-    me = member_of(user)
-    return me is not None and me.pk == requester_id
-
-
-# --- evaluation results (evals) -------------------------------------------------------------------------
-
-
-def can_import_eval(user: AnyUser, subteam_id: int | None) -> bool:
-    """Members import results for their own subteams; project-wide results (no subteam): admins."""
-    return is_admin(user) or is_in_subteam(user, subteam_id)
-
-
-def can_add_baseline(user: AnyUser, subteam_id: int | None) -> bool:
-    """Baselines (reference models): a subteam's leads for it, admins for any subteam or the project."""
-    return is_admin(user) or is_lead(user, subteam_id)
-
-
-def may_import_evals(user: AnyUser) -> bool:
-    """Whether to offer the import form at all (some subteam to import for)."""
-    return is_admin(user) or bool(subteam_ids(user))
-
-
-def may_add_baselines(user: AnyUser) -> bool:
-    """Whether to offer the baseline form at all (admins, and leads of some subteam)."""
-    return is_admin(user) or bool(led_subteam_ids(user))
-
-
-# --- metrics ----------------------------------------------------------------------------------------
-
-
-def can_see_metrics(user: AnyUser, job: Job) -> bool:
-    """A job's training metrics are read like the job itself: by anyone signed in."""
-    return bool(user.is_authenticated and user.is_active)
-
-
-def can_watch_subteam_runs(user: AnyUser, subteam: Subteam) -> bool:
-    """The subteam dashboard's live runs panel: anyone signed in, like the dashboard."""
-    return bool(user.is_authenticated and user.is_active)

@@ -421,3 +421,8 @@ def live_jobs(cluster: Cluster) -> Any:
     return Job.objects.filter(cluster=cluster).filter(
         Q(state__in=[Job.State.PENDING, Job.State.RUNNING]) | Q(state=Job.State.SUBMITTING)
     )
+
+
+def delete_template(actor: Member | None, template: JobTemplate) -> None:
+    """Delete a subteam's saved template (the web page's Delete button and the API's DELETE)."""
+    template.delete()

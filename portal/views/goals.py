@@ -31,7 +31,7 @@ def goal_list(request: HtmxHttpRequest) -> HttpResponse:
         "groups": sorted(by_subteam.items(), key=lambda item: item[0].name),
         "statuses": Goal.Status.choices,
         "status": status,
-        "can_create": access.is_admin(request.user) or bool(access.led_subteam_ids(request.user)),
+        "can_create": access.may_lead_any(request.user),
     }
     return render(request, "portal/goals/list.html", context)
 
@@ -49,8 +49,7 @@ def goal_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 def goal_create(request: HtmxHttpRequest) -> HttpResponse:
-    if not (access.is_admin(request.user) or access.led_subteam_ids(request.user)):
-        access.require(False)
+    access.require(access.may_lead_any(request.user))
     if request.method == "POST":
         form = GoalForm(request.POST, user=request.user, creating=True)
         if form.is_valid():
@@ -59,8 +58,7 @@ def goal_create(request: HtmxHttpRequest) -> HttpResponse:
             goal = services.create_goal(access.member_of(request.user), reason=reason, **data)
             messages.success(request, _("Goal created."))
             return redirect(goal)
-        if "subteam" in form.errors and request.POST.get("subteam") is not None:
-            access.require(False)
+        access.refuse_unoffered_subteam(form, request.POST, blank_is_a_choice=True)
     else:
         slug = request.GET.get("subteam")
         initial = {"subteam": Subteam.objects.filter(slug=slug).first()} if slug else {}
@@ -81,8 +79,7 @@ def goal_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             else:
                 messages.success(request, _("Goal updated; the change and its reason are in the history."))
             return redirect(goal)
-        if "subteam" in form.errors and request.POST.get("subteam"):
-            access.require(False)
+        access.refuse_unoffered_subteam(form, request.POST)
     else:
         form = GoalForm(instance=goal, user=request.user)
     return render(request, "portal/goals/form.html", {"form": form, "goal": goal})

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -12,7 +12,8 @@ from portal.http import HtmxHttpRequest
 from portal.models import Member, Membership, Subteam, Task
 
 
-def member_list(request: HtmxHttpRequest) -> HttpResponse:
+def _listed_members(request: HtmxHttpRequest, query: str, slug: str | None) -> QuerySet[Member]:
+    """Members matching `?q=` and `?subteam=`; admins may ask for `?onboarding=incomplete`."""
     members = Member.objects.select_related("user").prefetch_related(
         Prefetch(
             "memberships",
@@ -20,12 +21,10 @@ def member_list(request: HtmxHttpRequest) -> HttpResponse:
             to_attr="current",
         )
     )
-    query = request.GET.get("q", "").strip()
     if query:
         members = members.filter(
             Q(display_name__icontains=query) | Q(user__username__icontains=query) | Q(github__icontains=query)
         )
-    slug = request.GET.get("subteam")
     if slug:
         members = members.filter(memberships__subteam__slug=slug, memberships__ended__isnull=True).distinct()
     if request.GET.get("onboarding") == "incomplete" and access.is_admin(request.user):
@@ -36,8 +35,14 @@ def member_list(request: HtmxHttpRequest) -> HttpResponse:
             | Q(has_wandb=False)
             | Q(has_slack=False)
         )
+    return members
+
+
+def member_list(request: HtmxHttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    slug = request.GET.get("subteam")
     context = {
-        "members": members,
+        "members": _listed_members(request, query, slug),
         "subteams": Subteam.objects.all(),
         "query": query,
         "subteam_slug": slug or "",

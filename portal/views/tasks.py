@@ -40,9 +40,7 @@ def board_context(request: HtmxHttpRequest, subteam: Subteam | None = None) -> d
         for task in column:
             task.editable = access.can_edit_task(user, task)  # type: ignore[attr-defined]
         columns.append({"status": status, "label": label, "tasks": column})
-    can_add = access.is_admin(user) or bool(
-        access.subteam_ids(user) if subteam is None else access.can_create_task(user, subteam.pk)
-    )
+    can_add = access.may_act_in_any(user) if subteam is None else access.can_create_task(user, subteam.pk)
     quick_form = None
     if can_add:
         quick_form = QuickTaskForm(user=user, initial={"subteam": subteam, "status": Task.Status.TODO})
@@ -100,38 +98,55 @@ def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "portal/tasks/detail.html", context)
 
 
+def _create(request: HtmxHttpRequest, form: TaskForm | QuickTaskForm) -> Task | None:
+    """Create the posted task; None when the form has problems (shown on it)."""
+    if not form.is_valid():
+        access.refuse_unoffered_subteam(form, request.POST)
+        return None
+    data = dict(form.cleaned_data)
+    access.require(access.can_create_task(request.user, data["subteam"].pk))
+    assignees = data.pop("assignees", [])
+    return services.create_task(access.member_of(request.user), assignees=assignees, **data)
+
+
+def _blank_task_form(request: HtmxHttpRequest, scope: Subteam | None) -> HttpResponse:
+    if scope is not None:
+        access.require(access.can_create_task(request.user, scope.pk))
+    else:
+        access.require(access.may_act_in_any(request.user))
+    initial = {"subteam": scope, "status": request.GET.get("status", Task.Status.TODO)}
+    form = TaskForm(user=request.user, initial=initial)
+    return render(request, "portal/tasks/form.html", {"form": form, "task": None})
+
+
+def _board_with_quick_form(
+    request: HtmxHttpRequest, scope: Subteam | None, form: QuickTaskForm
+) -> HttpResponse:
+    """The board again, its quick form showing what was wrong."""
+    context = board_context(request, scope)
+    context["quick_form"] = form
+    response = render(request, "portal/tasks/board.html#board", context)
+    return reswap(retarget(response, "#board"), "outerHTML")
+
+
 def task_create(request: HtmxHttpRequest) -> HttpResponse:
     """Full form on GET (and on a plain POST with errors); the board's quick form posts here too."""
     scope = _board_scope(request)
-    quick = request.POST.get("quick") == "1"
-    form_class = QuickTaskForm if quick else TaskForm
-    if request.method == "POST":
-        form = form_class(request.POST, user=request.user)
-        if form.is_valid():
-            data = dict(form.cleaned_data)
-            access.require(access.can_create_task(request.user, data["subteam"].pk))
-            assignees = data.pop("assignees", [])
-            task = services.create_task(access.member_of(request.user), assignees=assignees, **data)
-            if quick:
-                return _board_response(request, scope)
-            messages.success(request, _("Task created."))
-            return redirect(task)
-        # The subteam queryset only offers the user's subteams; anything else is a refusal, not a typo.
-        if "subteam" in form.errors and request.POST.get("subteam"):
-            access.require(False)
-        if quick and request.htmx:
-            context = board_context(request, scope)
-            context["quick_form"] = form
-            response = render(request, "portal/tasks/board.html#board", context)
-            return reswap(retarget(response, "#board"), "outerHTML")
-    else:
-        initial = {"subteam": scope, "status": request.GET.get("status", Task.Status.TODO)}
-        if scope is not None:
-            access.require(access.can_create_task(request.user, scope.pk))
-        elif not (access.is_admin(request.user) or access.subteam_ids(request.user)):
-            access.require(False)
-        form = TaskForm(user=request.user, initial=initial)
-    return render(request, "portal/tasks/form.html", {"form": form, "task": None})
+    if request.method != "POST":
+        return _blank_task_form(request, scope)
+    if request.POST.get("quick") == "1":
+        quick = QuickTaskForm(request.POST, user=request.user)
+        if _create(request, quick) is not None:
+            return _board_response(request, scope)
+        if request.htmx:
+            return _board_with_quick_form(request, scope, quick)
+        return render(request, "portal/tasks/form.html", {"form": quick, "task": None})
+    form = TaskForm(request.POST, user=request.user)
+    task = _create(request, form)
+    if task is None:
+        return render(request, "portal/tasks/form.html", {"form": form, "task": None})
+    messages.success(request, _("Task created."))
+    return redirect(task)
 
 
 def task_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
@@ -148,8 +163,7 @@ def task_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                 return _board_response(request, _board_scope(request))
             messages.success(request, _("Task saved."))
             return redirect(task)
-        if "subteam" in form.errors and request.POST.get("subteam"):
-            access.require(False)
+        access.refuse_unoffered_subteam(form, request.POST)
     else:
         form = TaskForm(instance=task, user=request.user)
     if inline:

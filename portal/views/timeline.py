@@ -110,7 +110,7 @@ def timeline(request: HtmxHttpRequest) -> HttpResponse:
     days += [m.date for m in milestones]
     columns = build_columns(min(days), max(days), scale)
     groups = timeline_rows(goals, milestones, columns)
-    can_add = access.is_admin(request.user) or bool(access.led_subteam_ids(request.user))
+    can_add = access.may_lead_any(request.user)
     context = {
         "scale": scale,
         "columns": columns,
@@ -129,16 +129,14 @@ def timeline(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def milestone_create(request: HtmxHttpRequest) -> HttpResponse:
-    if not (access.is_admin(request.user) or access.led_subteam_ids(request.user)):
-        access.require(False)
+    access.require(access.may_lead_any(request.user))
     if request.method == "POST":
         form = MilestoneForm(request.POST, user=request.user)
         if form.is_valid():
             services.create_milestone(access.member_of(request.user), **form.cleaned_data)
             messages.success(request, _("Milestone added."))
             return redirect("timeline")
-        if "subteam" in form.errors and request.POST.get("subteam") is not None:
-            access.require(False)
+        access.refuse_unoffered_subteam(form, request.POST, blank_is_a_choice=True)
     else:
         form = MilestoneForm(user=request.user)
     return render(request, "portal/milestone_form.html", {"form": form, "milestone": None})
@@ -152,8 +150,7 @@ def milestone_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             services.update_milestone(access.member_of(request.user), milestone, **form.cleaned_data)
             messages.success(request, _("Milestone saved."))
             return redirect("timeline")
-        if "subteam" in form.errors and request.POST.get("subteam"):
-            access.require(False)
+        access.refuse_unoffered_subteam(form, request.POST)
     else:
         form = MilestoneForm(instance=milestone, user=request.user)
     return render(request, "portal/milestone_form.html", {"form": form, "milestone": milestone})

@@ -1,7 +1,7 @@
 """/api/v1/jobs/ and /api/v1/clusters/.
 
 Read: any signed-in user (anonymous: 401). Submit: members for their own subteams, admins for any;
-cancel: the owner, the subteam's leads, admins (the `portal.access` predicates). Writes are
+cancel: the owner, the subteam's leads, admins (the `scheduler.access` predicates). Writes are
 `scheduler.services` calls; nothing here talks to a cluster (the worker does).
 """
 
@@ -24,10 +24,10 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from portal import access
+from portal.access import member_of
 from portal.api.filters import UsernameFilter, subteam_filter
 from portal.api.permissions import require
-from scheduler import services, worker
+from scheduler import access, logs, services
 from scheduler.api import serializers as job_serializers
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk, JobTemplate, Node, Partition, Pipeline
 
@@ -106,7 +106,7 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Job]):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         require(access.can_submit_job(request.user, serializer.validated_data["subteam"].pk))
-        require(access.member_of(request.user) is not None)
+        require(member_of(request.user) is not None)
         jobs: list[Job] = serializer.save()  # type: ignore[assignment]
         stored = {job.pk: job for job in self.get_queryset().filter(pk__in=[j.pk for j in jobs])}
         first = stored[jobs[0].pk]
@@ -128,7 +128,7 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Job]):
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
-        services.cancel_job(access.member_of(request.user), job)
+        services.cancel_job(member_of(request.user), job)
         fresh = self.get_queryset().get(pk=job.pk)
         return Response(job_serializers.JobSerializer(fresh, context=self.get_serializer_context()).data)
 
@@ -150,7 +150,7 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Job]):
         query = LogQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         stream, offset = query.validated_data["stream"], query.validated_data["offset"]
-        text, next_offset = worker.log_text(job, stream, offset)
+        text, next_offset = logs.log_text(job, stream, offset)
         stored = job.stdout_offset if stream == JobLogChunk.Stream.STDOUT else job.stderr_offset
         return Response(
             {
@@ -216,7 +216,7 @@ class PipelineViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Pip
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         require(access.can_submit_job(request.user, data["subteam"].pk))
-        owner = access.member_of(request.user)
+        owner = member_of(request.user)
         require(owner is not None)
         assert owner is not None
         try:
@@ -260,7 +260,7 @@ class JobTemplateViewSet(
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         require(access.can_save_job_template(request.user, data["subteam"].pk))
-        owner = access.member_of(request.user)
+        owner = member_of(request.user)
         require(owner is not None)
         assert owner is not None
         fields = data.get("fields") or {}
@@ -279,3 +279,6 @@ class JobTemplateViewSet(
             raise serializers.ValidationError(error.message_dict) from error
         body = job_serializers.JobTemplateSerializer(template, context=self.get_serializer_context()).data
         return Response(body, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: JobTemplate) -> None:
+        services.delete_template(member_of(self.request.user), instance)

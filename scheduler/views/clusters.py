@@ -15,9 +15,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from portal import access
+from portal.access import member_of, require
 from portal.http import HtmxHttpRequest
-from scheduler import services, ssh
+from scheduler import access, services, ssh
 from scheduler.forms import TrustHostKeyForm
 from scheduler.models import Cluster, Job, Node, Partition
 
@@ -93,7 +93,7 @@ def cluster_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def cluster_check_host_key(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Fetch the key the login node presents now and show it beside the pinned one, to confirm."""
-    access.require(access.can_manage_clusters(request.user))
+    require(access.can_manage_clusters(request.user))
     cluster = get_object_or_404(Cluster, pk=pk)
     try:
         key_line, fingerprint = services.fetch_host_key(cluster)
@@ -113,14 +113,14 @@ def cluster_check_host_key(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def cluster_trust_host_key(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Pin the key an admin has compared (it replaces any earlier pin)."""
-    access.require(access.can_manage_clusters(request.user))
+    require(access.can_manage_clusters(request.user))
     cluster = get_object_or_404(Cluster, pk=pk)
     form = TrustHostKeyForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("No host key was sent."))
         return redirect(cluster)
     try:
-        services.trust_host_key(access.member_of(request.user), cluster, form.cleaned_data["key_line"])
+        services.trust_host_key(member_of(request.user), cluster, form.cleaned_data["key_line"])
     except ssh.SlurmError as error:
         messages.error(request, _("That host key was not pinned: %(error)s") % {"error": error})
         return redirect(cluster)

@@ -1,6 +1,6 @@
 """Jobs: the list, the submit form (with a preview of the sbatch script), a job's page, cancel, resubmit.
 
-Every write is a `scheduler.services` call and every permission a `portal.access` predicate. No view
+Every write is a `scheduler.services` call and every permission a `scheduler.access` predicate. No view
 talks to a cluster: the worker submits, polls and reads logs; these pages show what it stored.
 """
 
@@ -12,33 +12,23 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.forms import BaseForm
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from portal import access
+from portal.access import member_of, refuse_unoffered_subteam, require, require_member
+from portal.formatting import format_duration
 from portal.http import HtmxHttpRequest
 from portal.models import Member, Subteam
-from scheduler import services, worker
+from scheduler import access, logs, services
 from scheduler.forms import JobForm, initial_from, spec_errors
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
 
 PAGE_SIZE = 50
 TAIL_LINES = 200
 STATE_LABELS = dict(Job.State.choices)
-
-
-def format_duration(seconds: float | None) -> str:
-    """`1:02:03` (hours:minutes:seconds), `2d 1:02:03` past a day; empty when there is nothing to show."""
-    if seconds is None:
-        return ""
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours}:{minutes:02d}:{secs:02d}"
-    return f"{days}d {clock}" if days else clock
 
 
 def _decorate(jobs: list[Job]) -> list[Job]:
@@ -67,7 +57,7 @@ def _filtered(request: HtmxHttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
     else:
         chosen["state"] = ""
     if chosen["owner"] == "me":
-        me = access.member_of(request.user)
+        me = member_of(request.user)
         jobs = jobs.filter(owner=me) if me is not None else jobs.none()
     elif chosen["owner"]:
         jobs = jobs.filter(owner__user__username=chosen["owner"])
@@ -98,7 +88,7 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
         subteams=Subteam.objects.all(),
         clusters=Cluster.objects.all(),
         states=Job.State.choices,
-        can_submit=access.is_admin(request.user) or bool(access.subteam_ids(request.user)),
+        can_submit=access.may_submit_jobs(request.user),
     )
     return render(request, "scheduler/jobs/list.html", context)
 
@@ -106,17 +96,21 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 # --- submit ---------------------------------------------------------------------------------------------
 
 
-def _refused_subteam(form: JobForm, request: HtmxHttpRequest) -> None:
-    """The subteam field offers only the user's subteams: another one is a refusal, not a typo."""
-    if "subteam" in form.errors and request.POST.get("subteam"):
-        access.require(False)
+def _put_errors(form: JobForm, error: ValidationError) -> None:
+    """The service's errors next to the fields they are about (the cluster changed since the check)."""
+    for field, errors in spec_errors(error).items():
+        form.add_error(field if field in form.fields else None, errors)
 
 
-def _submitter(request: HtmxHttpRequest) -> Member:
-    me = access.member_of(request.user)
-    access.require(me is not None)  # jobs belong to a member; an account without a profile cannot own one
-    assert me is not None
-    return me
+def submitter_of(request: HtmxHttpRequest, form: BaseForm) -> Member | None:
+    """Who submits the posted form (any of the submit forms), once it is valid; None, with the
+    problems on the form, when it is not. Refuses (403) a subteam the user may not submit for, and an
+    account without a member profile (jobs belong to a member)."""
+    if not form.is_valid():
+        refuse_unoffered_subteam(form, request.POST)
+        return None
+    require(access.can_submit_job(request.user, form.cleaned_data["subteam"].pk))
+    return require_member(request.user)
 
 
 def _preview(owner: Member, specs: list[services.JobSpec]) -> list[dict[str, Any]]:
@@ -149,51 +143,44 @@ def _initial(request: HtmxHttpRequest) -> dict[str, Any]:
     return initial
 
 
+def _submit(request: HtmxHttpRequest, form: JobForm) -> list[Job] | None:
+    me = submitter_of(request, form)
+    specs = form.check() if me is not None else None
+    if me is None or specs is None:
+        return None
+    try:
+        return services.submit_chain(me, specs)
+    except ValidationError as error:
+        _put_errors(form, error)
+        return None
+
+
 def job_create(request: HtmxHttpRequest) -> HttpResponse:
     """The submit form; with "then run" filled in, two jobs: the second runs after the first succeeds."""
     if not Cluster.objects.filter(is_active=True).exists():
         return render(request, "scheduler/jobs/form.html", _form_context(JobForm(user=request.user)))
-    if request.method == "POST":
-        form = JobForm(request.POST, user=request.user)
-        if form.is_valid():
-            access.require(access.can_submit_job(request.user, form.cleaned_data["subteam"].pk))
-            me = _submitter(request)
-            specs = form.check()
-            if specs is not None:
-                try:
-                    jobs = services.submit_chain(me, specs)
-                except ValidationError as error:  # the cluster changed since the check
-                    for field, errors in spec_errors(error).items():
-                        form.add_error(field if field in form.fields else None, errors)
-                else:
-                    if len(jobs) > 1:
-                        messages.success(
-                            request, _("Two jobs submitted: the second runs only if the first succeeds.")
-                        )
-                    else:
-                        messages.success(request, _("Job submitted."))
-                    return redirect(jobs[0])
-        else:
-            _refused_subteam(form, request)
-    else:
-        if not (access.is_admin(request.user) or access.subteam_ids(request.user)):
-            access.require(False)
+    if request.method != "POST":
+        require(access.may_submit_jobs(request.user))
         form = JobForm(user=request.user, initial=_initial(request))
-    return render(request, "scheduler/jobs/form.html", _form_context(form))
+        return render(request, "scheduler/jobs/form.html", _form_context(form))
+    form = JobForm(request.POST, user=request.user)
+    jobs = _submit(request, form)
+    if jobs is None:
+        return render(request, "scheduler/jobs/form.html", _form_context(form))
+    if len(jobs) > 1:
+        messages.success(request, _("Two jobs submitted: the second runs only if the first succeeds."))
+    else:
+        messages.success(request, _("Job submitted."))
+    return redirect(jobs[0])
 
 
 @require_POST
 def job_preview(request: HtmxHttpRequest) -> HttpResponse:
     """The scripts the form would submit; htmx gets the preview fragment, a plain POST the whole form."""
     form = JobForm(request.POST, user=request.user)
-    preview: list[dict[str, Any]] = []
-    if form.is_valid():
-        access.require(access.can_submit_job(request.user, form.cleaned_data["subteam"].pk))
-        specs = form.check()
-        if specs is not None:
-            preview = _preview(_submitter(request), specs)
-    else:
-        _refused_subteam(form, request)
+    me = submitter_of(request, form)
+    specs = form.check() if me is not None else None
+    preview = _preview(me, specs) if me is not None and specs is not None else []
     context = _form_context(form, preview=preview, previewed=True)
     if request.htmx:
         return render(request, "scheduler/jobs/form.html#preview", context)
@@ -221,7 +208,7 @@ def _live_context(request: HtmxHttpRequest, job: Job) -> dict[str, Any]:
     chain = job.chain
     streams = []
     for stream in JobLogChunk.Stream.values:
-        streams.append({"name": stream, "text": worker.tail(job, stream, TAIL_LINES)})
+        streams.append({"name": stream, "text": logs.tail(job, stream, TAIL_LINES)})
     _decorate([job])
     return {
         "job": job,
@@ -250,7 +237,7 @@ def job_log(request: HtmxHttpRequest, pk: object, stream: str) -> HttpResponse:
     if stream not in JobLogChunk.Stream.values:
         return HttpResponse(_("Unknown log stream."), status=404, content_type="text/plain; charset=utf-8")
     offset = request.GET.get("offset", "0")
-    text, _next = worker.log_text(job, stream, int(offset) if offset.isdigit() else 0)
+    text, _next = logs.log_text(job, stream, int(offset) if offset.isdigit() else 0)
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
@@ -258,7 +245,7 @@ def job_log(request: HtmxHttpRequest, pk: object, stream: str) -> HttpResponse:
 def job_cancel(request: HtmxHttpRequest, pk: object) -> HttpResponse:
     job = access.get_job_to_cancel(request.user, pk)
     was_terminal = job.is_terminal
-    job = services.cancel_job(access.member_of(request.user), job)
+    job = services.cancel_job(member_of(request.user), job)
     if request.htmx:
         return render(request, "scheduler/jobs/detail.html#live", _live_context(request, _job(job.pk)))
     if was_terminal:
@@ -273,23 +260,28 @@ def job_cancel(request: HtmxHttpRequest, pk: object) -> HttpResponse:
 def job_resubmit(request: HtmxHttpRequest, pk: object) -> HttpResponse:
     """The submit form prefilled from a job; submitting records a new job linked to the old one."""
     job = _job(pk)
-    access.require(access.can_resubmit_job(request.user, job))
-    if request.method == "POST":
-        form = JobForm(request.POST, user=request.user, chain=False)
-        if form.is_valid():
-            access.require(access.can_resubmit_job(request.user, job, form.cleaned_data["subteam"].pk))
-            me = _submitter(request)
-            if form.check() is not None:
-                try:
-                    new = services.resubmit_job(me, job, form.changes())
-                except ValidationError as error:
-                    for field, errors in spec_errors(error).items():
-                        form.add_error(field if field in form.fields else None, errors)
-                else:
-                    messages.success(request, _("Job resubmitted."))
-                    return redirect(new)
-        else:
-            _refused_subteam(form, request)
-    else:
+    require(access.can_resubmit_job(request.user, job))
+    if request.method != "POST":
         form = JobForm(user=request.user, chain=False, initial=initial_from(job))
-    return render(request, "scheduler/jobs/form.html", _form_context(form, resubmit_of=job))
+        return render(request, "scheduler/jobs/form.html", _form_context(form, resubmit_of=job))
+    form = JobForm(request.POST, user=request.user, chain=False)
+    new = _resubmit(request, form, job)
+    if new is None:
+        return render(request, "scheduler/jobs/form.html", _form_context(form, resubmit_of=job))
+    messages.success(request, _("Job resubmitted."))
+    return redirect(new)
+
+
+def _resubmit(request: HtmxHttpRequest, form: JobForm, job: Job) -> Job | None:
+    if not form.is_valid():
+        refuse_unoffered_subteam(form, request.POST)
+        return None
+    require(access.can_resubmit_job(request.user, job, form.cleaned_data["subteam"].pk))
+    me = require_member(request.user)
+    if form.check() is None:
+        return None
+    try:
+        return services.resubmit_job(me, job, form.changes())
+    except ValidationError as error:
+        _put_errors(form, error)
+        return None

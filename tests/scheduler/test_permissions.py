@@ -228,6 +228,30 @@ def test_other_may_submit_for_its_own_subteam(team: Team, targets: Targets) -> N
     assert Job.objects.filter(subteam=team.pretrain, owner=team.member("other")).count() == 1
 
 
+TRAINING_FORMS = {
+    "training submit": ("/jobs/train/?kind=sft", 302),
+    "training preview": ("/jobs/train/preview/", 200),
+    "pipeline submit": ("/pipelines/new/", 302),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", list(TRAINING_FORMS))
+def test_the_training_and_pipeline_forms_refuse_those_outside_the_subteam(
+    team: Team, targets: Targets, name: str, role: str
+) -> None:
+    from tests.scheduler.test_training_jobs import form_data, pipeline_data
+
+    path, code = TRAINING_FORMS[name]
+    data = pipeline_data(team, targets.cluster) if "pipeline" in name else form_data(team, targets.cluster)
+    before = snapshot()
+    response = team.client(role).post(path, data)
+    expected = ok(code, "admin", "lead", "member")[role]
+    assert response.status_code == expected, (name, role, response.content[:1500])
+    if expected == 403 or role == "anon":
+        assert snapshot() == before
+
+
 def test_a_user_in_no_subteam_gets_no_submit_form(team: Team, targets: Targets) -> None:
     from tests.personas import make_user
 
@@ -236,6 +260,8 @@ def test_a_user_in_no_subteam_gets_no_submit_form(team: Team, targets: Targets) 
     client.force_login(loner)
     assert client.get("/jobs/new/").status_code == 403
     assert client.post("/jobs/new/", form(targets.cluster, subteam=team.sft.pk)).status_code == 403
+    for path in ("/jobs/train/?kind=sft", "/pipelines/new/"):
+        assert client.get(path).status_code == 403, path
     assert not Job.objects.filter(owner=loner.member).exists()
 
 

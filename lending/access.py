@@ -1,0 +1,39 @@
+"""Who may book GPUs, decide on a booking, and cancel or move one.
+
+Built on portal's primitives (`portal.access`); the web views and the API check these before they
+call `lending.services`, which assume the caller may.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+
+from lending.models import Reservation
+from portal.access import AnyUser, is_admin, is_self, may_act_in, may_act_in_any, may_lead, require
+
+
+def can_book_gpus(user: AnyUser, subteam_id: int | None) -> bool:
+    """Members book GPUs for their own subteams; admins for any."""
+    return may_act_in(user, subteam_id)
+
+
+def may_book_gpus(user: AnyUser) -> bool:
+    """Whether to offer the booking form at all (some subteam to book for)."""
+    return may_act_in_any(user)
+
+
+def can_decide_reservation(user: AnyUser) -> bool:
+    """Approving and rejecting GPU bookings is the management team's."""
+    return is_admin(user)
+
+
+def can_change_reservation(user: AnyUser, requester_id: int, subteam_id: int) -> bool:
+    """The requester, the subteam's leads and admins cancel or edit a booking."""
+    return may_lead(user, subteam_id) or is_self(user, requester_id)
+
+
+def get_reservation_to_change(user: AnyUser, pk: int) -> Reservation:
+    """The booking to cancel or move (404 when there is none, 403 when the user may not)."""
+    reservation = get_object_or_404(Reservation.objects.select_related("subteam", "cluster"), pk=pk)
+    require(can_change_reservation(user, reservation.requester_id, reservation.subteam_id))
+    return reservation
