@@ -181,7 +181,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "scheduler.models.Job.Kind",
         "JobStateEnum": "scheduler.models.Job.State",
-        "TrainingKindEnum": ["pretrain", "sft", "dpo", "eval"],
+        "TrainingKindEnum": "scheduler.api.serializers.STEP_KINDS",
         "TemplateKindEnum": ["custom", "pretrain", "sft", "dpo", "eval", "pipeline"],
     },
 }

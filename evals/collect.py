@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("evals.collect")
 
-EVAL_KIND = "eval"
 OUTPUT_DIR = "out"  # the eval config's output.dir, relative to the run directory
 LOOKBACK = dt.timedelta(days=3)  # older jobs are not looked at again
 MAX_JOBS_PER_POLL = 5
@@ -43,7 +42,7 @@ def pending_jobs(cluster: Cluster) -> list[Job]:
     return list(
         Job.objects.filter(
             cluster=cluster,
-            kind=EVAL_KIND,
+            kind=Job.Kind.EVAL,
             state=Job.State.COMPLETED,
             eval_result__isnull=True,
             ended_at__gte=timezone.now() - LOOKBACK,

@@ -174,9 +174,6 @@ def _section(summary: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-TRAINING_KINDS = ("pretrain", "sft", "dpo")
-
-
 def _training_job(job: Job) -> Job | None:
     """The job that trained the evaluated model: the one named by the eval job's parameters
     (`trained_by_job`: its id), else the training job it runs after in a pipeline (whose output is
@@ -191,7 +188,7 @@ def _training_job(job: Job) -> Job | None:
         except ValueError:
             return None
     previous = job.depends_on
-    if previous is None or previous.kind not in TRAINING_KINDS:
+    if previous is None or previous.kind not in Job.Kind.kinds_that_train():
         return None
     model = ((parameters.get("config") or {}).get("model") or {}).get("name_or_path", "")
     output_dir = getattr(previous, "output_dir", "")

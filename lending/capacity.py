@@ -13,7 +13,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from lending.models import Reservation
-from scheduler.models import Cluster, Node
+from scheduler.models import Cluster, Node, whole_nodes
 
 HOUR = dt.timedelta(hours=1)
 
@@ -36,6 +36,10 @@ class Capacity:
     @property
     def gpus_per_node(self) -> int:
         return max(self.nodes.values(), default=8) or 8
+
+    def held_gpus(self, gpus: int) -> int:
+        """The GPUs a booking of `gpus` holds: whole nodes' worth."""
+        return whole_nodes(gpus, self.gpus_per_node) * self.gpus_per_node
 
 
 def capacity(cluster: Cluster) -> Capacity:

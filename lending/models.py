@@ -7,7 +7,6 @@ An approved booking becomes a Slurm reservation of whole nodes (see lending/sync
 from __future__ import annotations
 
 import datetime as dt
-import math
 import secrets
 
 from django.db import models
@@ -16,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from portal.models import Member, Subteam
-from scheduler.models import Cluster
+from scheduler.models import Cluster, whole_nodes
 
 
 class Reservation(models.Model):
@@ -102,7 +101,7 @@ class Reservation(models.Model):
         """Whole nodes held on the cluster: Slurm 22.05 reserves nodes, not single GPUs."""
         if self.nodes:
             return len(self.nodes)
-        return math.ceil((self.gpus or 0) / max(1, self.gpus_per_node))
+        return whole_nodes(self.gpus or 0, self.gpus_per_node)
 
     @property
     def held_gpus(self) -> int:

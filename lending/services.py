@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -126,7 +125,6 @@ def validate(request: Request, *, exclude: Reservation | None = None) -> tuple[C
     """Field errors for the request (ValidationError); else the cluster's capacity and the GPUs it holds."""
     errors: dict[str, list[str]] = {}
     cap = capacity(request.cluster)
-    gpn = cap.gpus_per_node
     _check_window(request.start, request.end, errors)
     if not request.purpose.strip():
         _add(errors, "purpose", _("Say what the GPUs are for."))
@@ -157,7 +155,7 @@ def validate(request: Request, *, exclude: Reservation | None = None) -> tuple[C
                 _("The cluster has only %(total)d GPUs in partition %(partition)s.")
                 % {"total": cap.total_gpus, "partition": request.cluster.default_partition},
             )
-        held = math.ceil(request.gpus / gpn) * gpn
+        held = cap.held_gpus(request.gpus)
     if request.gpu_type and request.gpu_type not in gpu_types():
         _add(
             errors,

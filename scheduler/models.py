@@ -158,6 +158,11 @@ class Node(models.Model):
         return 0 if self.unavailable else max(0, self.gpus_total - self.gpus_alloc)
 
 
+def whole_nodes(gpus: int, gpus_per_node: int) -> int:
+    """The nodes that hold `gpus` GPUs, rounded up: Slurm 22.05 reserves whole nodes, not single GPUs."""
+    return -(-gpus // max(1, gpus_per_node))
+
+
 class Job(models.Model):
     class State(models.TextChoices):
         SUBMITTING = "submitting", _("Submitting")
@@ -177,6 +182,19 @@ class Job(models.Model):
         SFT = "sft", _("SFT")
         DPO = "dpo", _("DPO")
         EVAL = "eval", _("MT-Bench evaluation")
+
+        # Methods, not attributes: an attribute of a TextChoices class would become one more member.
+        @classmethod
+        def training_kinds(cls) -> tuple[Job.Kind, ...]:
+            """Every kind but custom: runs of the `training` package from the run.yaml the portal writes
+            out of a `TrainingRequest` (the kind tabs of the training form, the API's `training` object)."""
+            return (*cls.kinds_that_train(), cls.EVAL)
+
+        @classmethod
+        def kinds_that_train(cls) -> tuple[Job.Kind, ...]:
+            """The kinds that train a model: hyperparameters, a loss curve, a model as output (an
+            evaluation has scores instead)."""
+            return (cls.PRETRAIN, cls.SFT, cls.DPO)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(_("name"), max_length=100)
@@ -301,7 +319,13 @@ class Job(models.Model):
 
     @property
     def is_training(self) -> bool:
-        return self.kind != self.Kind.CUSTOM
+        """A run of the `training` package, evaluations included (see `Kind.training_kinds`)."""
+        return self.kind in self.Kind.training_kinds()
+
+    @property
+    def trains(self) -> bool:
+        """Trains a model (see `Kind.kinds_that_train`): a loss curve to show, a model to evaluate."""
+        return self.kind in self.Kind.kinds_that_train()
 
     @property
     def config_path(self) -> str:

@@ -1,12 +1,13 @@
 """Forms for the training kinds (pretrain, SFT, DPO, eval) and for pipelines of them.
 
-The fields are those of `training_jobs.TrainingRequest` (the API's `training` object has the same names);
-what may be submitted is decided by `services.validate_spec`, whose errors land next to these fields.
+The fields are built from the declarations of `training_jobs.TrainingRequest` (the API's `training`
+object is built from the same ones, by the same names); what may be submitted is decided by
+`services.validate_spec`, whose errors land next to these fields.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -18,185 +19,75 @@ from scheduler import services, training_jobs
 from scheduler.forms import GPUS_REQUIRED, default_name, spec_errors
 from scheduler.models import Cluster, Job
 from scheduler.services import MIN_GPUS_PER_NODE
+from scheduler.training_jobs import DeclaredField, Section
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 KIND_LABELS = dict(Job.Kind.choices)
-TRAINING_KINDS = [k for k in Job.Kind.values if k != Job.Kind.CUSTOM]
 
-# Which request fields each kind shows (the rest keep their defaults).
-COMMON = ["model", "dtype", "use_cpu", "wandb_mode", "wandb_project", "wandb_tags", "extra_yaml"]
-TRAINING = [
-    "train_files",
-    "eval_files",
-    "learning_rate",
-    "lr_scheduler_type",
-    "warmup_ratio",
-    "num_train_epochs",
-    "max_steps",
-    "micro_batch_size",
-    "global_batch_size",
-    "gradient_accumulation_steps",
-    "max_length",
-    "save_steps",
-    "lora",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "launcher",
-    "checkpoint_signal_seconds",
-    "requeue",
-]
-KIND_FIELDS = {
-    "pretrain": [*COMMON, *TRAINING],
-    "sft": [*COMMON, *TRAINING],
-    "dpo": [*COMMON, *TRAINING, "dpo_beta"],
-    "eval": [*COMMON, "questions", "judge_model", "judge_base_url", "max_new_tokens"],
+# The fieldsets of the form page, in order; a field says which one it sits in (TrainingField.section).
+SECTIONS: dict[Section, StrOrPromise] = {
+    "model": _("Model and data"),
+    "hyperparameters": _("Hyperparameters"),
+    "lora": _("LoRA"),
+    "judge": _("Judge"),
+    "launch": _("Precision and launch"),
+    "wandb": _("Weights & Biases"),
+    "advanced": _("Advanced"),
 }
-# Fieldsets of the form page, in order: (legend, fields).
-SECTIONS = [
-    (_("Model and data"), ["model", "train_files", "eval_files", "questions"]),
-    (
-        _("Hyperparameters"),
-        [
-            "learning_rate",
-            "lr_scheduler_type",
-            "warmup_ratio",
-            "num_train_epochs",
-            "max_steps",
-            "micro_batch_size",
-            "global_batch_size",
-            "gradient_accumulation_steps",
-            "max_length",
-            "dpo_beta",
-        ],
-    ),
-    (_("LoRA"), ["lora", "lora_r", "lora_alpha", "lora_dropout"]),
-    (_("Judge"), ["judge_model", "judge_base_url", "max_new_tokens"]),
-    (
-        _("Precision and launch"),
-        ["dtype", "use_cpu", "launcher", "save_steps", "checkpoint_signal_seconds", "requeue"],
-    ),
-    (_("Weights & Biases"), ["wandb_mode", "wandb_project", "wandb_tags"]),
-    (_("Advanced"), ["extra_yaml"]),
-]
 
-D = training_jobs.TrainingRequest(kind="sft")
 MONO = {"class": "mono", "spellcheck": "false", "autocomplete": "off"}
 
 
-def _lines(value: str) -> list[str]:
+def _lines(value: str | None) -> list[str]:
     return [line.strip() for line in (value or "").splitlines() if line.strip()]
+
+
+def _words(value: str | None) -> list[str]:
+    return [word for word in (value or "").replace(",", " ").split() if word]
+
+
+def _widget(declared: DeclaredField) -> forms.Widget | None:
+    how = declared.how
+    if how.rows:
+        return forms.Textarea(attrs={"rows": how.rows, **MONO} if how.mono else {"rows": how.rows})
+    return forms.TextInput(attrs=MONO) if how.mono else None
+
+
+def form_field(declared: DeclaredField) -> forms.Field:
+    """The form field of a declared training field: a value with a default of its own is asked for
+    (and starts at it); one without may be left empty."""
+    how, default = declared.how, declared.default
+    common: dict[str, Any] = {"label": how.label}
+    if how.help:
+        common["help_text"] = how.help
+    if how.choices:
+        return forms.ChoiceField(choices=list(how.choices), initial=default, **common)
+    if declared.base is bool:
+        return forms.BooleanField(required=False, initial=default or None, **common)
+    if declared.base in (int, float):
+        number = forms.IntegerField if declared.base is int else forms.FloatField
+        if declared.nullable:
+            return number(required=False, **common)
+        return number(initial=default, **common)
+    widget = _widget(declared)
+    if widget is not None:
+        common["widget"] = widget
+    if declared.base is list:
+        return forms.CharField(required=False, **common)
+    if how.max_length is not None:
+        common["max_length"] = how.max_length
+    if not how.strip:
+        common["strip"] = False
+    if default:
+        return forms.CharField(initial=default, **common)
+    return forms.CharField(required=False, **common)
 
 
 def training_fields() -> dict[str, forms.Field]:
     """Every training field (a kind's form keeps its own)."""
-    return {
-        "model": forms.CharField(
-            label=_("Model"),
-            required=False,
-            max_length=1000,
-            help_text=_("A model directory on the cluster (or a saved LoRA adapter), or a hub name."),
-            widget=forms.TextInput(attrs=MONO),
-        ),
-        "train_files": forms.CharField(
-            label=_("Training data"),
-            required=False,
-            help_text=_("Absolute paths of .jsonl/.json/.parquet files on the cluster, one per line."),
-            widget=forms.Textarea(attrs={"rows": 2, **MONO}),
-        ),
-        "eval_files": forms.CharField(
-            label=_("Validation data"),
-            required=False,
-            help_text=_("Optional, one per line."),
-            widget=forms.Textarea(attrs={"rows": 1, **MONO}),
-        ),
-        "learning_rate": forms.FloatField(label=_("Learning rate"), initial=D.learning_rate),
-        "lr_scheduler_type": forms.ChoiceField(
-            label=_("LR schedule"),
-            choices=[(s, s) for s in training_jobs.SCHEDULERS],
-            initial=D.lr_scheduler_type,
-        ),
-        "warmup_ratio": forms.FloatField(label=_("Warm-up ratio"), initial=D.warmup_ratio),
-        "num_train_epochs": forms.FloatField(label=_("Epochs"), initial=D.num_train_epochs),
-        "max_steps": forms.IntegerField(
-            label=_("Max steps"),
-            initial=D.max_steps,
-            help_text=_("-1: run the epochs; above 0: overrides them."),
-        ),
-        "micro_batch_size": forms.IntegerField(label=_("Micro batch (per GPU)"), initial=D.micro_batch_size),
-        "global_batch_size": forms.IntegerField(
-            label=_("Global batch"),
-            required=False,
-            help_text=_("micro batch × accumulation × nodes × GPUs per node; accumulation follows from it."),
-        ),
-        "gradient_accumulation_steps": forms.IntegerField(
-            label=_("Gradient accumulation"),
-            required=False,
-            help_text=_("Or give this instead of the global batch."),
-        ),
-        "max_length": forms.IntegerField(label=_("Max sequence length"), initial=D.max_length),
-        "save_steps": forms.IntegerField(label=_("Checkpoint every (steps)"), initial=D.save_steps),
-        "lora": forms.BooleanField(label=_("Train a LoRA adapter"), required=False),
-        "lora_r": forms.IntegerField(label=_("LoRA rank"), initial=D.lora_r),
-        "lora_alpha": forms.IntegerField(label=_("LoRA alpha"), initial=D.lora_alpha),
-        "lora_dropout": forms.FloatField(label=_("LoRA dropout"), initial=D.lora_dropout),
-        "dpo_beta": forms.FloatField(label=_("DPO β"), initial=D.dpo_beta),
-        "dtype": forms.ChoiceField(
-            label=_("Precision"), choices=[(d, d) for d in training_jobs.DTYPES], initial=D.dtype
-        ),
-        "use_cpu": forms.BooleanField(
-            label=_("Run on CPU"), required=False, help_text=_("For smoke tests on nodes without GPUs.")
-        ),
-        "launcher": forms.ChoiceField(
-            label=_("Launcher"),
-            choices=[
-                ("srun", _("srun: one task per GPU (saves a checkpoint on Slurm's signal)")),
-                ("torchrun", _("torchrun: one task per node, rendezvous on the first node")),
-            ],
-            initial=D.launcher,
-        ),
-        "checkpoint_signal_seconds": forms.IntegerField(
-            label=_("Save before the time limit (seconds)"),
-            initial=D.checkpoint_signal_seconds,
-            help_text=_(
-                "Slurm signals the run this long before its limit; it saves and stops (srun only). 0: off."
-            ),
-        ),
-        "requeue": forms.BooleanField(
-            label=_("Requeue after a checkpoint or node failure"), required=False, initial=True
-        ),
-        "questions": forms.CharField(
-            label=_("Questions"),
-            required=False,
-            max_length=1000,
-            help_text=_("Absolute path of a FastChat question.jsonl on the cluster."),
-            widget=forms.TextInput(attrs=MONO),
-        ),
-        "judge_model": forms.CharField(label=_("Judge model"), initial=D.judge_model, max_length=200),
-        "judge_base_url": forms.CharField(
-            label=_("Judge endpoint"),
-            required=False,
-            max_length=500,
-            help_text=_(
-                "An OpenAI-compatible /v1 URL (empty: OpenAI). The key is read on the cluster from OPENAI_API_KEY."
-            ),
-            widget=forms.TextInput(attrs=MONO),
-        ),
-        "max_new_tokens": forms.IntegerField(label=_("Max new tokens"), initial=D.max_new_tokens),
-        "wandb_mode": forms.ChoiceField(
-            label=_("W&B mode"), choices=[(m, m) for m in training_jobs.WANDB_MODES], initial=D.wandb_mode
-        ),
-        "wandb_project": forms.CharField(label=_("W&B project"), required=False, max_length=128),
-        "wandb_tags": forms.CharField(
-            label=_("W&B tags"), required=False, help_text=_("Separated by spaces or commas.")
-        ),
-        "extra_yaml": forms.CharField(
-            label=_("More run.yaml"),
-            required=False,
-            strip=False,
-            help_text=_("Merged over the fields above, e.g. training: {seed: 1, logging_steps: 1}."),
-            widget=forms.Textarea(attrs={"rows": 3, **MONO}),
-        ),
-    }
+    return {declared.name: form_field(declared) for declared in training_jobs.declared_fields()}
 
 
 def resource_fields() -> dict[str, forms.Field]:
@@ -221,18 +112,18 @@ class TrainingStepForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.kind = kind
         self.model_from_previous = model_from_previous
-        every = training_fields()
         for name, field in resource_fields().items():
             self.fields[name] = field
-        for name in KIND_FIELDS[kind]:
-            self.fields[name] = every[name]
+        for declared in training_jobs.declared_fields(kind):
+            self.fields[declared.name] = form_field(declared)
         if model_from_previous:
             self.fields["model"].help_text = _("Empty: the previous step's output.")
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
+        declared = training_jobs.declared_fields(self.kind)
         found = []
-        for legend, names in SECTIONS:
-            bound = [self[name] for name in names if name in self.fields]
+        for section, legend in SECTIONS.items():
+            bound = [self[d.name] for d in declared if d.how.section == section]
             if bound:
                 found.append((str(legend), bound))
         return found
@@ -243,15 +134,13 @@ class TrainingStepForm(forms.Form):
     def request(self) -> training_jobs.TrainingRequest:
         data = self.cleaned_data
         values: dict[str, Any] = {"kind": self.kind}
-        for name in KIND_FIELDS[self.kind]:
-            value = data.get(name)
-            if name in ("train_files", "eval_files"):
-                value = _lines(value or "")
-            elif name == "wandb_tags":
-                value = [t for t in (value or "").replace(",", " ").split() if t]
+        for declared in training_jobs.declared_fields(self.kind):
+            value = data.get(declared.name)
+            if declared.base is list:
+                value = _lines(value) if declared.how.rows else _words(value)
             elif value is None:
-                continue
-            values[name] = value
+                continue  # left empty: the request's default
+            values[declared.name] = value
         return training_jobs.TrainingRequest.from_dict(values)
 
     def spec(self, subteam: Subteam, cluster: Cluster, name: str) -> services.JobSpec:

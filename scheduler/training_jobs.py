@@ -1,10 +1,15 @@
 """Training job kinds: pretraining, SFT, DPO and MT-Bench evaluation runs of the `training` package.
 
-A member fills in a `TrainingRequest` (the form's and the API's fields). `check` refuses what would fail on
-the cluster (batch sizes that do not divide, a learning rate out of range, a LoRA rank of 0, odd paths) and
-then hands the whole run.yaml to `training.config`, the same code that reads it on the compute node, so a
-config the portal accepts is one the job accepts. `build_config` makes the run.yaml for a job;
-`launch_lines` the shell lines that start it (srun, one task per GPU, or torchrun, one task per node).
+A member fills in a `TrainingRequest` (the form's and the API's fields). Each of its fields is declared
+once, there: its type and default, and in `TrainingField` its label, help texts, the kinds that use it and
+the section of the form it sits in. The web form (`training_forms`) and the API serializer
+(`api.serializers.TrainingSerializer`) are built from those declarations (`declared_fields`).
+
+`check` refuses what would fail on the cluster (batch sizes that do not divide, a learning rate out of
+range, a LoRA rank of 0, odd paths) and then hands the whole run.yaml to `training.config`, the same code
+that reads it on the compute node, so a config the portal accepts is one the job accepts. `build_config`
+makes the run.yaml for a job; `launch_lines` the shell lines that start it (srun, one task per GPU, or
+torchrun, one task per node).
 
 The worker stages run.yaml in the job's run directory over SFTP just before sbatch (worker._submit).
 """
@@ -12,27 +17,41 @@ The worker stages run.yaml in the job's run directory over SFTP just before sbat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import shlex
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from scheduler.models import Job
 
 if TYPE_CHECKING:
-    from scheduler.models import Job
+    from django_stubs_ext import StrOrPromise
 
 # Job.Kind value -> the training entry point (python -m training.<entry>) and its config kind.
-ENTRY_POINTS = {"pretrain": "pretrain", "sft": "sft", "dpo": "dpo", "eval": "evaluate"}
-TRAINS = ("pretrain", "sft", "dpo")  # kinds that train (and take hyperparameters)
+ENTRY_POINTS: dict[str, str] = {
+    Job.Kind.PRETRAIN: "pretrain",
+    Job.Kind.SFT: "sft",
+    Job.Kind.DPO: "dpo",
+    Job.Kind.EVAL: "evaluate",
+}
 
 LR_MIN, LR_MAX = 1e-8, 1e-2
 LORA_R_MAX = 1024
 LORA_ALPHA_MAX = 4096
 MAX_SIGNAL_SECONDS = 3600
-LAUNCHERS = ("srun", "torchrun")
+LAUNCHER_CHOICES = (
+    ("srun", gettext_lazy("srun: one task per GPU (saves a checkpoint on Slurm's signal)")),
+    ("torchrun", gettext_lazy("torchrun: one task per node, rendezvous on the first node")),
+)
+LAUNCHERS = tuple(value for value, _label in LAUNCHER_CHOICES)
 DTYPES = ("bf16", "fp16", "fp32")
 WANDB_MODES = ("offline", "online", "disabled")
 SCHEDULERS = (
@@ -50,47 +69,262 @@ TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}\Z")
 PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 MASTER_PORT_BASE = 20000
 
+# --- the fields, declared once ----------------------------------------------------------------------------
+
+# The form's fieldsets, in the order the page shows them (their legends are the form's: training_forms).
+Section = Literal["model", "hyperparameters", "lora", "judge", "launch", "wandb", "advanced"]
+
+
+@dataclass(frozen=True)
+class TrainingField:
+    """How a member is asked for one `TrainingRequest` field, on the form and in the API.
+
+    The field's name, type and default are the dataclass field's. A `str` field with choices is a choice;
+    a `list[str]` is one item per line when it has `rows` (a textarea), else separated by spaces or
+    commas; `int | None` may be left empty. A field without a default value of its own ("", None, an empty
+    list, a false flag) may be left out."""
+
+    label: StrOrPromise
+    kinds: tuple[str, ...]  # the Job.Kind values whose form and run.yaml use it
+    section: Section
+    help: StrOrPromise = ""  # the form's help text
+    api_help: str = ""  # the API schema's description (the API takes lists as lists, not lines)
+    choices: tuple[tuple[str, StrOrPromise], ...] = ()
+    max_length: int | None = None  # the form's limit; the API leaves lengths to `check`
+    rows: int = 0  # a textarea of this many rows
+    mono: bool = False  # a path, a name or YAML: monospace, no spellcheck
+    strip: bool = True  # surrounding whitespace is dropped
+
+
+@dataclass(frozen=True)
+class DeclaredField:
+    """A `TrainingRequest` field with its declaration, its type resolved."""
+
+    name: str
+    base: type  # str, int, float, bool or list (of str)
+    nullable: bool
+    default: Any
+    how: TrainingField
+
+
+_T = TypeVar("_T")
+TRAINING_FIELD = "training_field"  # the key of the declaration in a dataclass field's metadata
+
+
+def declare(default: _T, how: TrainingField) -> _T:
+    """A `TrainingRequest` field with this default, asked for as `how` says."""
+    found: _T = field(default=default, metadata={TRAINING_FIELD: how})
+    return found
+
+
+def declare_list(how: TrainingField) -> list[str]:
+    """A `TrainingRequest` list of strings, empty by default."""
+    found: list[str] = field(default_factory=list, metadata={TRAINING_FIELD: how})
+    return found
+
+
+def _choices(values: tuple[str, ...]) -> tuple[tuple[str, StrOrPromise], ...]:
+    return tuple((value, value) for value in values)
+
+
+# Who uses a field (TrainingField.kinds).
+_EVERY = Job.Kind.training_kinds()
+_TRAINING = Job.Kind.kinds_that_train()
+_EVAL = (Job.Kind.EVAL,)
+_DPO = (Job.Kind.DPO,)
+
 
 @dataclass
 class TrainingRequest:
     """The fields of a training job as a member gives them (form, API, template)."""
 
     kind: str
-    model: str = ""  # a directory on the cluster or a hub name; "" in a pipeline: the previous step's output
-    train_files: list[str] = field(default_factory=list)
-    eval_files: list[str] = field(default_factory=list)
-    learning_rate: float = 2e-5
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    micro_batch_size: int = 1
-    global_batch_size: int | None = None
-    gradient_accumulation_steps: int | None = None
-    max_length: int = 2048
-    warmup_ratio: float = 0.0
-    lr_scheduler_type: str = "cosine"
-    save_steps: int = 500
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    dpo_beta: float = 0.1
-    dtype: str = "bf16"
-    use_cpu: bool = False
-    questions: str = ""
-    judge_model: str = "gpt-4o"
-    judge_base_url: str = ""
-    max_new_tokens: int = 1024
-    wandb_mode: str = "offline"
-    wandb_project: str = ""
-    wandb_tags: list[str] = field(default_factory=list)
-    launcher: str = "srun"
-    checkpoint_signal_seconds: int = 300  # sbatch --signal=USR1@N: save a checkpoint N s before the limit
-    requeue: bool = True
-    extra_yaml: str = ""  # more run.yaml, merged over what the fields make (the advanced part of the form)
+    # A directory on the cluster or a hub name; "" in a pipeline: the previous step's output.
+    model: str = declare(
+        "",
+        TrainingField(
+            gettext_lazy("Model"),
+            _EVERY,
+            "model",
+            help=gettext_lazy("A model directory on the cluster (or a saved LoRA adapter), or a hub name."),
+            api_help="A model directory on the cluster or a hub name. In a pipeline, empty: the previous "
+            "step's output.",
+            max_length=1000,
+            mono=True,
+        ),
+    )
+    train_files: list[str] = declare_list(  # noqa: RUF009 - a dataclasses.field: a new list each time
+        TrainingField(
+            gettext_lazy("Training data"),
+            _TRAINING,
+            "model",
+            help=gettext_lazy("Absolute paths of .jsonl/.json/.parquet files on the cluster, one per line."),
+            rows=2,
+            mono=True,
+        )
+    )
+    eval_files: list[str] = declare_list(  # noqa: RUF009 - a dataclasses.field: a new list each time
+        TrainingField(
+            gettext_lazy("Validation data"),
+            _TRAINING,
+            "model",
+            help=gettext_lazy("Optional, one per line."),
+            rows=1,
+            mono=True,
+        )
+    )
+    learning_rate: float = declare(
+        2e-5, TrainingField(gettext_lazy("Learning rate"), _TRAINING, "hyperparameters")
+    )
+    lr_scheduler_type: str = declare(
+        "cosine",
+        TrainingField(
+            gettext_lazy("LR schedule"), _TRAINING, "hyperparameters", choices=_choices(SCHEDULERS)
+        ),
+    )
+    warmup_ratio: float = declare(
+        0.0, TrainingField(gettext_lazy("Warm-up ratio"), _TRAINING, "hyperparameters")
+    )
+    num_train_epochs: float = declare(
+        1.0, TrainingField(gettext_lazy("Epochs"), _TRAINING, "hyperparameters")
+    )
+    max_steps: int = declare(
+        -1,
+        TrainingField(
+            gettext_lazy("Max steps"),
+            _TRAINING,
+            "hyperparameters",
+            help=gettext_lazy("-1: run the epochs; above 0: overrides them."),
+            api_help="> 0 overrides epochs.",
+        ),
+    )
+    micro_batch_size: int = declare(
+        1,
+        TrainingField(
+            gettext_lazy("Micro batch (per GPU)"), _TRAINING, "hyperparameters", api_help="Per GPU."
+        ),
+    )
+    global_batch_size: int | None = declare(
+        None,
+        TrainingField(
+            gettext_lazy("Global batch"),
+            _TRAINING,
+            "hyperparameters",
+            help=gettext_lazy(
+                "micro batch × accumulation × nodes × GPUs per node; accumulation follows from it."
+            ),
+            api_help="micro batch × accumulation × nodes × GPUs per node.",
+        ),
+    )
+    gradient_accumulation_steps: int | None = declare(
+        None,
+        TrainingField(
+            gettext_lazy("Gradient accumulation"),
+            _TRAINING,
+            "hyperparameters",
+            help=gettext_lazy("Or give this instead of the global batch."),
+        ),
+    )
+    max_length: int = declare(
+        2048, TrainingField(gettext_lazy("Max sequence length"), _TRAINING, "hyperparameters")
+    )
+    lora: bool = declare(False, TrainingField(gettext_lazy("Train a LoRA adapter"), _TRAINING, "lora"))
+    lora_r: int = declare(16, TrainingField(gettext_lazy("LoRA rank"), _TRAINING, "lora"))
+    lora_alpha: int = declare(32, TrainingField(gettext_lazy("LoRA alpha"), _TRAINING, "lora"))
+    lora_dropout: float = declare(0.05, TrainingField(gettext_lazy("LoRA dropout"), _TRAINING, "lora"))
+    dpo_beta: float = declare(0.1, TrainingField(gettext_lazy("DPO β"), _DPO, "hyperparameters"))
+    dtype: str = declare(
+        "bf16", TrainingField(gettext_lazy("Precision"), _EVERY, "launch", choices=_choices(DTYPES))
+    )
+    use_cpu: bool = declare(
+        False,
+        TrainingField(
+            gettext_lazy("Run on CPU"),
+            _EVERY,
+            "launch",
+            help=gettext_lazy("For smoke tests on nodes without GPUs."),
+        ),
+    )
+    questions: str = declare(
+        "",
+        TrainingField(
+            gettext_lazy("Questions"),
+            _EVAL,
+            "model",
+            help=gettext_lazy("Absolute path of a FastChat question.jsonl on the cluster."),
+            api_help="Eval: question.jsonl path.",
+            max_length=1000,
+            mono=True,
+        ),
+    )
+    judge_model: str = declare(
+        "gpt-4o", TrainingField(gettext_lazy("Judge model"), _EVAL, "judge", max_length=200)
+    )
+    judge_base_url: str = declare(
+        "",
+        TrainingField(
+            gettext_lazy("Judge endpoint"),
+            _EVAL,
+            "judge",
+            help=gettext_lazy(
+                "An OpenAI-compatible /v1 URL (empty: OpenAI). The key is read on the cluster from OPENAI_API_KEY."
+            ),
+            max_length=500,
+            mono=True,
+        ),
+    )
+    max_new_tokens: int = declare(1024, TrainingField(gettext_lazy("Max new tokens"), _EVAL, "judge"))
+    wandb_mode: str = declare(
+        "offline",
+        TrainingField(gettext_lazy("W&B mode"), _EVERY, "wandb", choices=_choices(WANDB_MODES)),
+    )
+    wandb_project: str = declare(
+        "", TrainingField(gettext_lazy("W&B project"), _EVERY, "wandb", max_length=128)
+    )
+    wandb_tags: list[str] = declare_list(  # noqa: RUF009 - a dataclasses.field: a new list each time
+        TrainingField(
+            gettext_lazy("W&B tags"), _EVERY, "wandb", help=gettext_lazy("Separated by spaces or commas.")
+        )
+    )
+    launcher: str = declare(
+        "srun", TrainingField(gettext_lazy("Launcher"), _TRAINING, "launch", choices=LAUNCHER_CHOICES)
+    )
+    save_steps: int = declare(
+        500, TrainingField(gettext_lazy("Checkpoint every (steps)"), _TRAINING, "launch")
+    )
+    # sbatch --signal=USR1@N: save a checkpoint N s before the limit.
+    checkpoint_signal_seconds: int = declare(
+        300,
+        TrainingField(
+            gettext_lazy("Save before the time limit (seconds)"),
+            _TRAINING,
+            "launch",
+            help=gettext_lazy(
+                "Slurm signals the run this long before its limit; it saves and stops (srun only). 0: off."
+            ),
+        ),
+    )
+    requeue: bool = declare(
+        True, TrainingField(gettext_lazy("Requeue after a checkpoint or node failure"), _TRAINING, "launch")
+    )
+    # More run.yaml, merged over what the fields make (the advanced part of the form).
+    extra_yaml: str = declare(
+        "",
+        TrainingField(
+            gettext_lazy("More run.yaml"),
+            _EVERY,
+            "advanced",
+            help=gettext_lazy("Merged over the fields above, e.g. training: {seed: 1, logging_steps: 1}."),
+            api_help="More run.yaml, merged over the fields.",
+            rows=3,
+            mono=True,
+            strip=False,
+        ),
+    )
 
     @property
     def trains(self) -> bool:
-        return self.kind in TRAINS
+        return self.kind in Job.Kind.kinds_that_train()
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,6 +333,32 @@ class TrainingRequest:
     def from_dict(cls, data: dict[str, Any]) -> TrainingRequest:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def declared_fields(kind: str | None = None) -> tuple[DeclaredField, ...]:
+    """The declared fields of `TrainingRequest` in order (all of them, or those `kind` uses)."""
+    every = _declared(TrainingRequest)
+    return every if kind is None else tuple(f for f in every if kind in f.how.kinds)
+
+
+@functools.cache
+def _declared(request_class: type[TrainingRequest]) -> tuple[DeclaredField, ...]:
+    hints = typing.get_type_hints(request_class)
+    found = []
+    for spec in dataclasses.fields(request_class):
+        how = spec.metadata.get(TRAINING_FIELD)
+        if how is None:
+            continue  # `kind`: chosen by the page or the request, not a field of the run
+        hint = hints[spec.name]
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        nullable = type(None) in options
+        (base,) = [option for option in options if option is not type(None)]
+        base = typing.get_origin(base) or base
+        if base not in (str, int, float, bool, list):
+            raise TypeError(f"TrainingRequest.{spec.name}: no form field for {hint}")
+        default = [] if spec.default_factory is not dataclasses.MISSING else spec.default
+        found.append(DeclaredField(spec.name, base, nullable, default, how))
+    return tuple(found)
 
 
 def data_parallel_size(nodes: int, gpus_per_node: int) -> int:
@@ -168,7 +428,7 @@ def build_config(
                 "alpha": request.lora_alpha,
                 "dropout": request.lora_dropout,
             }
-        if request.kind == "dpo":
+        if request.kind == Job.Kind.DPO:
             config["dpo"] = {"beta": request.dpo_beta}
     else:
         judge: dict[str, Any] = {"model": request.judge_model}
@@ -294,7 +554,7 @@ def check(
                 _field(
                     errors, "lora_alpha", _("A LoRA alpha between 1 and %(max)d.") % {"max": LORA_ALPHA_MAX}
                 )
-        if request.kind == "dpo" and not 0 < request.dpo_beta <= 10:
+        if request.kind == Job.Kind.DPO and not 0 < request.dpo_beta <= 10:
             _field(errors, "dpo_beta", _("β must be above 0 and at most 10."))
         if not 0 <= request.checkpoint_signal_seconds <= MAX_SIGNAL_SECONDS:
             _field(

@@ -14,7 +14,6 @@ from scheduler.models import Job
 
 register = template.Library()
 
-TRAINING_KINDS = ("pretrain", "sft", "dpo")  # kinds with a loss curve (an eval has scores instead)
 SUBTEAM_RUNS = 6
 
 
@@ -34,25 +33,12 @@ def subteam_runs(subteam: Subteam) -> list[Run]:
     """The subteam's running, then most recent, training jobs (or any job that logged metrics)."""
     jobs = (
         Job.objects.filter(subteam=subteam)
-        .filter(Q(kind__in=TRAINING_KINDS) | Q(metric_cursor__points__gt=0))
+        .filter(Q(kind__in=Job.Kind.kinds_that_train()) | Q(metric_cursor__points__gt=0))
         .select_related("cluster", "owner__user")
         .order_by("-started_at", "-created_at")[:SUBTEAM_RUNS]
     )
     runs = [Run(job, job_progress(job)) for job in jobs]
     return sorted(runs, key=lambda run: run.job.is_terminal)
-
-
-@register.filter
-def duration(seconds: object) -> str:
-    """`1:02:03`, `2d 1:02:03`; empty for anything but a number."""
-    if not isinstance(seconds, int | float):
-        return ""
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours}:{minutes:02d}:{secs:02d}"
-    return f"{days}d {clock}" if days else clock
 
 
 @register.filter

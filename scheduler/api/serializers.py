@@ -17,10 +17,13 @@ from rest_framework import serializers
 from portal import access
 from portal.api.serializers import SubteamSlugField, UsernameField
 from scheduler import services, training_jobs
-from scheduler.forms import GPUS_REQUIRED, MIN_GPUS_PER_NODE, default_name, spec_errors, step_name
+from scheduler.forms import GPUS_REQUIRED, default_name, spec_errors, step_name
 from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Node, Partition, Pipeline
+from scheduler.services import MIN_GPUS_PER_NODE
 
 SPEC_FIELDS = {"time_limit_minutes": "time_limit"}
+# The kinds a pipeline step may be (the schema names their enum after this list: config.settings).
+STEP_KINDS = [kind.value for kind in Job.Kind.training_kinds()]
 
 # --- clusters ---------------------------------------------------------------------------------------------
 
@@ -180,58 +183,39 @@ def _gpus_field(**kwargs: Any) -> serializers.IntegerField:
     )
 
 
+def training_serializer_field(declared: training_jobs.DeclaredField) -> serializers.Field[Any, Any, Any, Any]:
+    """The API field of a declared training field: a value with a default of its own defaults to it;
+    one without may be left out (a list: empty, a number: null)."""
+    how, default = declared.how, declared.default
+    common: dict[str, Any] = {"help_text": how.api_help} if how.api_help else {}
+    if how.choices:
+        return serializers.ChoiceField(
+            choices=tuple(value for value, _label in how.choices), default=default, **common
+        )
+    if declared.base is bool:
+        return serializers.BooleanField(default=default, **common)
+    if declared.base is list:
+        return serializers.ListField(child=serializers.CharField(), required=False, default=list, **common)
+    if declared.base in (int, float):
+        number = serializers.IntegerField if declared.base is int else serializers.FloatField
+        if declared.nullable:
+            return number(required=False, allow_null=True, **common)
+        return number(default=default, **common)
+    if not how.strip:
+        common["trim_whitespace"] = False
+    if default:
+        return serializers.CharField(default=default, **common)
+    return serializers.CharField(required=False, allow_blank=True, **common)
+
+
 class TrainingSerializer(serializers.Serializer[dict[str, Any]]):
     """The fields of a pretraining, SFT, DPO or evaluation run (the web form's, by the same names).
 
     They become the run's `run.yaml`, checked by `training.config` before anything reaches Slurm."""
 
-    _d = training_jobs.TrainingRequest(kind="sft")
-    model = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        help_text="A model directory on the cluster or a hub name. In a pipeline, empty: the previous step's output.",
-    )
-    train_files = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    eval_files = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    learning_rate = serializers.FloatField(default=_d.learning_rate)
-    num_train_epochs = serializers.FloatField(default=_d.num_train_epochs)
-    max_steps = serializers.IntegerField(default=_d.max_steps, help_text="> 0 overrides epochs.")
-    micro_batch_size = serializers.IntegerField(default=_d.micro_batch_size, help_text="Per GPU.")
-    global_batch_size = serializers.IntegerField(
-        required=False, allow_null=True, help_text="micro batch × accumulation × nodes × GPUs per node."
-    )
-    gradient_accumulation_steps = serializers.IntegerField(required=False, allow_null=True)
-    max_length = serializers.IntegerField(default=_d.max_length)
-    warmup_ratio = serializers.FloatField(default=_d.warmup_ratio)
-    lr_scheduler_type = serializers.ChoiceField(
-        choices=training_jobs.SCHEDULERS, default=_d.lr_scheduler_type
-    )
-    save_steps = serializers.IntegerField(default=_d.save_steps)
-    lora = serializers.BooleanField(default=False)
-    lora_r = serializers.IntegerField(default=_d.lora_r)
-    lora_alpha = serializers.IntegerField(default=_d.lora_alpha)
-    lora_dropout = serializers.FloatField(default=_d.lora_dropout)
-    dpo_beta = serializers.FloatField(default=_d.dpo_beta)
-    dtype = serializers.ChoiceField(choices=training_jobs.DTYPES, default=_d.dtype)
-    use_cpu = serializers.BooleanField(default=False)
-    questions = serializers.CharField(
-        required=False, allow_blank=True, help_text="Eval: question.jsonl path."
-    )
-    judge_model = serializers.CharField(default=_d.judge_model)
-    judge_base_url = serializers.CharField(required=False, allow_blank=True)
-    max_new_tokens = serializers.IntegerField(default=_d.max_new_tokens)
-    wandb_mode = serializers.ChoiceField(choices=training_jobs.WANDB_MODES, default=_d.wandb_mode)
-    wandb_project = serializers.CharField(required=False, allow_blank=True)
-    wandb_tags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    launcher = serializers.ChoiceField(choices=training_jobs.LAUNCHERS, default=_d.launcher)
-    checkpoint_signal_seconds = serializers.IntegerField(default=_d.checkpoint_signal_seconds)
-    requeue = serializers.BooleanField(default=True)
-    extra_yaml = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        help_text="More run.yaml, merged over the fields.",
-    )
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # Built from the declarations of training_jobs.TrainingRequest, as the web form's are.
+        return {d.name: training_serializer_field(d) for d in training_jobs.declared_fields()}
 
     def request_for(self, kind: str, data: dict[str, Any]) -> training_jobs.TrainingRequest:
         values = {key: value for key, value in data.items() if value is not None}
@@ -241,7 +225,7 @@ class TrainingSerializer(serializers.Serializer[dict[str, Any]]):
 def _training_errors(error: DjangoValidationError) -> dict[str, Any]:
     """validate_spec's errors with the training fields under `training`."""
     found = spec_errors(error, SPEC_FIELDS)
-    training_names = {f for f in training_jobs.TrainingRequest.__dataclass_fields__ if f != "kind"}
+    training_names = {d.name for d in training_jobs.declared_fields()}
     nested = {k: v for k, v in found.items() if k in training_names}
     rest: dict[str, Any] = {k: v for k, v in found.items() if k not in training_names}
     if nested:
@@ -419,7 +403,7 @@ class JobLogSerializer(serializers.Serializer[dict[str, Any]]):
 
 
 class PipelineStepSerializer(serializers.Serializer[dict[str, Any]]):
-    kind = serializers.ChoiceField(choices=[k for k in Job.Kind.values if k != Job.Kind.CUSTOM])
+    kind = serializers.ChoiceField(choices=STEP_KINDS)
     name = serializers.CharField(required=False, allow_blank=True, max_length=64)
     nodes = serializers.IntegerField(default=1)
     gpus_per_node = _gpus_field(default=1)

@@ -51,7 +51,7 @@ def submit_eval(team: Team, cluster: Cluster, command: str) -> Job:
         time_limit_minutes=5,
     )
     job = scheduler_services.submit_job(team.member("member"), spec)
-    Job.objects.filter(pk=job.pk).update(kind=collect.EVAL_KIND)
+    Job.objects.filter(pk=job.pk).update(kind=Job.Kind.EVAL)
     return Job.objects.select_related("cluster").get(pk=job.pk)
 
 

@@ -1,0 +1,40 @@
+"""One duration format for pages, the API and Slack: hours:minutes:seconds, days in front past a day."""
+
+from __future__ import annotations
+
+import pytest
+from django.template import Context, Template
+
+from portal.formatting import format_duration
+from slackbot.notify import duration as slack_duration
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, ""),
+        (0, "0:00:00"),
+        (59.9, "0:00:59"),
+        (540, "0:09:00"),
+        (3723, "1:02:03"),
+        (86399, "23:59:59"),
+        (86400, "1d 0:00:00"),
+        (2 * 86400 + 3723, "2d 1:02:03"),
+    ],
+)
+def test_a_duration_reads_as_hours_minutes_seconds_with_days_in_front(
+    seconds: float | None, text: str
+) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_the_template_filter_formats_numbers_and_leaves_anything_else_empty() -> None:
+    template = Template(
+        "{% load formatting %}[{{ a|duration }}][{{ b|duration }}][{{ c|duration|default:'–' }}]"
+    )
+    assert template.render(Context({"a": 3723, "b": 90061.5, "c": None})) == "[1:02:03][1d 1:01:01][–]"
+
+
+def test_slack_messages_keep_the_days_and_say_a_dash_for_nothing() -> None:
+    assert slack_duration(None) == "–"
+    assert slack_duration(2 * 86400 + 3723) == "2d 1:02:03"
