@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
-DEMO_ENV := DEBUG=1
+DEMO_ENV := DEBUG=1 DEMO=1
 
 .PHONY: demo test lint typecheck pytest venv messages clean serve
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/training_jobs_bench.py     # writes bench/results/training_jobs.{json,md}
 
 One pretraining, SFT (full and LoRA), DPO and MT-Bench evaluation job each, from the portal's services
-through the worker to `completed`, on the tiny Llama of scheduler/demo_assets.py, judged by a local
+through the worker to `completed`, on the tiny Llama of demo/assets.py, judged by a local
 chat-completions server. For each: seconds from submission to Slurm's start (staging, sbatch,
 scheduling), Slurm's run time (start to end, incl. Python and torch start-up), and the training's own
 seconds from its run_summary.json.
@@ -31,8 +31,9 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
-from scheduler import demo_assets, services, ssh  # noqa: E402
-from scheduler.management.commands.register_devcluster import local_python_preamble  # noqa: E402
+from demo import assets as demo_assets  # noqa: E402
+from demo.management.commands.register_devcluster import local_python_preamble  # noqa: E402
+from scheduler import services, ssh  # noqa: E402
 from scheduler.models import Cluster, Job  # noqa: E402
 from scheduler.training_jobs import TrainingRequest  # noqa: E402
 from scheduler.worker import Worker, connection_for  # noqa: E402

@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "evals",
     "slackbot",
 ]
+# The demo (`make demo` sets DEMO=1): its data, loaders and commands, and the stand-in MT-Bench judge.
+if env_bool("DEMO", default=False):
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -1,5 +1,6 @@
 """The root URL conf: every app's pages, the admin, i18n, and the API (config/api_urls.py)."""
 
+from django.apps import apps
 from django.conf import settings
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
@@ -18,6 +19,9 @@ urlpatterns = [
     path("slack/", include(("slackbot.urls", "slackbot"))),
     path("", include("portal.web_urls")),
 ]
+
+if apps.is_installed("demo"):
+    urlpatterns.append(path("", include("demo.urls")))
 
 if settings.DEBUG:
     from django.contrib.staticfiles.urls import staticfiles_urlpatterns

@@ -2,7 +2,6 @@
 
 from django.urls import path
 
-from scheduler import demo_judge
 from scheduler.views import clusters, jobs, training
 
 urlpatterns = [
@@ -19,7 +18,6 @@ urlpatterns = [
     path("jobs/<uuid:pk>/cancel/", jobs.job_cancel, name="job-cancel"),
     path("jobs/<uuid:pk>/resubmit/", jobs.job_resubmit, name="job-resubmit"),
     path("jobs/<uuid:pk>/logs/<str:stream>/", jobs.job_log, name="job-log"),
-    path("demo-judge/v1/chat/completions", demo_judge.chat_completions, name="demo-judge"),
     path("clusters/", clusters.cluster_list, name="clusters"),
     path("clusters/<int:pk>/", clusters.cluster_detail, name="cluster"),
     path("clusters/<int:pk>/host-key/", clusters.cluster_check_host_key, name="cluster-host-key"),

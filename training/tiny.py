@@ -2,7 +2,7 @@
 
 Nothing is downloaded: the tokenizer is trained with `tokenizers` on this module's own text and the model
 is a randomly initialised LlamaForCausalLM (about 0.1M parameters) built from a LlamaConfig. The tests
-train on it, and the portal's dev cluster gets a copy for smoke runs (scheduler/demo_assets.py).
+train on it, and the portal's dev cluster gets a copy for smoke runs (demo/assets.py).
 """
 
 from __future__ import annotations

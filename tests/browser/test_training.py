@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from demo.assets import templates
 from scheduler import services
-from scheduler.management.commands.stage_demo_assets import templates
 from scheduler.models import Cluster, Job
 from tests.browser.test_jobs import sign_in
 from tests.personas import Team

@@ -131,7 +131,7 @@ def fault(*args: str) -> None:
 @pytest.fixture
 def cluster(db: None, devcluster_info: dict[str, Any]) -> Iterator[Cluster]:
     """The dev cluster registered in this test's database, host key pinned."""
-    from scheduler.management.commands.register_devcluster import local_time_zone
+    from demo.management.commands.register_devcluster import local_time_zone
 
     info = devcluster_info
     cluster = Cluster.objects.create(
@@ -187,10 +187,10 @@ def run_until(worker: Worker) -> Callable[..., None]:
 
 @pytest.fixture(scope="session")
 def assets(devcluster_info: dict[str, Any]) -> Any:
-    """A tiny model and data sets (scheduler/demo_assets.py), staged once per session on the cluster."""
+    """A tiny model and data sets (demo/assets.py), staged once per session on the cluster."""
     import uuid
 
-    from scheduler import demo_assets
+    from demo import assets as demo_assets
 
     remote = Remote(devcluster_info)
     try:
@@ -214,7 +214,7 @@ def training_cluster(cluster: Cluster, judge: Any) -> Cluster:
     """The dev cluster set up to run `python -m training.*`: its nodes are this machine, so jobs use
     this Python environment. The judge's key comes from the job's environment (the cluster's
     preamble), never from the portal's database or run.yaml."""
-    from scheduler.management.commands.register_devcluster import allow_local_python, local_python_preamble
+    from demo.management.commands.register_devcluster import allow_local_python, local_python_preamble
     from tests.judge import API_KEY
 
     allow_local_python()

@@ -1,7 +1,8 @@
 """A stand-in MT-Bench judge for the demo: an OpenAI-style chat-completions endpoint with made-up scores.
 
 The demo's dev cluster cannot reach GPT-4o, so its evaluation jobs ask this endpoint instead
-(`/demo-judge/v1/chat/completions`, served only with DEBUG on). The "rating" is a deterministic number
+(`/demo-judge/v1/chat/completions`: routed by demo/urls.py, which only a portal with the demo app
+installed mounts, and answering only with DEBUG on). The "rating" is a deterministic number
 from the answer's length and the question: it says nothing about quality. It exists so that a demo
 pipeline's evaluation step completes and its scores flow into the leaderboard and the goals.
 """

@@ -1,7 +1,8 @@
-"""`manage.py load_demo`: the shape of the demo team, idempotence, sign-in, and dates relative to today."""
+"""`manage.py load_demo` (demo/team.py, demo/data/): the shape of the demo team, idempotence, sign-in, and dates relative to today."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -16,12 +17,15 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from portal import demo
+from demo import team as demo
+from demo.plan import PLAN_END, PLAN_START, Plan, plan_shift
 from portal.models import Goal, GoalRevision, Member, Membership, Milestone, Subteam, Task
 
 pytestmark = pytest.mark.django_db
 
 PINNED = dt.date(2025, 3, 5)  # a Wednesday, far from the real 2024 plan
+# The one milestone the data marks overdue (past, not done), by title.
+OVERDUE = [m.title for m in demo.read_team().milestones if m.overdue]
 SLUGS = {
     "management",
     "pretrain-data",
@@ -315,15 +319,15 @@ def test_command_prints_a_summary_and_example_logins(monkeypatch: pytest.MonkeyP
 
 
 def test_plan_shift_is_whole_weeks() -> None:
-    assert demo.plan_shift(dt.date(2024, 7, 15)) == dt.timedelta(0)
-    assert demo.plan_shift(dt.date(2024, 7, 21)) == dt.timedelta(0)
-    assert demo.plan_shift(dt.date(2024, 7, 22)) == dt.timedelta(weeks=1)
-    assert demo.plan_shift(dt.date(2024, 7, 14)) == dt.timedelta(weeks=-1)
+    assert plan_shift(dt.date(2024, 7, 15)) == dt.timedelta(0)
+    assert plan_shift(dt.date(2024, 7, 21)) == dt.timedelta(0)
+    assert plan_shift(dt.date(2024, 7, 22)) == dt.timedelta(weeks=1)
+    assert plan_shift(dt.date(2024, 7, 14)) == dt.timedelta(weeks=-1)
     for today in (dt.date(2025, 3, 5), dt.date(2026, 11, 29), dt.date(2023, 1, 1)):
-        plan = demo.Plan.for_today(today)
+        plan = Plan.for_today(today)
         assert plan.shift.days % 7 == 0
         assert dt.date(2024, 7, 15) <= plan.plan_today <= dt.date(2024, 7, 21)
-        assert plan.day("06-01").weekday() == demo.PLAN_START.weekday()  # Saturday all-hands stay Saturdays
+        assert plan.day("06-01").weekday() == PLAN_START.weekday()  # Saturday all-hands stay Saturdays
 
 
 @pytest.mark.parametrize(
@@ -339,24 +343,24 @@ def test_plan_shift_is_whole_weeks() -> None:
 def test_milestones_before_today_are_done(today: dt.date) -> None:
     demo.load_demo(today=today)
     milestones = list(Milestone.objects.all())
-    shift = demo.plan_shift(today)
-    assert Milestone.objects.get(title="Development window opens").date == demo.PLAN_START + shift
-    assert Milestone.objects.get(title="Development window ends").date == demo.PLAN_END + shift
+    shift = plan_shift(today)
+    assert Milestone.objects.get(title="Development window opens").date == PLAN_START + shift
+    assert Milestone.objects.get(title="Development window ends").date == PLAN_END + shift
     past = [m for m in milestones if m.date < today]
     future = [m for m in milestones if m.date >= today]
     assert past and future
-    assert [m.title for m in past if not m.done] == [demo.OVERDUE_MILESTONE]
+    assert [m.title for m in past if not m.done] == OVERDUE
     assert not any(m.done for m in future)
     # The overview has something this week or next, and the window spans today.
     monday = today - dt.timedelta(days=today.weekday())
     assert any(monday <= m.date < monday + dt.timedelta(days=14) for m in milestones)
-    assert demo.PLAN_START + shift < today < demo.PLAN_END + shift
+    assert PLAN_START + shift < today < PLAN_END + shift
 
 
 def test_dates_in_prose_move_with_the_plan(loaded: demo.DemoSummary) -> None:
     """Text never mentions the 2024 calendar: plan dates in prose are shifted, months are not named."""
-    shift = demo.plan_shift(PINNED)
-    window = {(demo.PLAN_START + shift + dt.timedelta(days=d)).strftime("%m-%d") for d in range(80)}
+    shift = plan_shift(PINNED)
+    window = {(PLAN_START + shift + dt.timedelta(days=d)).strftime("%m-%d") for d in range(80)}
     prose = [
         *Subteam.objects.values_list("purpose", flat=True),
         *Subteam.objects.values_list("status_note", flat=True),
@@ -380,7 +384,7 @@ def test_dates_in_prose_move_with_the_plan(loaded: demo.DemoSummary) -> None:
 def test_exactly_one_milestone_is_overdue_today() -> None:
     demo.load_demo()  # the real today
     overdue = [m.title for m in Milestone.objects.all() if m.is_overdue]
-    assert overdue == [demo.OVERDUE_MILESTONE]
+    assert overdue == OVERDUE
     done_tasks = Task.objects.filter(status=Task.Status.DONE)
     assert all(t.due_date is not None and t.due_date < timezone.localdate() for t in done_tasks)
 
@@ -394,3 +398,31 @@ def test_command_refuses_to_plant_known_passwords_with_debug_off(db: None) -> No
 def test_command_loads_with_debug_off_when_forced(db: None) -> None:
     call_command("load_demo", "--force", "--today", PINNED.isoformat(), stdout=StringIO())
     assert Member.objects.count() == 45
+
+
+# --- the data files --------------------------------------------------------------------------------------
+
+
+def test_the_data_files_hold_the_whole_team() -> None:
+    data = demo.read_team()
+    demo.check(data)
+    counts = {
+        name: len(getattr(data, name)) for name in ("subteams", "people", "milestones", "goals", "tasks")
+    }
+    assert counts == {"subteams": 12, "people": 45, "milestones": 26, "goals": 20, "tasks": 81}
+    assert sum(len(g.revisions) for g in data.goals) + len(data.goals) == 35
+    assert len(OVERDUE) == 1
+
+
+def test_check_refuses_a_task_outside_its_subteam() -> None:
+    data = demo.read_team()
+    stray = dataclasses.replace(data.tasks[0], assignees=("gozawa",))  # training code's lead
+    with pytest.raises(ValueError, match="not in management"):
+        demo.check(dataclasses.replace(data, tasks=(stray, *data.tasks[1:])))
+
+
+def test_check_refuses_an_unknown_goal_author() -> None:
+    data = demo.read_team()
+    stray = dataclasses.replace(data.goals[0], author="nobody")
+    with pytest.raises(ValueError, match="unknown authors"):
+        demo.check(dataclasses.replace(data, goals=(stray, *data.goals[1:])))

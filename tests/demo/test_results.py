@@ -1,4 +1,4 @@
-"""The demo's results: DOMAIN.md's figures, loaded after the portal's demo, idempotent, moving goals."""
+"""The demo's results (demo/results.py): DOMAIN.md's figures, loaded after the portal's demo, idempotent, moving goals."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from evals import demo
+from demo import results as demo
+from demo.team import load_demo
 from evals.models import EvalResult
-from portal.demo import load_demo
 from portal.models import Goal
 
 TODAY = dt.date(2026, 11, 28)

@@ -1,17 +1,24 @@
-"""The demo bookings: nothing without a cluster, idempotent, and within the partition's GPUs."""
+"""The demo bookings (demo/bookings.py): nothing without a cluster, idempotent, and within the partition's GPUs."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from django.utils import timezone
 
-from lending import demo, services
+from demo import bookings as demo
+from lending import services
 from lending.models import Reservation
 from portal.models import Membership, Subteam
 from scheduler.models import Cluster
 from tests.lending.conftest import make_cluster
 from tests.personas import Team
+
+
+@pytest.fixture
+def lab(db: None) -> Cluster:
+    return make_cluster()
 
 
 def test_demo_needs_a_cluster(team: Team) -> None:
@@ -20,12 +27,12 @@ def test_demo_needs_a_cluster(team: Team) -> None:
 
 
 def test_demo_bookings_are_idempotent_and_never_overbook(team: Team, lab: Cluster) -> None:
-    for spec in demo.BOOKINGS:
+    for spec in demo.bookings():
         subteam, made = Subteam.objects.get_or_create(slug=spec.subteam, defaults={"name": spec.subteam})
         if made:
             Membership.objects.create(member=team.member("member"), subteam=subteam, role="lead")
     today = timezone.localdate()
-    assert demo.load(today) == len(demo.BOOKINGS)
+    assert demo.load(today) == len(demo.bookings())
     assert demo.load(today) == 0
     states = set(Reservation.objects.values_list("state", flat=True))
     assert states == {"approved", "requested", "rejected", "finished"}

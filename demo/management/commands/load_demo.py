@@ -1,4 +1,4 @@
-"""`manage.py load_demo`: load (or refresh) the demo team; the data and the logic live in `portal.demo`."""
+"""`manage.py load_demo`: load (or refresh) the demo team (demo/team.py) and its MT-Bench results (demo/results.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.demo import load_demo
+from demo import results, team
 
 
 class Command(BaseCommand):
@@ -38,12 +38,9 @@ class Command(BaseCommand):
                 "load_demo creates a superuser with a known password; it runs with DEBUG=1 "
                 "(as `make demo` does) or with --force."
             )
-        summary = load_demo(today=options["today"])
+        summary = team.load_demo(today=options["today"])
         self.stdout.write(self.style.SUCCESS(summary.line()))
-        # The apps built on the portal add their demo data (each safe to run again).
-        from evals import demo as evals_demo
-
-        results = evals_demo.load(options["today"])
-        self.stdout.write(f"{len(results)} MT-Bench results and baselines on the leaderboard.")
+        created = results.load(options["today"])
+        self.stdout.write(f"{len(created)} MT-Bench results and baselines on the leaderboard.")
         for line in summary.sign_in_lines():
             self.stdout.write(line)

@@ -1,6 +1,7 @@
-"""Demo bookings for the lending list: a handful across subteams, relative to `today`.
+"""Demo bookings for the lending list: a handful across subteams, relative to `today`
+(demo/data/bookings.yaml).
 
-Called by the portal's demo loader after the team exists. Safe to re-run (bookings are keyed on
+Called by `manage.py stage_demo_assets` once the team and a cluster exist. Safe to re-run (bookings are keyed on
 cluster, subteam and purpose). Without a cluster it does nothing. Approved bookings that have not
 ended are left for the scheduler's worker to reserve on the cluster, as real ones would be.
 """
@@ -8,11 +9,13 @@ ended are left for the scheduler's worker to reserve on the cluster, as real one
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 
+from demo import datafiles
 from lending import services
 from lending.models import Reservation, ReservationEvent
 from portal.models import Membership, Subteam
@@ -32,23 +35,9 @@ class Booking:
     note: str = ""
 
 
-BOOKINGS = (
-    Booking("post-training", "DPO on the 8x8B (full)", 0, 0, 36, "approved"),
-    Booking("pretrain-data", "Dedup + tokenisation of batch 3", 1, 10, 8, "requested"),
-    Booking("moe", "8x8B MoE continued pretraining", 2, 9, 72, "approved", gpus=16),
-    Booking("merge", "TIES merge sweep of SFT/DPO checkpoints", 3, 13, 6, "requested"),
-    Booking("post-training", "Japanese MT-Bench on the DPO checkpoints", 4, 10, 6, "approved", None, "node4"),
-    Booking(
-        "agent",
-        "Tool-use evaluation",
-        6,
-        9,
-        24,
-        "rejected",
-        note="Final push that week: the cluster is for the 8x8B. Please book the week after.",
-    ),
-    Booking("multimodal", "Japanese VQA evaluation", -3, 10, 24, "finished"),
-)
+@functools.cache
+def bookings() -> tuple[Booking, ...]:
+    return tuple(Booking(**row) for row in datafiles.read("bookings.yaml"))
 
 
 def _requester(subteam: Subteam) -> Membership | None:
@@ -72,7 +61,7 @@ def load(today: dt.date) -> int:
     )
     approver = admin.first()
     created = 0
-    for spec in BOOKINGS:
+    for spec in bookings():
         subteam = Subteam.objects.filter(slug=spec.subteam).first()
         membership = _requester(subteam) if subteam else None
         if subteam is None or membership is None:

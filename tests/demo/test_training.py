@@ -1,18 +1,25 @@
-"""The demo's training templates and its stand-in judge (no cluster needed)."""
+"""The demo's training templates (demo/assets.py) and its stand-in judge (demo/judge.py); no cluster needed."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.test import Client, override_settings
 
-from scheduler import demo_assets, demo_judge, services
-from scheduler.management.commands.stage_demo_assets import templates
+from demo import assets as demo_assets
+from demo import judge as demo_judge
+from scheduler import services
 from scheduler.models import Cluster, Job
 from scheduler.training_forms import PipelineForm, TrainingJobForm
 from tests.personas import Team
 from tests.scheduler.test_web import make_fake_cluster
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -22,7 +29,7 @@ def fake_cluster(db: None) -> Cluster:
 
 def test_every_demo_template_fills_a_form_that_submits(team: Team, fake_cluster: Cluster) -> None:
     assets = demo_assets.Assets("/home/tanuki/tanuki-runs/assets")
-    found = templates(assets)
+    found = demo_assets.templates(assets)
     assert {kind for _slug, _name, kind, _fields in found} == {"sft", "dpo", "eval", "pipeline", "pretrain"}
     user = team.users["admin"]
     for _slug, name, kind, fields in found:
@@ -68,3 +75,25 @@ def test_the_demo_judge_is_not_served_in_production() -> None:
         headers={"Authorization": f"Bearer {demo_judge.KEY}"},
     )
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("demo", "answer"), [("1", "routed"), ("", "not routed")])
+def test_the_demo_judge_is_routed_only_when_the_demo_runs(demo: str, answer: str) -> None:
+    """The portal's own settings install the demo app (and mount the judge) only with DEMO=1."""
+    code = (
+        "import django\n"
+        "django.setup()\n"
+        "from django.urls import Resolver404, resolve\n"
+        "try:\n"
+        "    resolve('/demo-judge/v1/chat/completions')\n"
+        "    print('routed')\n"
+        "except Resolver404:\n"
+        "    print('not routed')\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env = {**base, "DEBUG": "1", "DEMO": demo, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == answer
