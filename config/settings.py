@@ -201,6 +201,27 @@ LOGGING = {
 # Name shown in the header and page titles.
 PORTAL_NAME = env_str("PORTAL_NAME", "Tanuki Portal")
 
+# --- The scheduler's worker (docs/architecture.md) ---
+# The whole cycle, in order. Per reachable cluster, on one SSH connection (each step gets a
+# `scheduler.steps.Poll`: the cluster, the connection, the worker's name and the cycle's counters):
+SCHEDULER_STEPS = [
+    "scheduler.steps.refresh_inventory",  # sinfo + scontrol show partition, every 30 s
+    "scheduler.steps.submit_pending",  # adopt or sbatch the jobs waiting to be submitted
+    "scheduler.steps.track_jobs",  # one squeue, one batched sacct: state changes become JobEvents
+    "scheduler.steps.send_cancels",  # one scancel for every requested cancel
+    "scheduler.steps.read_logs",  # stdout/stderr tails over SFTP
+    "lending.sync.sync_reservations",  # bookings → scontrol create/update/delete reservation
+    "metrics.ingest.ingest_cluster",  # .wandb run files over SFTP → metric points
+    "evals.collect.collect_eval_results",  # finished evaluations' summaries → leaderboard
+]
+# Then once per cycle, whatever the clusters:
+SCHEDULER_CYCLE_STEPS = [
+    "slackbot.delivery.run_from_worker",  # new job/booking/eval events → Slack messages, posted
+]
+# The Slurm reservation a job is submitted into (a subteam's jobs run inside its booking), asked for
+# when the job's script is built: a function (job) -> reservation name or None.
+JOB_RESERVATION = "lending.services.reservation_for_job"
+
 # --- Slack (slackbot app; docs/slack.md) ---
 # Without a signing secret the slash command answers 503; without a bot token notifications are
 # recorded but not posted.

@@ -1,9 +1,9 @@
-"""Collect the results of finished eval jobs: a scheduler cluster hook (see `scheduler.hooks`).
+"""Collect the results of finished eval jobs: a step of the worker's cycle (`SCHEDULER_STEPS`).
 
 Once per poll of a reachable cluster, the completed eval jobs (`Job.kind == "eval"`) that have no
 result yet are read over the worker's SFTP connection: `<run_dir>/out/summary.json`, the judgment file
 `<run_dir>/out/model_judgment/<judge>_single.jsonl` and the question file named in the summary; then
-`services.record_from_job` records them. With nothing to collect the hook costs one query.
+`services.record_from_job` records them. With nothing to collect the step costs one query.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from evals import services
 from evals.models import EvalResult
+from scheduler.steps import Poll
 
 if TYPE_CHECKING:
     from scheduler.models import Cluster, Job
@@ -114,8 +115,9 @@ def collect_job(job: Job, conn: Connection) -> EvalResult | None:
         return services.record_from_job(job, summary, judgments, None)
 
 
-def collect_eval_results(cluster: Cluster, conn: Connection) -> None:
-    """The cluster hook: record the results of this cluster's finished eval jobs."""
+def collect_eval_results(poll: Poll) -> None:
+    """The worker step: record the results of this cluster's finished eval jobs."""
+    cluster, conn = poll.cluster, poll.conn
     for job in pending_jobs(cluster):
         tries = _attempts.get(job.pk, 0)
         if tries >= MAX_ATTEMPTS:

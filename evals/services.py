@@ -6,7 +6,7 @@
 - `add_baseline`: a reference model's published scores, typed in by an admin or a lead.
 
 Permissions are checked by the callers (`portal.access`). Results that are not baselines update the
-matching goals (`update_goals`); every result is announced with `eval_result_landed` after commit.
+matching goals (`update_goals`); every result landing writes an `EvalResultEvent` in the same transaction.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from evals.models import CATEGORIES, DEFAULT_BENCHMARK, EvalJudgment, EvalResult
+from evals.models import CATEGORIES, DEFAULT_BENCHMARK, EvalJudgment, EvalResult, EvalResultEvent
 from evals.parsing import Judgment, Question, parse_judgments, parse_questions, summarize
-from evals.signals import eval_result_landed
 from portal import services as portal_services
 from portal.models import Goal, GoalRevision, Member, Subteam
 
@@ -110,12 +109,8 @@ def update_goals(result: EvalResult) -> list[GoalRevision]:
 
 
 def _announce(result: EvalResult) -> None:
-    def send() -> None:
-        for receiver, response in eval_result_landed.send_robust(sender=EvalResult, result=result):
-            if isinstance(response, Exception):
-                log.error("eval_result_landed receiver %s failed: %r", receiver, response)
-
-    transaction.on_commit(send)
+    """Record that the result landed (or was re-scored), in the transaction that stored it."""
+    EvalResultEvent.objects.create(result=result, average=result.average)
 
 
 def _score(value: Any, field: str) -> float | None:

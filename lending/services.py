@@ -37,7 +37,6 @@ from lending.capacity import (
     span,
 )
 from lending.models import Reservation, ReservationEvent, SubteamAccount, SubteamQuota
-from lending.signals import announce
 from lending.usage import HELD_STATES, Usage, job_gpu_hours_in, usage, usage_by_subteam
 from portal.models import Member, Subteam
 from scheduler.models import Cluster, Job
@@ -218,6 +217,33 @@ def _event(
     )
 
 
+def transition(
+    reservation: Reservation,
+    to: str,
+    *,
+    expect_from: tuple[str, ...],
+    event: str,
+    actor: Member | None = None,
+    note: str = "",
+    changes: dict[str, Any] | None = None,
+    **fields: Any,
+) -> bool:
+    """The one door for a booking's state change: a conditional UPDATE (only from `expect_from`) and
+    its `ReservationEvent`, in one transaction. The event row is the durable record (the Slack
+    outbox reads these rows by cursor). False, with nothing written, when the state moved on."""
+    with transaction.atomic():
+        updated = Reservation.objects.filter(pk=reservation.pk, state__in=expect_from).update(
+            state=to, **fields
+        )
+        if not updated:
+            return False
+        _event(reservation, event, actor, note, **(changes if changes is not None else {"state": to}))
+        reservation.state = to
+        for name, value in fields.items():
+            setattr(reservation, name, value)
+    return True
+
+
 def _wake_worker() -> None:
     from scheduler.services import wakeup
 
@@ -255,27 +281,27 @@ def _clipped_hours(r: Reservation, start: dt.datetime, end: dt.datetime) -> floa
     return max(0.0, seconds / 3600)
 
 
-def _mark_approved(reservation: Reservation, approver: Member | None, note: str) -> None:
-    reservation.state = Reservation.State.APPROVED
-    reservation.approver = approver
-    reservation.decision_note = note
-    reservation.slurm_name = reservation.new_slurm_name()
-    reservation.sync_state = Reservation.Sync.CREATE
-    reservation.sync_error = ""
-    reservation.sync_attempted_at = None
-    reservation.save(
-        update_fields=[
-            "state",
-            "approver",
-            "decision_note",
-            "slurm_name",
-            "sync_state",
-            "sync_error",
-            "sync_attempted_at",
-            "auto_approved",
-        ]
+def _mark_approved(
+    reservation: Reservation, approver: Member | None, note: str, *, auto: bool = False
+) -> bool:
+    approved = transition(
+        reservation,
+        Reservation.State.APPROVED,
+        expect_from=(Reservation.State.REQUESTED,),
+        event="approved",
+        actor=approver,
+        note=note,
+        approver=approver,
+        decision_note=note,
+        slurm_name=reservation.new_slurm_name(),
+        sync_state=Reservation.Sync.CREATE,
+        sync_error="",
+        sync_attempted_at=None,
+        auto_approved=auto,
     )
-    _wake_worker()
+    if approved:
+        _wake_worker()
+    return approved
 
 
 def request_reservation(
@@ -323,12 +349,8 @@ def request_reservation(
             start=start.isoformat(),
             end=end.isoformat(),
         )
-        announce(reservation, "requested")
         if _quota_allows(reservation):
-            reservation.auto_approved = True
-            _mark_approved(reservation, None, _("Within the subteam's quota."))
-            _event(reservation, "approved", None, _("Within the subteam's quota."), state="approved")
-            announce(reservation, "approved")
+            _mark_approved(reservation, None, _("Within the subteam's quota."), auto=True)
     return reservation
 
 
@@ -344,8 +366,6 @@ def approve(actor: Member, reservation: Reservation, note: str = "") -> Reservat
             raise ValidationError(_("This window is in the past."))
         _check_room(_request_of(locked), locked.held_gpus, locked)
         _mark_approved(locked, actor, note.strip())
-        _event(locked, "approved", actor, note.strip(), state="approved")
-        announce(locked, "approved")
     return locked
 
 
@@ -372,12 +392,16 @@ def reject(actor: Member, reservation: Reservation, note: str) -> Reservation:
                 _("Only a requested booking can be rejected (this one is %(state)s).")
                 % {"state": locked.get_state_display()}
             )
-        locked.state = Reservation.State.REJECTED
-        locked.approver = actor
-        locked.decision_note = note.strip()
-        locked.save(update_fields=["state", "approver", "decision_note"])
-        _event(locked, "rejected", actor, note.strip(), state="rejected")
-        announce(locked, "rejected")
+        transition(
+            locked,
+            Reservation.State.REJECTED,
+            expect_from=(Reservation.State.REQUESTED,),
+            event="rejected",
+            actor=actor,
+            note=note.strip(),
+            approver=actor,
+            decision_note=note.strip(),
+        )
     return locked
 
 
@@ -389,13 +413,16 @@ def cancel(actor: Member, reservation: Reservation) -> Reservation:
             raise ValidationError(
                 _("This booking is %(state)s already.") % {"state": locked.get_state_display()}
             )
-        old = locked.state
-        locked.state = Reservation.State.CANCELLED
-        locked.sync_state = Reservation.Sync.DELETE if locked.on_cluster else Reservation.Sync.SYNCED
-        locked.sync_attempted_at = None
-        locked.save(update_fields=["state", "sync_state", "sync_attempted_at"])
-        _event(locked, "cancelled", actor, state=["cancelled", old])
-        announce(locked, "cancelled")
+        transition(
+            locked,
+            Reservation.State.CANCELLED,
+            expect_from=(locked.state,),
+            event="cancelled",
+            actor=actor,
+            changes={"state": ["cancelled", locked.state]},
+            sync_state=Reservation.Sync.DELETE if locked.on_cluster else Reservation.Sync.SYNCED,
+            sync_attempted_at=None,
+        )
         if locked.sync_state == Reservation.Sync.DELETE:
             _wake_worker()
     return locked
@@ -487,22 +514,20 @@ def advance(cluster: Cluster, now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     changed = 0
     for r in Reservation.objects.filter(cluster=cluster, state__in=Reservation.BOOKED_STATES, end__lte=now):
-        if Reservation.objects.filter(pk=r.pk, state=r.state).update(
-            state=Reservation.State.FINISHED, on_cluster=False
+        if transition(
+            r, Reservation.State.FINISHED, expect_from=(r.state,), event="finished", on_cluster=False
         ):
-            r.state = Reservation.State.FINISHED
-            _event(r, "finished", None, state="finished")
-            announce(r, "finished")
             changed += 1
     for r in Reservation.objects.filter(
         cluster=cluster, state=Reservation.State.APPROVED, start__lte=now, end__gt=now
     ):
-        if Reservation.objects.filter(pk=r.pk, state=Reservation.State.APPROVED).update(
-            state=Reservation.State.ACTIVE
+        if transition(
+            r,
+            Reservation.State.ACTIVE,
+            expect_from=(Reservation.State.APPROVED,),
+            event="starting",
+            changes={"state": "active"},
         ):
-            r.state = Reservation.State.ACTIVE
-            _event(r, "starting", None, state="active")
-            announce(r, "starting")
             changed += 1
     quiet = dt.timedelta(minutes=idle_minutes())
     for r in Reservation.objects.filter(
@@ -513,9 +538,11 @@ def advance(cluster: Cluster, now: dt.datetime | None = None) -> int:
         ).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now - quiet))
         if ran.exists():
             continue
-        if Reservation.objects.filter(pk=r.pk, idle_flagged_at__isnull=True).update(idle_flagged_at=now):
-            r.idle_flagged_at = now
-            _event(r, "idle", None, _("No job of the subteam ran for %(n)d minutes.") % {"n": idle_minutes()})
-            announce(r, "idle")
-            changed += 1
+        with transaction.atomic():  # not a state change: a flag and its event, together
+            if Reservation.objects.filter(pk=r.pk, idle_flagged_at__isnull=True).update(idle_flagged_at=now):
+                r.idle_flagged_at = now
+                _event(
+                    r, "idle", None, _("No job of the subteam ran for %(n)d minutes.") % {"n": idle_minutes()}
+                )
+                changed += 1
     return changed

@@ -9,18 +9,25 @@ from __future__ import annotations
 import re
 import shlex
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from portal.models import Member, Subteam
-from scheduler import hooks, ssh, training_jobs
+from scheduler import ssh, training_jobs
 from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Partition, Pipeline
+from scheduler.slurm import SBATCH_OPTION_RE  # noqa: F401 - re-exported for older callers
+from scheduler.transitions import record as _record
+from scheduler.transitions import transition
 
 # Wakes the worker loop early (same process: the embedded demo and tests); other workers poll.
 wakeup = threading.Event()
@@ -28,7 +35,6 @@ wakeup = threading.Event()
 # \Z, not $: `$` also matches before a trailing newline, which would let "name\n" through.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 SLURM_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
-SBATCH_OPTION_RE = re.compile(r"^--[a-z][a-z-]{0,40}(=[A-Za-z0-9][A-Za-z0-9._:,@-]{0,200})?\Z")
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_NODES = 64
 MIN_GPUS_PER_NODE = 1  # the cluster is for GPU work: a job asks for at least one GPU per node
@@ -131,7 +137,23 @@ def _training_request(job: Job) -> training_jobs.TrainingRequest | None:
     return training_jobs.TrainingRequest.from_dict(data) if job.is_training and data else None
 
 
-def render_script(job: Job, after_slurm_id: str | None = None) -> str:
+@cache
+def _reservation_finder(path: str) -> Callable[[Job], str | None]:
+    finder: Callable[[Job], str | None] = import_string(path)
+    return finder
+
+
+def reservation_for(job: Job) -> str:
+    """The Slurm reservation the job is to run in, by the `JOB_RESERVATION` setting's function (the
+    lending list: a subteam's jobs run inside its booking); "" for none."""
+    path = getattr(settings, "JOB_RESERVATION", "")
+    name = _reservation_finder(path)(job) if path else None
+    if name and not SLURM_WORD_RE.match(name):
+        raise ValueError(f"refusing an unsafe reservation name: {name!r}")
+    return name or ""
+
+
+def render_script(job: Job, reservation: str = "") -> str:
     """The sbatch script. Values in #SBATCH lines are validated words; the command runs as written.
 
     Training kinds run `python -m training.<kind> --config run.yaml` (run.yaml is staged next to the
@@ -158,10 +180,8 @@ def render_script(job: Job, after_slurm_id: str | None = None) -> str:
         lines.append("#SBATCH --kill-on-invalid-dep=yes")
     if request is not None:
         lines += training_jobs.sbatch_options(job, request)
-    for option in hooks.sbatch_options(job):
-        if not SBATCH_OPTION_RE.match(option):
-            raise ValueError(f"refusing an unsafe #SBATCH option from a hook: {option!r}")
-        lines.append(f"#SBATCH {option}")
+    if reservation:
+        lines.append(f"#SBATCH --reservation={reservation}")
     lines.append("")
     lines.append(f"# Tanuki Portal job {job.id} ({job.name}) for {job.subteam.slug}")
     preamble = job.cluster.env_preamble.strip()
@@ -173,10 +193,6 @@ def render_script(job: Job, after_slurm_id: str | None = None) -> str:
     else:
         lines.append(job.command.rstrip())
     return "\n".join(lines) + "\n"
-
-
-def _record(job: Job, kind: str, actor: Member | None = None, message: str = "", **states: str) -> JobEvent:
-    return JobEvent.objects.create(job=job, kind=kind, actor=actor, message=message, **states)
 
 
 def _wake() -> None:
@@ -229,7 +245,7 @@ def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **ext
         job.parameters["training"] = request.as_dict()
         job.parameters["config"] = config
         job.config_yaml = training_jobs.to_yaml(config)
-    job.script = render_script(job)
+    job.script = render_script(job, reservation=reservation_for(job))
     return job
 
 
@@ -340,17 +356,19 @@ def cancel_job(actor: Member | None, job: Job) -> Job:
             return locked
         now = timezone.now()
         if locked.state == Job.State.SUBMITTING and locked.submit_attempted_at is None:
-            old = locked.state
-            locked.state = Job.State.CANCELLED
-            locked.ended_at = now
-            locked.cancel_requested_at = now
-            locked.cancel_requested_by = actor
-            locked.reason = _("Cancelled before it reached the cluster.")
-            locked.updated_at = now
-            locked.logs_final = True  # it never ran: no logs will come
-            locked.save()
-            _record(locked, JobEvent.Kind.CANCELLED, actor, from_state=old, to_state=locked.state)
-            hooks.state_changed(locked, old, locked.state)
+            transition(
+                locked,
+                Job.State.CANCELLED,
+                expect_from=Job.State.SUBMITTING,
+                event=JobEvent.Kind.CANCELLED,
+                actor=actor,
+                where={"submit_attempted_at__isnull": True},
+                ended_at=now,
+                cancel_requested_at=now,
+                cancel_requested_by=actor,
+                reason=_("Cancelled before it reached the cluster."),
+                logs_final=True,  # it never ran: no logs will come
+            )
             _cancel_dependents(locked)
             return locked
         if locked.cancel_requested_at is None:

@@ -13,8 +13,10 @@ from django.utils import timezone
 from lending import services, sync
 from lending.models import Reservation, SubteamAccount
 from scheduler import services as job_services
+from scheduler import slurm
 from scheduler.models import Cluster, Job
 from scheduler.slurm import parse_oneliner
+from scheduler.steps import CycleStats, Poll
 from scheduler.worker import Worker, connection_for
 from tests.personas import Team
 from tests.scheduler.conftest import Remote
@@ -26,11 +28,11 @@ def booked_names(remote: Remote) -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     for name in names:
-        remote.run("scontrol", "delete", f"reservationname={name}")
+        remote.run(*slurm.delete_reservation_command(name))
 
 
 def show(remote: Remote, name: str) -> dict[str, str]:
-    result = remote.run("env", "SLURM_TIME_FORMAT=%s", "scontrol", "--oneliner", "show", "reservation", name)
+    result = remote.run(*slurm.show_reservation_command(name))
     return parse_oneliner(result.stdout.strip()) if result.ok else {}
 
 
@@ -113,14 +115,14 @@ def test_a_refused_reservation_records_the_error_and_a_quiet_cycle_runs_nothing(
     booked_names.append(r.slurm_name)
     conn = worker.pool.connect(cluster.pk, connection_for(cluster))
     before = conn.commands_run
-    sync.sync_reservations(cluster, conn)
+    sync.sync_reservations(Poll(cluster, conn, "test", CycleStats(cluster.name)))
     r.refresh_from_db()
     assert conn.commands_run - before == 1
     assert not r.on_cluster and r.sync_state == "create" and "exited" in r.sync_error
     assert show(remote, r.slurm_name) == {}
     before = conn.commands_run
-    sync.sync_reservations(cluster, conn)  # within the retry pause: nothing remote
+    sync.sync_reservations(Poll(cluster, conn, "test", CycleStats(cluster.name)))  # within the retry pause: nothing remote
     assert conn.commands_run == before
     services.cancel(team.member("member"), r)
-    sync.sync_reservations(cluster, conn)  # never created: nothing to delete
+    sync.sync_reservations(Poll(cluster, conn, "test", CycleStats(cluster.name)))  # never created: nothing to delete
     assert conn.commands_run == before and fresh(r).sync_state == "synced"

@@ -10,6 +10,7 @@ import pytest
 from metrics import ingest, wandb_file
 from metrics.models import MetricCursor, MetricPoint
 from scheduler.models import Cluster, Job
+from scheduler.steps import CycleStats, Poll
 from tests.metrics.conftest import MakeJob
 from tests.metrics.test_ingest import expected_points
 from tests.scheduler.conftest import Remote, cluster, devcluster_info, remote  # noqa: F401
@@ -36,12 +37,13 @@ def test_a_growing_run_file_on_the_cluster_is_stored_once(
     conn.write_file(path, run_file[:half])
     commands = conn.commands_run
 
-    ingest.ingest_cluster(cluster, conn)
+    poll = Poll(cluster, conn, "test", CycleStats(cluster.name))
+    ingest.ingest_cluster(poll)
     first = MetricPoint.objects.filter(job=job).count()
     conn.write_file(path, run_file)
-    ingest.ingest_cluster(cluster, conn)
+    ingest.ingest_cluster(poll)
     ops = conn.sftp_ops
-    ingest.ingest_cluster(cluster, conn)
+    ingest.ingest_cluster(poll)
 
     assert 0 < first < expected_points()
     assert MetricPoint.objects.filter(job=job).count() == expected_points()
