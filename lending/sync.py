@@ -7,12 +7,16 @@ Facts about Slurm 22.05 this relies on:
   refused, so a booking that has begun is created from now on.
 - Slurm removes a reservation itself when it ends; the portal only marks the booking finished.
 
+The scontrol command lines and the parser of their output are `scheduler.slurm`'s; this module
+decides what each booking needs of Slurm and records what came of it.
+
 Nothing remote runs when nothing needs syncing (the worker's idle cycle stays at its own commands).
 A failed command is recorded on the booking and retried after RETRY_AFTER.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 
@@ -21,68 +25,43 @@ from django.utils import timezone
 
 from lending import services
 from lending.models import Reservation
-from scheduler import ssh
+from scheduler import slurm, ssh
 from scheduler.models import Cluster, Job
-from scheduler.services import SBATCH_OPTION_RE
+from scheduler.steps import Poll
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = dt.timedelta(minutes=2)
-SLURM_TIME = "%Y-%m-%dT%H:%M:%S"
 
 
-def _slurm_time(value: dt.datetime, cluster: Cluster) -> str:
-    return value.astimezone(cluster.tz).strftime(SLURM_TIME)
-
-
-def reservation_fields(r: Reservation, now: dt.datetime | None = None) -> list[str]:
-    """`key=value` words for scontrol create/update (each one argument, quoted by the SSH layer)."""
+def reservation_spec(r: Reservation, now: dt.datetime | None = None) -> slurm.ReservationSpec:
+    """What the booking asks of Slurm: its window (from a few seconds ahead at the earliest), whole
+    nodes, and the subteam's accounts (else the cluster user)."""
     now = now or timezone.now()
-    start = max(r.start, now + dt.timedelta(seconds=5))
-    fields = [
-        f"starttime={_slurm_time(start, r.cluster)}",
-        f"endtime={_slurm_time(r.end, r.cluster)}",
-        f"partition={r.cluster.default_partition}",
-    ]
-    fields.append(f"nodes={','.join(r.nodes)}" if r.nodes else f"nodecnt={r.node_count}")
-    accounts = services.accounts_for(r.subteam_id, r.cluster)
-    if accounts:
-        fields.append(f"accounts={','.join(accounts)}")
-    else:
-        fields.append(f"users={r.cluster.username}")
-    return fields
+    accounts = tuple(services.accounts_for(r.subteam_id, r.cluster))
+    return slurm.ReservationSpec(
+        name=r.slurm_name,
+        start=max(r.start, now + dt.timedelta(seconds=5)),
+        end=r.end,
+        tz=r.cluster.tz,
+        partition=r.cluster.default_partition,
+        nodes=tuple(r.nodes),
+        node_count=r.node_count,
+        accounts=accounts,
+        users=() if accounts else (r.cluster.username,),
+    )
 
 
 def create_command(r: Reservation, now: dt.datetime | None = None) -> str:
     """Create, then show it (one round trip) to learn which nodes Slurm picked."""
-    return ssh.chain_commands(
-        ["scontrol", "create", "reservation", f"reservationname={r.slurm_name}", *reservation_fields(r, now)],
-        ["scontrol", "--oneliner", "show", "reservation", r.slurm_name],
-    )
+    return ssh.chain_commands(*slurm.create_reservation_commands(reservation_spec(r, now)))
 
 
 def update_command(r: Reservation, now: dt.datetime | None = None) -> str:
-    fields = [f for f in reservation_fields(r, now) if not f.startswith("partition=")]
+    spec = reservation_spec(r, now)
     if r.start <= (now or timezone.now()):
-        fields = [f for f in fields if not f.startswith("starttime=")]  # it has begun: keep its start
-    return ssh.chain_commands(
-        ["scontrol", "update", f"reservationname={r.slurm_name}", *fields],
-        ["scontrol", "--oneliner", "show", "reservation", r.slurm_name],
-    )
-
-
-def delete_command(r: Reservation) -> list[str]:
-    return ["scontrol", "delete", f"reservationname={r.slurm_name}"]
-
-
-def parse_nodes(text: str) -> str:
-    """`Nodes=node[1-2]` from `scontrol --oneliner show reservation` output."""
-    from scheduler.slurm import parse_oneliner
-
-    for line in text.splitlines():
-        if line.startswith("ReservationName="):
-            return parse_oneliner(line).get("Nodes", "")
-    return ""
+        spec = dataclasses.replace(spec, start=None)  # it has begun: keep its start
+    return ssh.chain_commands(*slurm.update_reservation_commands(spec))
 
 
 def pending(cluster: Cluster, now: dt.datetime) -> list[Reservation]:
@@ -94,9 +73,10 @@ def pending(cluster: Cluster, now: dt.datetime) -> list[Reservation]:
     )
 
 
-def sync_reservations(cluster: Cluster, conn: ssh.Connection) -> None:
+def sync_reservations(poll: Poll) -> None:
     """1. Time passes: active / finished / idle (database only).
     2. Each booking whose Slurm copy is out of step: create, update or delete it; record the result."""
+    cluster, conn = poll.cluster, poll.conn
     now = timezone.now()
     services.advance(cluster, now)
     for r in pending(cluster, now):
@@ -111,16 +91,18 @@ def _sync_one(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> None:
         return
     try:
         if r.sync_state == Reservation.Sync.DELETE or want_gone:
-            result = conn.run(delete_command(r))
-            if not result.ok and "not found" not in (result.stderr + result.stdout).lower():
-                result.check()
+            result = conn.run(slurm.delete_reservation_command(r.slurm_name))
+            if not result.ok and not slurm.reservation_missing(result.stderr + result.stdout):
+                result.check()  # gone already (it ended, or someone deleted it) counts as deleted
             _done(r, on_cluster=False, synced_from=r.sync_state)
         elif r.sync_state == Reservation.Sync.CREATE:
             result = conn.run_shell(create_command(r, now)).check()
-            _done(r, on_cluster=True, synced_from=r.sync_state, nodes=parse_nodes(result.stdout))
+            nodes = slurm.reserved_nodes(result.stdout, r.slurm_name)
+            _done(r, on_cluster=True, synced_from=r.sync_state, nodes=nodes)
         elif r.sync_state == Reservation.Sync.UPDATE:
             result = conn.run_shell(update_command(r, now)).check()
-            _done(r, on_cluster=True, synced_from=r.sync_state, nodes=parse_nodes(result.stdout))
+            nodes = slurm.reserved_nodes(result.stdout, r.slurm_name)
+            _done(r, on_cluster=True, synced_from=r.sync_state, nodes=nodes)
     except ssh.ClusterUnreachable:
         raise
     except ssh.SlurmError as error:
@@ -151,4 +133,4 @@ def sbatch_options(job: Job) -> list[str]:
     if not name:
         return []
     option = f"--reservation={name}"
-    return [option] if SBATCH_OPTION_RE.match(option) else []
+    return [option] if slurm.SBATCH_OPTION_RE.match(option) else []

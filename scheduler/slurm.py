@@ -1,7 +1,10 @@
 """Slurm's command lines and the parsers of their output: pure functions, tested on recorded output.
 
-Every command asks for explicit fields (`--format`, `--parsable2`, `--oneliner`) so a site's default
-formats never change what we read. Nothing here does I/O; `scheduler.ssh` runs the commands.
+Every Slurm command the portal runs is built here, as an argv list (`scheduler.ssh` quotes and runs it):
+sbatch, squeue, sacct, scancel, the inventory (scontrol show node/partition) and reservations (scontrol
+create/update/delete/show reservation). Every command asks for explicit fields (`--format`,
+`--parsable2`, `--oneliner`) so a site's default formats never change what we read. Host lists
+(`node[1-4,7]`) are read and written by python-hostlist. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import hostlist
 
 # Portal job states (scheduler.models.Job.State values).
 PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
@@ -277,6 +282,15 @@ def parse_sacct(text: str) -> dict[str, AccountingRecord]:
 
 # --- sbatch, scancel -----------------------------------------------------------------------------------
 
+# One `--name` or `--name=value` option of a validated word (an #SBATCH line carries exactly one).
+# \Z, not $: `$` also matches before a trailing newline, which would let "--x=y\n" through.
+SBATCH_OPTION_RE = re.compile(r"^--[a-z][a-z-]{0,40}(=[A-Za-z0-9][A-Za-z0-9._:,@-]{0,200})?\Z")
+
+
+def sbatch_command(after_ok: str | None = None) -> list[str]:
+    """Submit the script on stdin; with `after_ok`, once that Slurm job has completed successfully."""
+    return ["sbatch", "--parsable", *([f"--dependency=afterok:{after_ok}"] if after_ok else [])]
+
 
 def parse_sbatch(text: str) -> str:
     """`sbatch --parsable` prints `12345` or `12345;cluster`."""
@@ -412,3 +426,149 @@ def parse_inventory(text: str) -> tuple[list[NodeInfo], list[PartitionInfo]]:
             )
         )
     return nodes, partitions
+
+
+# --- host lists ---------------------------------------------------------------------------------------
+
+
+def expand_hostlist(text: str) -> list[str]:
+    """`node[1-2,4],gpu07` -> ['node1', 'node2', 'node4', 'gpu07']; '' -> [].
+    A ValueError that names the text when it is not a host list (unbalanced brackets, a bad range)."""
+    try:
+        names = hostlist.expand_hostlist(text.strip())
+    except hostlist.BadHostlist as error:
+        raise ValueError(f"not a Slurm host list: {text.strip()[:200]!r} ({error})") from error
+    return [str(name) for name in names]
+
+
+def collect_hostlist(names: Iterable[str]) -> str:
+    """['node1', 'node2', 'node4'] -> `node[1-2,4]` (the inverse of expand_hostlist)."""
+    return str(hostlist.collect_hostlist([name.strip() for name in names if name.strip()]))
+
+
+# --- reservations (scontrol) ----------------------------------------------------------------------------
+
+RESERVATION_TIME = "%Y-%m-%dT%H:%M:%S"  # scontrol reads times without a zone as the cluster's local time
+
+
+@dataclass(frozen=True)
+class ReservationSpec:
+    """What a reservation should be. Whole nodes: named `nodes`, else `node_count` of the partition.
+    `start` None (updates only): leave the start as it is."""
+
+    name: str
+    end: dt.datetime
+    tz: dt.tzinfo  # the cluster's time zone, in which scontrol reads the times
+    start: dt.datetime | None = None
+    partition: str = ""
+    nodes: tuple[str, ...] = ()
+    node_count: int = 0
+    accounts: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+
+
+def reservation_time(value: dt.datetime, tz: dt.tzinfo) -> str:
+    return value.astimezone(tz).strftime(RESERVATION_TIME)
+
+
+def reservation_fields(spec: ReservationSpec) -> list[str]:
+    """`key=value` words for scontrol create/update, each one argument."""
+    fields = []
+    if spec.start is not None:
+        fields.append(f"starttime={reservation_time(spec.start, spec.tz)}")
+    fields.append(f"endtime={reservation_time(spec.end, spec.tz)}")
+    if spec.partition:
+        fields.append(f"partition={spec.partition}")
+    fields.append(f"nodes={','.join(spec.nodes)}" if spec.nodes else f"nodecnt={spec.node_count}")
+    if spec.accounts:
+        fields.append(f"accounts={','.join(spec.accounts)}")
+    if spec.users:
+        fields.append(f"users={','.join(spec.users)}")
+    return fields
+
+
+def show_reservation_command(name: str | None = None) -> list[str]:
+    """One reservation (or all of them), one line each, times as epoch seconds."""
+    return [*TIME_ENV, "scontrol", "--oneliner", "show", "reservation", *([name] if name else [])]
+
+
+def create_reservation_commands(spec: ReservationSpec) -> tuple[list[str], list[str]]:
+    """Create, then show it (`chain_commands(*…)`, one round trip) to learn which nodes Slurm picked."""
+    return (
+        ["scontrol", "create", "reservation", f"reservationname={spec.name}", *reservation_fields(spec)],
+        show_reservation_command(spec.name),
+    )
+
+
+def update_reservation_commands(spec: ReservationSpec) -> tuple[list[str], list[str]]:
+    """Update, then show it. The partition is not sent (it is the one the reservation was made in)."""
+    fields = [f for f in reservation_fields(spec) if not f.startswith("partition=")]
+    return (
+        ["scontrol", "update", f"reservationname={spec.name}", *fields],
+        show_reservation_command(spec.name),
+    )
+
+
+def delete_reservation_command(name: str) -> list[str]:
+    return ["scontrol", "delete", f"reservationname={name}"]
+
+
+def reservation_missing(output: str) -> bool:
+    """Whether scontrol's output says the named reservation does not exist (it ended, or was deleted):
+    `Reservation x not found` (show) or `…: Requested reservation is invalid` (delete)."""
+    text = output.lower()
+    return "not found" in text or "requested reservation is invalid" in text
+
+
+@dataclass(frozen=True)
+class ReservationInfo:
+    name: str
+    start: dt.datetime | None
+    end: dt.datetime | None
+    nodes: str  # a host list, as Slurm prints it: `node[1-2]`
+    node_count: int
+    partition: str
+    accounts: tuple[str, ...]
+    users: tuple[str, ...]
+    state: str  # ACTIVE or INACTIVE (not begun yet)
+    flags: tuple[str, ...]
+
+    @property
+    def node_names(self) -> list[str]:
+        return expand_hostlist(self.nodes)
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(w for w in _none_if_placeholder(value).split(",") if w)
+
+
+def parse_reservations(text: str) -> list[ReservationInfo]:
+    """`scontrol --oneliner show reservation` output: one ReservationName= line per reservation. Other
+    lines (`Reservation created: x`, `Reservation updated.`, `No reservations in the system`,
+    `Reservation x not found`) name none."""
+    found = []
+    for line in text.splitlines():
+        if not line.startswith("ReservationName="):
+            continue
+        f = parse_oneliner(line)
+        count = f.get("NodeCnt", "0")
+        found.append(
+            ReservationInfo(
+                name=f["ReservationName"],
+                start=parse_time(f.get("StartTime", "")),
+                end=parse_time(f.get("EndTime", "")),
+                nodes=_none_if_placeholder(f.get("Nodes", "")),
+                node_count=int(count) if count.isdigit() else 0,
+                partition=_none_if_placeholder(f.get("PartitionName", "")),
+                accounts=_words(f.get("Accounts", "")),
+                users=_words(f.get("Users", "")),
+                state=f.get("State", ""),
+                flags=_words(f.get("Flags", "")),
+            )
+        )
+    return found
+
+
+def reserved_nodes(text: str, name: str) -> str:
+    """The host list the named reservation holds, from `show reservation` output ('' if not shown)."""
+    return next((r.nodes for r in parse_reservations(text) if r.name == name), "")

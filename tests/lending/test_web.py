@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from lending import services
 from lending.models import Reservation
-from lending.views import expand_hostlist, feed_token
+from lending.views import feed_token
 from scheduler.models import Cluster
 from tests.lending.conftest import soon
 from tests.personas import ROLES, Team
@@ -155,10 +155,18 @@ def test_calendar_shows_bars_on_nodes_and_marks_drained_ones(team: Team, lab: Cl
     assert "node-out" in node3
 
 
-def test_hostlists_expand() -> None:
-    assert expand_hostlist("node[1-2,4],gpu07") == ["node1", "node2", "node4", "gpu07"]
-    assert expand_hostlist("node[01-02]") == ["node01", "node02"]
-    assert expand_hostlist("") == []
+def test_calendar_places_bookings_on_the_nodes_slurm_reserved(team: Team, lab: Cluster, book) -> None:  # type: ignore[no-untyped-def]
+    placed, unreadable = book("member", gpus=16), book("lead", gpus=8, hours=(4, 5))
+    Reservation.objects.filter(pk=placed.pk).update(slurm_nodes="node[1-2]")
+    Reservation.objects.filter(pk=unreadable.pk).update(slurm_nodes="node[1-")  # cut short: drawn unplaced
+    response = team.client("member").get(reverse("lending:calendar"), {"cluster": lab.pk})
+    assert response.status_code == 200
+    body = response.content.decode()
+    rows = {node: body[body.index(f'data-node="{node}"') :] for node in ("node1", "node2", "node3", "node4")}
+    rows = {node: row[: row.index("gcal-row")] for node, row in rows.items()}
+    assert [node for node, row in rows.items() if placed.get_absolute_url() in row] == ["node1", "node2"]
+    assert not any(unreadable.get_absolute_url() in row for row in rows.values())
+    assert unreadable.get_absolute_url() in body
 
 
 def test_ics_feeds_need_the_signed_token(team: Team, book) -> None:  # type: ignore[no-untyped-def]

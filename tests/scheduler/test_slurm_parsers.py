@@ -6,6 +6,7 @@ as the cluster user, on jobs crafted to end each way (see the JOBS table there).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -414,3 +415,138 @@ def test_command_lines_ask_for_explicit_fields() -> None:
     by_name = slurm.sacct_by_name_command(["tanuki-b", "tanuki-a", "tanuki-a"])
     assert by_name[by_name.index("--name") + 1] == "tanuki-a,tanuki-b"
     assert slurm.scancel_command(["12", "3", "12"]) == ["scancel", "3", "12"]
+    assert slurm.sbatch_command() == ["sbatch", "--parsable"]
+    assert slurm.sbatch_command(after_ok="41") == ["sbatch", "--parsable", "--dependency=afterok:41"]
+
+
+@pytest.mark.parametrize(
+    ("option", "ok"),
+    [
+        ("--reservation=tanuki-5-ab12cd", True),
+        ("--exclusive", True),
+        ("--gres=gpu:h100:8", True),
+        ("--reservation=a b", False),
+        ("--reservation=x\n", False),  # \Z, not $: no trailing newline
+        ("--Reservation=x", False),
+        ("-r x", False),
+    ],
+)
+def test_sbatch_option_re(option: str, ok: bool) -> None:
+    assert bool(slurm.SBATCH_OPTION_RE.match(option)) is ok
+
+
+# --- host lists -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("node[1-2,4],gpu07", ["node1", "node2", "node4", "gpu07"]),
+        ("node[01-03],cpu1", ["node01", "node02", "node03", "cpu1"]),
+        ("gpu[01-03],cpu1", ["gpu01", "gpu02", "gpu03", "cpu1"]),
+        ("node4", ["node4"]),
+        (" node[3-4]\n", ["node3", "node4"]),
+        ("", []),
+    ],
+)
+def test_expand_hostlist(text: str, names: list[str]) -> None:
+    assert slurm.expand_hostlist(text) == names
+
+
+@pytest.mark.parametrize("text", ["node[1-", "node[a-b]", "node[3-1]", "node]1"])
+def test_a_bad_hostlist_is_a_value_error_that_names_it(text: str) -> None:
+    with pytest.raises(ValueError, match="not a Slurm host list") as error:
+        slurm.expand_hostlist(text)
+    assert repr(text) in str(error.value)
+
+
+def test_collect_hostlist_is_the_inverse() -> None:
+    assert slurm.collect_hostlist(["node1", "node2", "node4"]) == "node[1-2,4]"
+    assert slurm.expand_hostlist(slurm.collect_hostlist(["gpu01", "gpu02", "cpu1"])) == [
+        "cpu1",
+        "gpu01",
+        "gpu02",
+    ]
+    assert slurm.collect_hostlist([]) == ""
+
+
+# --- scontrol (reservations) ----------------------------------------------------------------------------
+
+TOKYO = dt.timezone(dt.timedelta(hours=9))
+SPEC = slurm.ReservationSpec(
+    name="tanuki-5",
+    start=dt.datetime(2030, 1, 7, 1, tzinfo=dt.UTC),
+    end=dt.datetime(2030, 1, 7, 4, 30, tzinfo=dt.UTC),
+    tz=TOKYO,
+    partition="gpu",
+    node_count=2,
+    accounts=("sft", "eval"),
+)
+
+
+def test_reservation_commands_write_times_in_the_clusters_zone() -> None:
+    create, show = slurm.create_reservation_commands(SPEC)
+    assert create == [
+        "scontrol", "create", "reservation", "reservationname=tanuki-5", "starttime=2030-01-07T10:00:00",
+        "endtime=2030-01-07T13:30:00", "partition=gpu", "nodecnt=2", "accounts=sft,eval",
+    ]  # fmt: skip
+    assert show == [
+        "env",
+        "SLURM_TIME_FORMAT=%s",
+        "scontrol",
+        "--oneliner",
+        "show",
+        "reservation",
+        "tanuki-5",
+    ]
+    named = dataclasses.replace(SPEC, nodes=("node3", "node4"), accounts=(), users=("tanuki",))
+    assert slurm.reservation_fields(named)[3:] == ["nodes=node3,node4", "users=tanuki"]
+
+
+def test_an_update_sends_neither_the_partition_nor_a_start_it_keeps() -> None:
+    update, show = slurm.update_reservation_commands(dataclasses.replace(SPEC, start=None))
+    assert update == [
+        "scontrol", "update", "reservationname=tanuki-5", "endtime=2030-01-07T13:30:00", "nodecnt=2",
+        "accounts=sft,eval",
+    ]  # fmt: skip
+    assert show == slurm.show_reservation_command("tanuki-5")
+    assert slurm.delete_reservation_command("tanuki-5") == ["scontrol", "delete", "reservationname=tanuki-5"]
+    assert slurm.show_reservation_command()[-2:] == ["show", "reservation"]  # all of them
+
+
+def test_parse_reservation_created_by_node_count_recorded() -> None:
+    (r,) = slurm.parse_reservations(recorded("reservation_create.txt"))
+    assert (r.name, r.nodes, r.node_count, r.partition) == ("rec-by-count", "node[1-2]", 2, "gpu")
+    assert (r.accounts, r.users, r.flags, r.state) == (("sft", "eval"), (), (), "INACTIVE")
+    assert r.start is not None and r.end is not None and r.start.tzinfo is dt.UTC
+    assert r.end - r.start == dt.timedelta(hours=2)
+    assert r.node_names == ["node1", "node2"]
+    assert slurm.reserved_nodes(recorded("reservation_create.txt"), "rec-by-count") == "node[1-2]"
+
+
+def test_parse_reservation_of_named_nodes_recorded() -> None:
+    (r,) = slurm.parse_reservations(recorded("reservation_create_nodes.txt"))
+    assert (r.nodes, r.users, r.accounts, r.flags) == ("node[3-4]", ("tanuki",), (), ("SPEC_NODES",))
+    assert r.node_names == ["node3", "node4"]
+
+
+def test_parse_reservation_update_and_show_all_recorded() -> None:
+    (updated,) = slurm.parse_reservations(recorded("reservation_update.txt"))
+    assert updated.end is not None and updated.start is not None
+    assert updated.end - updated.start == dt.timedelta(hours=3)  # the end moved by an hour
+    shown = slurm.parse_reservations(recorded("reservation_show.txt"))
+    assert [r.name for r in shown] == ["rec-by-count", "rec-by-name"]
+    assert shown[0] == updated
+    assert slurm.reserved_nodes(recorded("reservation_show.txt"), "rec-by-name") == "node[3-4]"
+
+
+def test_a_missing_reservation_recorded() -> None:
+    for name in ("reservation_show_missing.txt", "reservation_delete_missing.txt"):
+        text = recorded(name)
+        assert slurm.reservation_missing(text), text
+        assert slurm.parse_reservations(text) == []
+        assert slurm.reserved_nodes(text, "rec-by-count") == ""
+    assert slurm.parse_reservations("No reservations in the system\n") == []
+    assert not slurm.reservation_missing(
+        "Error creating the reservation: Invalid account or account/partition"
+    )

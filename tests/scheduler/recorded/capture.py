@@ -1,15 +1,18 @@
 """Capture the recorded Slurm output the parser tests read (run once against the real dev cluster).
 
-    .venv/bin/python tests/scheduler/recorded/capture.py
+    .venv/bin/python tests/scheduler/recorded/capture.py [jobs|reservations]
 
-Every command is the worker's own (`scheduler.slurm.*_command`), run as the cluster user over
-`scheduler.ssh.Connection`, so the files hold exactly what the worker parses. Takes about two minutes
-(one job must run into its one-minute time limit). It drains node3 and crashes node4 for a moment and
-restores both before it exits. Not collected by pytest (no `test_` prefix).
+Every command is the portal's own (`scheduler.slurm.*_command`), run as the cluster user over
+`scheduler.ssh.Connection`, so the files hold exactly what the worker parses. `jobs` takes about two
+minutes (one job must run into its one-minute time limit); it drains node3 and crashes node4 for a
+moment and restores both before it exits. `reservations` takes a few seconds: two reservations a
+month ahead (they hold no node now), shown, updated and deleted. With no argument, both.
+Not collected by pytest (no `test_` prefix).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -71,7 +74,7 @@ def devcluster(*args: str) -> None:
     subprocess.run([str(DEVCLUSTER), *args], check=True, capture_output=True, text=True)
 
 
-def main() -> None:
+def connect() -> tuple[ssh.Connection, dict[str, str]]:
     info = json.loads((STATE_DIR / "cluster.json").read_text())
     conn = ssh.Connection(
         host=info["host"],
@@ -80,6 +83,54 @@ def main() -> None:
         key_path=Path(info["key_path"]),
         host_key=info["host_key"],
     )
+    return conn, info
+
+
+def capture_reservations(conn: ssh.Connection, info: dict[str, str]) -> None:
+    """What lending's sync runs and parses: create + show, update + show, delete; and the misses."""
+    tz = dt.datetime.now().astimezone().tzinfo or dt.UTC  # the dev cluster runs here, in this zone
+    start = (dt.datetime.now(tz) + dt.timedelta(days=30)).replace(minute=0, second=0, microsecond=0)
+    by_count = slurm.ReservationSpec(
+        name="rec-by-count", start=start, end=start + dt.timedelta(hours=2), tz=tz,
+        partition=info["partition"], node_count=2, accounts=("sft", "eval"),
+    )  # fmt: skip
+    by_name = slurm.ReservationSpec(
+        name="rec-by-name", start=start, end=start + dt.timedelta(hours=1), tz=tz,
+        partition=info["partition"], nodes=("node3", "node4"), users=(info["username"],),
+    )  # fmt: skip
+
+    def shell(*argvs: list[str]) -> ssh.CommandResult:
+        return conn.run_shell(ssh.chain_commands(*argvs))
+
+    def record(name: str, text: str) -> None:
+        (HERE / name).write_text(text)
+
+    for spec in (by_count, by_name):
+        conn.run(slurm.delete_reservation_command(spec.name))  # left over from an interrupted capture
+    try:
+        record("reservation_create.txt", shell(*slurm.create_reservation_commands(by_count)).check().stdout)
+        record(
+            "reservation_create_nodes.txt", shell(*slurm.create_reservation_commands(by_name)).check().stdout
+        )
+        later = slurm.ReservationSpec(
+            name=by_count.name, end=by_count.end + dt.timedelta(hours=1), tz=tz, node_count=2,
+            accounts=by_count.accounts,
+        )  # fmt: skip
+        record("reservation_update.txt", shell(*slurm.update_reservation_commands(later)).check().stdout)
+        shown = shell(slurm.show_reservation_command()).check().stdout
+        record("reservation_show.txt", "".join(line + "\n" for line in shown.splitlines() if "=rec-" in line))
+    finally:
+        for spec in (by_count, by_name):
+            conn.run(slurm.delete_reservation_command(spec.name)).check()
+    missing = conn.run(slurm.show_reservation_command(by_count.name))
+    assert not missing.ok
+    record("reservation_show_missing.txt", missing.stdout + missing.stderr)
+    gone = conn.run(slurm.delete_reservation_command(by_count.name))
+    assert not gone.ok
+    record("reservation_delete_missing.txt", gone.stdout + gone.stderr)
+
+
+def capture_jobs(conn: ssh.Connection, info: dict[str, str]) -> None:
     ids: dict[str, str] = {}
     for name, (options, body) in JOBS.items():
         script = f"#!/bin/bash\n#SBATCH --job-name=rec-{name}\n#SBATCH --comment=tanuki:rec-{name}\n"
@@ -88,7 +139,7 @@ def main() -> None:
             options = [*options, "--exclude=node3,node4"]  # only node_fail runs on the node that crashes
         script += "".join(f"#SBATCH {option}\n" for option in options) + body
         result = conn.run_shell(
-            ssh.chain_commands(["mkdir", "-p", RUN], ["sbatch", "--parsable"]), stdin=script.encode()
+            ssh.chain_commands(["mkdir", "-p", RUN], slurm.sbatch_command()), stdin=script.encode()
         ).check()
         (HERE / "sbatch.txt").write_text(result.stdout)
         ids[name] = slurm.parse_sbatch(result.stdout)
@@ -169,6 +220,15 @@ def main() -> None:
         (HERE / f"sacct_{name}.txt").write_text(sacct(name))
     (HERE / "sacct_all.txt").write_text(sacct(*ids))
     conn.run(slurm.scancel_command([ids["pending"], ids["running"]])).check()
+
+
+def main() -> None:
+    which = sys.argv[1:] or ["jobs", "reservations"]
+    conn, info = connect()
+    if "jobs" in which:
+        capture_jobs(conn, info)
+    if "reservations" in which:
+        capture_reservations(conn, info)
     print("done")
 
 
