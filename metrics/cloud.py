@@ -2,9 +2,10 @@
 
 Used when WANDB_API_KEY is set and the job's run path is known: `parameters["wandb_run_path"]`
 ("entity/project/run_id"), else the run config's `wandb.entity`/`wandb.project` (or WANDB_ENTITY /
-WANDB_PROJECT) with the job's UUID as run id. Reads `wandb.Api().run(path).scan_history(min_step=…)`
-from the cursor, whose `offset` here is the next W&B `_step` to read; points go through the same
-`ingest.store_events` as the file source, so the exactly-once rule is the same.
+WANDB_PROJECT) with the job's UUID as run id. `read_history` reads
+`wandb.Api().run(path).scan_history(min_step=…)` from a given `_step` on and returns the rows as the
+same events as the run file's; `metrics.ingest` stores them with the cursor's `offset` as the next
+`_step` to read, so the exactly-once rule is the same.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 from typing import Any, Protocol
 
 from metrics import wandb_file
-from metrics.models import MetricCursor
 from scheduler.models import Job
 
 ROWS_PER_CYCLE = 5000
@@ -61,27 +61,17 @@ def default_api() -> CloudApi:
     return wandb.Api(timeout=20)
 
 
-def ingest_job(job: Job, api: CloudApi | None = None) -> int:
-    """Store the cloud run's rows from the cursor's next step on; the number of points stored."""
-    from metrics.ingest import store_events
-
-    path = run_path(job)
-    if path is None:
-        return 0
-    cursor, _ = MetricCursor.objects.get_or_create(job=job)
-    if cursor.final:
-        return 0
-    if cursor.source != MetricCursor.Source.CLOUD or cursor.path != path:
-        MetricCursor.objects.filter(pk=job.pk, offset=cursor.offset).update(
-            source=MetricCursor.Source.CLOUD, path=path
-        )
-        cursor.source, cursor.path = MetricCursor.Source.CLOUD, path
+def read_history(
+    path: str, min_step: int, api: CloudApi | None = None
+) -> tuple[list[wandb_file.HistoryRow], int]:
+    """The run's rows from `_step` `min_step` on (at most ROWS_PER_CYCLE steps), as history rows of
+    their numeric values, and the next step to read (`min_step` when there was nothing new)."""
     run = (api or default_api()).run(path)
-    events: list[wandb_file.Event] = []
-    next_step = cursor.offset
-    for row in run.scan_history(min_step=cursor.offset, max_step=cursor.offset + ROWS_PER_CYCLE):
+    rows: list[wandb_file.HistoryRow] = []
+    next_step = min_step
+    for row in run.scan_history(min_step=min_step, max_step=min_step + ROWS_PER_CYCLE):
         step = int(row.get("_step", next_step))
-        if step < cursor.offset:
+        if step < min_step:
             continue
         values = {
             key: float(value)
@@ -92,7 +82,7 @@ def ingest_job(job: Job, api: CloudApi | None = None) -> int:
             and math.isfinite(value)
         }
         timestamp = row.get("_timestamp")
-        events.append(
+        rows.append(
             wandb_file.HistoryRow(
                 step=step,
                 values=values,
@@ -100,6 +90,4 @@ def ingest_job(job: Job, api: CloudApi | None = None) -> int:
             )
         )
         next_step = max(next_step, step + 1)
-    if next_step == cursor.offset:
-        return 0
-    return store_events(job, cursor, events, next_step)
+    return rows, next_step

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from metrics import store
-from metrics.ingest import STEP_KEY, TOKENS_KEY, TOKENS_PER_S_KEY, training_config
+from metrics.keys import STEP_KEY, TOKENS_KEY, TOKENS_PER_S_KEY, max_steps
 from metrics.models import MetricPoint
 from scheduler.models import Job
 
@@ -29,11 +29,6 @@ class Progress:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "percent": self.percent}
-
-
-def max_steps(job: Job) -> int | None:
-    value = training_config(job).get("max_steps")
-    return value if isinstance(value, int) and value > 0 else None
 
 
 def job_progress(job: Job) -> Progress | None:

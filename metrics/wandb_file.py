@@ -9,7 +9,11 @@ The file is a LevelDB-style log, as wandb's core writes it:
 3. A FULL chunk, or FIRST + MIDDLE* + LAST, is one `wandb.proto.wandb_internal_pb2.Record`.
 
 `parse(data, start)` consumes only whole records and returns the offset just after the last one, so a
-record still being written waits for the next read and nothing is ever read twice. No Django here.
+record still being written waits for the next read and nothing is ever read twice.
+
+As a metrics source: `find_run_file` finds a job's file under its run directory and `read_new` reads
+what was written after an offset, over any `RunFiles` (scheduler.ssh.Connection, over SFTP). No Django
+here; `metrics.ingest` stores what these return.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+from uuid import UUID
 
 BLOCK_SIZE = 32 * 1024
 HEADER_SIZE = 7
@@ -62,6 +67,44 @@ class ParseResult:
     events: list[Event] = field(default_factory=list)
     offset: int = 0  # where the next read starts: just after the last whole record consumed
     corrupt_chunks: int = 0  # chunks whose CRC did not match (skipped with the rest of their block)
+
+
+class RunFiles(Protocol):
+    """What reading run files needs of a connection (scheduler.ssh.Connection has both, over SFTP)."""
+
+    def read_from(self, path: str, offset: int, max_bytes: int = ...) -> bytes: ...
+
+    def listdir(self, path: str) -> list[tuple[str, int, bool]]: ...
+
+
+def find_run_file(files: RunFiles, run_dir: str, run_id: UUID) -> str | None:
+    """The newest run directory of this run id under `<run_dir>/wandb/` and its `.wandb` file:
+    `<run_dir>/wandb/[offline-]run-<time>-<id>/run-<id>.wandb` (the id with or without dashes)."""
+    wandb_dir = f"{run_dir}/wandb"
+    found: list[tuple[str, str]] = []
+    for name, _size, is_dir in files.listdir(wandb_dir):
+        if not is_dir or not name.startswith(("offline-run-", "run-")):
+            continue
+        for text in (str(run_id), run_id.hex):
+            if name.endswith(f"-{text}"):
+                # The name carries the start time (YYYYMMDD_HHMMSS): the newest run sorts last.
+                found.append((name.removeprefix("offline-"), f"{wandb_dir}/{name}/run-{text}.wandb"))
+    return max(found)[1] if found else None
+
+
+def read_new(files: RunFiles, path: str, offset: int, read_bytes: int, max_bytes: int) -> ParseResult:
+    """The whole records written to the file since `offset` (a record boundary), without summaries. A
+    record larger than `read_bytes` makes the read grow (by 4×, up to `max_bytes`), else it waits for
+    the next call. Nothing new: a result whose offset is `offset`."""
+    limit = read_bytes
+    while True:
+        data = files.read_from(path, offset, limit)
+        if not data:
+            return ParseResult(offset=offset)
+        result = parse(data, offset, summaries=False)
+        if result.offset > offset or len(data) < limit or limit >= max_bytes:
+            return result
+        limit *= 4
 
 
 def parse(data: bytes, start: int = 0, *, summaries: bool = True) -> ParseResult:

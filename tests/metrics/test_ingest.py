@@ -1,4 +1,5 @@
-"""Ingestion from run files: exactly once across pieces, crashes and concurrent workers; the cluster hook."""
+"""Ingestion from run files and the cloud: exactly once across pieces, crashes and concurrent workers;
+the worker step."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 from django.db import transaction
 from django.db.models import Count
 
-from metrics import cloud, ingest, store
+from metrics import cloud, ingest, keys, store, wandb_file
 from metrics.models import MetricCursor, MetricPoint
+from metrics.points import RunState, points_of
 from metrics.progress import job_progress
-from scheduler import hooks
 from scheduler.models import Job
+from scheduler.steps import CycleStats, Poll
 from tests.metrics.conftest import LocalRunFiles, MakeJob
 
 KEYS_PER_ROW = 6  # loss, learning rate, grad norm, epoch, global step, tokens seen
@@ -98,7 +100,7 @@ def test_a_second_worker_with_a_stale_cursor_stores_nothing(
     stale = MetricCursor.objects.create(job=job, path=path)  # what both workers read
 
     assert ingest.ingest_job(job, files) == expected_points()  # the first worker
-    rows = ingest.wandb_file.parse(run_file).events
+    rows = wandb_file.parse(run_file).events
     assert ingest.store_events(job, stale, rows, len(run_file)) == 0  # the second one, too late
     assert MetricPoint.objects.filter(job=job).count() == expected_points()
 
@@ -109,7 +111,7 @@ def test_progress_from_the_stored_points_and_the_run_config(
     job = make_job()
     files.place(job, run_file)
     assert job_progress(job) is None
-    half = ingest.wandb_file.parse(run_file[: len(run_file) // 2]).offset
+    half = wandb_file.parse(run_file[: len(run_file) // 2]).offset
     files.visible[files.place(job, run_file)] = half
     ingest.ingest_job(job, files)
 
@@ -121,13 +123,12 @@ def test_progress_from_the_stored_points_and_the_run_config(
     assert progress.tokens_seen == progress.step * 4096
     assert progress.tokens_per_s is not None and progress.tokens_per_s > 0
     assert progress.eta_seconds is not None and progress.eta_seconds >= 0
-    assert MetricPoint.objects.filter(job=job, key=ingest.TOKENS_PER_S_KEY).count() == progress.step - 1
+    assert MetricPoint.objects.filter(job=job, key=keys.TOKENS_PER_S_KEY).count() == progress.step - 1
 
 
-def test_the_cluster_hook_reads_running_jobs_and_finishes_ended_ones(
+def test_the_worker_step_reads_running_jobs_and_finishes_ended_ones(
     make_job: MakeJob, files: LocalRunFiles, run_file: bytes
 ) -> None:
-    assert ingest.ingest_cluster in hooks.cluster_hooks
     running = make_job()
     ended = make_job(state=Job.State.COMPLETED)
     silent = make_job(state=Job.State.FAILED)  # never wrote a run
@@ -135,18 +136,19 @@ def test_the_cluster_hook_reads_running_jobs_and_finishes_ended_ones(
     files.place(running, run_file)
     files.place(ended, run_file)
 
-    ingest.ingest_cluster(running.cluster, files)
+    poll = Poll(running.cluster, files, "test", CycleStats("lab"))  # type: ignore[arg-type]
+    ingest.ingest_cluster(poll)
 
     assert MetricPoint.objects.filter(job=running).count() == expected_points()
     assert MetricPoint.objects.filter(job=ended).count() == expected_points()
     assert not MetricCursor.objects.filter(job=pending).exists()
     assert MetricCursor.objects.get(job=silent).final
     assert not MetricCursor.objects.get(job=ended).final  # once more, to see nothing new
-    ingest.ingest_cluster(running.cluster, files)
+    ingest.ingest_cluster(poll)
     assert MetricCursor.objects.get(job=ended).final
     assert not MetricCursor.objects.get(job=running).final
     reads = files.reads
-    ingest.ingest_cluster(running.cluster, files)
+    ingest.ingest_cluster(poll)
     assert files.reads - reads == 1  # only the running job is read
 
 
@@ -158,7 +160,7 @@ def test_the_newest_run_directory_is_chosen(make_job: MakeJob, files: LocalRunFi
     (newer / f"run-{job.id}.wandb").write_bytes(run_file)
     (files.root / str(job.id) / "wandb" / "offline-run-20240623_000000-someoneelse").mkdir()
 
-    path = ingest.find_run_file(job, files)
+    path = wandb_file.find_run_file(files, job.run_dir, job.id)
 
     assert path is not None and path.endswith(f"/run-20240622_080000-{job.id}/run-{job.id}.wandb")
 
@@ -227,7 +229,7 @@ def test_new_points_are_pushed_after_commit_and_a_backlog_asks_for_a_refresh(
     monkeypatch.setattr(push, "push_job", lambda job, **kw: transaction.on_commit(lambda: sent.append(kw)))
     job = make_job()
     path = files.place(job, run_file)
-    files.visible[path] = ingest.wandb_file.parse(run_file[:3000]).offset
+    files.visible[path] = wandb_file.parse(run_file[:3000]).offset
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         ingest.ingest_job(job, files)
     assert sent == []  # nothing before the commit
@@ -242,3 +244,38 @@ def test_new_points_are_pushed_after_commit_and_a_backlog_asks_for_a_refresh(
     with django_capture_on_commit_callbacks(execute=True):
         ingest.ingest_job(job, files)
     assert sent[-1] == {"points": {}, "refresh": True}
+
+
+# --- the sources and the points, without the database ------------------------------------------------
+
+
+def test_the_cloud_source_returns_rows_from_a_step_and_the_next_step() -> None:
+    rows = [
+        {"_step": i, "_timestamp": 1.7e9 + i, "train/loss": 1.0, "flag": True, "_runtime": 3}
+        for i in range(5)
+    ]
+    fake = FakeCloudApi(FakeCloudRun(rows))
+    got, next_step = cloud.read_history("tanuki/sft/run", 2, api=fake)
+    assert [r.step for r in got] == [2, 3, 4] and next_step == 5
+    assert got[0] == wandb_file.HistoryRow(step=2, values={"train/loss": 1.0}, timestamp=1.7e9 + 2)
+    assert cloud.read_history("tanuki/sft/run", 5, api=fake) == ([], 5)  # nothing new
+
+
+def test_points_read_in_pieces_are_the_points_read_at_once(run_file: bytes) -> None:
+    events = wandb_file.parse(run_file).events
+    whole, end = points_of(events, RunState(), tokens_per_step=None)
+    first, middle = points_of(events[:100], RunState())
+    second, after = points_of(events[100:], middle)
+    assert first + second == whole and after == end
+    assert end.last_step == 300 and end.exit_code == 0
+    assert sum(p.key == keys.TOKENS_PER_S_KEY for p in whole) == 299
+
+
+def test_tokens_per_step_stands_in_for_tokens_seen() -> None:
+    rows = [
+        wandb_file.HistoryRow(step=i, values={keys.STEP_KEY: i + 1}, timestamp=100.0 + 2 * i)
+        for i in range(3)
+    ]
+    points, state = points_of(rows, RunState(), tokens_per_step=4096)
+    rates = [p.value for p in points if p.key == keys.TOKENS_PER_S_KEY]
+    assert rates == [2048.0, 2048.0] and state.last_tokens == 3 * 4096
