@@ -56,9 +56,15 @@ INSTALLED_APPS = [
     "evals",
     "slackbot",
 ]
-# The demo (`make demo` sets DEMO=1): its data, loaders and commands, and the stand-in MT-Bench judge.
+# Paths anonymous users may reach (portal.middleware): sign-in, the language switch, the health check;
+# the API and websockets answer 401/403 themselves; Slack's requests carry a signature instead of a session.
+LOGIN_EXEMPT_PREFIXES = ["/accounts/login/", "/i18n/", "/healthz", "/api/", "/ws/", "/slack/"]
+
+# The demo (`make demo` sets DEMO=1): its data, loaders and commands, and the stand-in MT-Bench judge
+# (DEBUG only; it checks its own key, so it is open without a session).
 if env_bool("DEMO", default=False):
     INSTALLED_APPS.append("demo")
+    LOGIN_EXEMPT_PREFIXES.append("/demo-judge/")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -9,14 +9,10 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 
-_OPEN_PREFIXES: tuple[str, ...]
-_OPEN_PREFIXES = ("/accounts/login/", "/i18n/", "/healthz", "/api/", "/ws/")
-_OPEN_PREFIXES += ("/demo-judge/",)  # the demo's stand-in judge (DEBUG only) checks its own key
-_OPEN_PREFIXES += ("/slack/",)  # Slack's requests carry a signature instead of a session (slackbot.signing)
-
 
 class LoginRequiredEverywhereMiddleware:
-    """The API (`/api/`) answers 401/403 itself through DRF's permission classes."""
+    """Paths in `LOGIN_EXEMPT_PREFIXES` stay open; the API (`/api/`) answers 401/403 itself through DRF's
+    permission classes."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -24,7 +20,11 @@ class LoginRequiredEverywhereMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
         static = "/" + settings.STATIC_URL.lstrip("/")
-        if request.user.is_authenticated or path.startswith(_OPEN_PREFIXES) or path.startswith(static):
+        if (
+            request.user.is_authenticated
+            or path.startswith(tuple(settings.LOGIN_EXEMPT_PREFIXES))
+            or path.startswith(static)
+        ):
             return self.get_response(request)
         if path.startswith("/admin/"):
             return self.get_response(request)  # the admin has its own login page

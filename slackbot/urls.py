@@ -1,4 +1,4 @@
-"""Slack's endpoints, mounted at /slack/ by portal/urls.py."""
+"""Slack's endpoints, mounted at /slack/ by config/urls.py."""
 
 from django.urls import path
 

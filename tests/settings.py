@@ -10,6 +10,7 @@ from config.settings import *  # noqa: F403
 # The demo app is installed here so that its loaders, commands and judge are tested with the rest.
 if "demo" not in INSTALLED_APPS:  # noqa: F405
     INSTALLED_APPS.append("demo")  # noqa: F405
+    LOGIN_EXEMPT_PREFIXES.append("/demo-judge/")  # noqa: F405
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
