@@ -1,4 +1,5 @@
-"""Scheduler benchmarks on the dev cluster (scripts/devcluster up first; run as root).
+"""Scheduler benchmarks on the tests' dev cluster (DEVCLUSTER_INSTANCE=test scripts/devcluster up first;
+run as root).
 
     .venv/bin/python bench/scheduler_bench.py            # writes bench/results/scheduler.{json,md}
 
@@ -37,8 +38,8 @@ from scheduler import services, slurm, ssh  # noqa: E402
 from scheduler.models import Cluster, Job  # noqa: E402
 from scheduler.worker import Worker, connection_for  # noqa: E402
 from tests.personas import make_team  # noqa: E402
+from tests.scheduler.conftest import STATE_DIR  # noqa: E402 - the tests' instance, never the demo's
 
-STATE_DIR = Path(os.environ.get("DEVCLUSTER_DIR", "/var/lib/tanuki-devcluster"))
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -46,7 +47,8 @@ def setup() -> tuple[Cluster, object]:
     DB.unlink(missing_ok=True)
     call_command("migrate", verbosity=0)
     team = make_team()
-    call_command("register_devcluster", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    info = str(STATE_DIR / "cluster.json")
+    call_command("register_devcluster", "--info", info, stdout=open(os.devnull, "w"))  # noqa: SIM115
     cluster = Cluster.objects.get()
     cluster.default_account = "sft"
     cluster.save()

@@ -1,4 +1,5 @@
-"""Training jobs end to end on the dev cluster's CPU (scripts/devcluster up first; run as root).
+"""Training jobs end to end on the tests' dev cluster's CPU (DEVCLUSTER_INSTANCE=test scripts/devcluster
+up first; run as root).
 
     .venv/bin/python bench/training_jobs_bench.py     # writes bench/results/training_jobs.{json,md}
 
@@ -39,6 +40,7 @@ from scheduler.training_jobs import TrainingRequest  # noqa: E402
 from scheduler.worker import Worker, connection_for  # noqa: E402
 from tests.judge import API_KEY, JudgeServer  # noqa: E402
 from tests.personas import make_team  # noqa: E402
+from tests.scheduler.conftest import STATE_DIR  # noqa: E402 - the tests' instance, never the demo's
 
 RESULTS = ROOT / "bench" / "results"
 STEPS = 30
@@ -48,7 +50,8 @@ def main() -> None:
     DB.unlink(missing_ok=True)
     call_command("migrate", verbosity=0)
     team = make_team()
-    call_command("register_devcluster", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    info = str(STATE_DIR / "cluster.json")
+    call_command("register_devcluster", "--info", info, stdout=open(os.devnull, "w"))  # noqa: SIM115
     cluster = Cluster.objects.get()
     conn = connection_for(cluster)
     assets = demo_assets.stage(conn, f"{cluster.work_dir}/bench-assets")

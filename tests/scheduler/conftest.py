@@ -18,13 +18,18 @@ from scheduler.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVCLUSTER = ROOT / "scripts" / "devcluster"
-STATE_DIR = Path(os.environ.get("DEVCLUSTER_DIR", "/var/lib/tanuki-devcluster"))
+# The tests' own cluster instance (name, ports, state and configuration apart from the demo's), so
+# that what `make demo` leaves on its cluster (reservations, jobs) never reaches a test.
+INSTANCE = "test"
+STATE_DIR = Path(f"{os.environ.get('DEVCLUSTER_DIR', '/var/lib/tanuki-devcluster')}-{INSTANCE}")
 
 
 def devcluster(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     # Not with $TZ: Django sets it to the portal's TIME_ZONE, and daemons started with it pass it on
     # (sshd hands TZ to every session), so Slurm would print its times in the portal's zone.
     env = {name: value for name, value in os.environ.items() if name != "TZ"}
+    env["DEVCLUSTER_INSTANCE"] = INSTANCE
+    env.pop("DEVCLUSTER_PORT_OFFSET", None)
     return subprocess.run(
         [str(DEVCLUSTER), *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
@@ -32,7 +37,8 @@ def devcluster(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[
 
 @pytest.fixture(scope="session")
 def devcluster_info() -> dict[str, Any]:
-    """Bring the dev cluster up (idempotent; installs Debian's packages on a fresh machine)."""
+    """Bring the tests' dev cluster instance up (idempotent; installs Debian's packages on a fresh
+    machine)."""
     if os.geteuid() != 0:
         pytest.fail("the scheduler tests need the dev cluster, which needs root (scripts/devcluster up)")
     result = devcluster("up")
