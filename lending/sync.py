@@ -26,7 +26,7 @@ from django.utils import timezone
 from lending import services
 from lending.models import Reservation
 from scheduler import slurm, ssh
-from scheduler.models import Cluster, Job
+from scheduler.models import Cluster
 from scheduler.steps import Poll
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,3 @@ def _done(
         )
     if ran:
         services.record_sync(r, "delete" if not on_cluster else synced_from, nodes)
-
-
-def sbatch_options(job: Job) -> list[str]:
-    """`--reservation=<name>` for a job of a subteam that holds a booking now."""
-    name = services.reservation_for_job(job)
-    if not name:
-        return []
-    option = f"--reservation={name}"
-    return [option] if slurm.SBATCH_OPTION_RE.match(option) else []

@@ -6,6 +6,7 @@ State changes and log text are pushed by the scheduler itself (`scheduler.transi
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import transaction
@@ -41,7 +42,7 @@ def push_job(
     transaction.on_commit(send)
 
 
-def progress_of(job_id: object) -> dict[str, Any] | None:
+def progress_of(job_id: uuid.UUID | str) -> dict[str, Any] | None:
     """The job's progress as pushed to the pages (None before its first step is stored)."""
     job = Job.objects.filter(pk=job_id).select_related("cluster").first()
     progress = job_progress(job) if job is not None else None

@@ -25,7 +25,6 @@ from django.utils.translation import gettext as _
 from portal.models import Member, Subteam
 from scheduler import ssh, training_jobs
 from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Partition, Pipeline
-from scheduler.slurm import SBATCH_OPTION_RE  # noqa: F401 - re-exported for older callers
 from scheduler.transitions import record as _record
 from scheduler.transitions import transition
 

@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -200,7 +201,7 @@ def submit_pending(poll: Poll) -> None:
             poll.stats.transitions += 1
             continue
         dependency = job.depends_on
-        dep_args: list[str] = []
+        after_ok: str | None = None
         if dependency is not None:
             if dependency.is_terminal and not dependency.succeeded:
                 _finish_unsubmitted(job, f"{dependency.name} ended {dependency.state}; not run.")
@@ -209,11 +210,11 @@ def submit_pending(poll: Poll) -> None:
             if not dependency.is_terminal:
                 if not dependency.slurm_job_id:
                     continue  # submitted once the job it waits for has a Slurm id
-                dep_args = [f"--dependency=afterok:{dependency.slurm_job_id}"]
-        _submit(job, poll, dep_args)
+                after_ok = dependency.slurm_job_id
+        _submit(job, poll, after_ok)
 
 
-def _submit(job: Job, poll: Poll, dep_args: list[str]) -> None:
+def _submit(job: Job, poll: Poll, after_ok: str | None = None) -> None:
     # Conditional: a job cancelled (cancel_job) since it was claimed is not sent.
     if not Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING, claimed_by=poll.worker).update(
         submit_attempted_at=timezone.now()
@@ -222,7 +223,7 @@ def _submit(job: Job, poll: Poll, dep_args: list[str]) -> None:
     if job.config_yaml:
         # The run's config goes next to the script before sbatch (same transport, SFTP).
         poll.conn.write_file(job.config_path, job.config_yaml.encode())
-    command = ssh.chain_commands(["mkdir", "-p", job.run_dir], ["sbatch", "--parsable", *dep_args])
+    command = ssh.chain_commands(["mkdir", "-p", job.run_dir], slurm.sbatch_command(after_ok))
     # ClusterUnreachable propagates: the attempt stays recorded; the next cycle adopts or retries.
     result = poll.conn.run_shell(command, stdin=job.script.encode())
     if not result.ok:
@@ -286,7 +287,9 @@ def _finish_unsubmitted(job: Job, reason: str, state: str = Job.State.CANCELLED)
 
 
 def track_jobs(poll: Poll) -> None:
-    """Pending and running jobs: their squeue entry, or sacct's record once they left the queue."""
+    """Pending and running jobs: their squeue entry, or sacct's record once they left the queue.
+    squeue runs every visit, jobs or not: it is also the sign that the controller answers."""
+    queue = poll.queue
     live_jobs = list(
         Job.objects.filter(
             cluster=poll.cluster, state__in=[Job.State.PENDING, Job.State.RUNNING]
@@ -295,7 +298,7 @@ def track_jobs(poll: Poll) -> None:
     poll.stats.tracked = len(live_jobs)
     if not live_jobs:
         return
-    by_id = {e.job_id: e for e in poll.queue}
+    by_id = {e.job_id: e for e in queue}
     leaving = []
     for job in live_jobs:
         entry = by_id.get(job.slurm_job_id)
@@ -319,7 +322,7 @@ def _apply_queue_entry(job: Job, entry: slurm.QueueEntry, cluster: Cluster) -> b
     new_state = entry.state
     reason = entry.reason if new_state == Job.State.PENDING else ""
     started = _aware(entry.start, cluster) if new_state == Job.State.RUNNING else None
-    fields: dict[str, object] = {}
+    fields: dict[str, Any] = {}
     if job.reason != reason:
         fields["reason"] = reason
     if entry.nodes and job.node_list != entry.nodes:

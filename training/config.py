@@ -324,7 +324,7 @@ def config_from_dict(
     """
     if not isinstance(raw, dict):
         raise ConfigError("", f"the file must hold a mapping of sections, got {_type_name(raw)}")
-    cfg = _build(RunConfig, raw, "")
+    cfg: RunConfig = _build(RunConfig, raw, "")
     cfg.source = source
     if kind is not None and kind not in KINDS:
         raise ConfigError("kind", f"unknown entry point {kind!r}; one of {', '.join(KINDS)}")

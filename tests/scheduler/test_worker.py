@@ -122,7 +122,7 @@ def test_a_job_cancelled_after_the_worker_claimed_it_is_not_sent(
     assert steps.claim_job(job, worker.name)
     services.cancel_job(member, fresh(job))
     assert fresh(job).state == Job.State.CANCELLED
-    steps._submit(job, Poll(cluster, conn, worker.name, CycleStats(cluster.name)), [])
+    steps._submit(job, Poll(cluster, conn, worker.name, CycleStats(cluster.name)))
     job.refresh_from_db()
     assert (job.state, job.slurm_job_id, job.submit_attempted_at) == (Job.State.CANCELLED, "", None)
     assert remote.slurm_jobs(job.slurm_name) == {job.slurm_name: set()}
