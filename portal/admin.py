@@ -66,7 +66,7 @@ class MembershipInline(admin.TabularInline[Membership, Member]):
 
     model = Membership
     extra = 0
-    fields = readonly_fields = ["subteam", "role", "started", "ended"]
+    fields = readonly_fields = ("subteam", "role", "started", "ended")
     show_change_link = True
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -130,14 +130,14 @@ class MembershipAdmin(ManagementOnly, admin.ModelAdmin[Membership]):
     list_display = ["member", "subteam", "role", "started", "ended"]
     list_filter = ["subteam", "role"]
 
-    def get_fields(self, request: HttpRequest, obj: Membership | None = None) -> list[str]:
-        fields = ["member", "subteam", "role", "started"]
-        return fields if obj is None else [*fields, "ended"]  # a new membership has not ended
+    def get_fields(self, request: HttpRequest, obj: Membership | None = None) -> tuple[str, ...]:
+        fields = ("member", "subteam", "role", "started")
+        return fields if obj is None else (*fields, "ended")  # a new membership has not ended
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Membership | None = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Membership | None = None) -> tuple[str, ...]:
         if obj is None:
-            return []
-        return ["member", "subteam", "started"] + (["role", "ended"] if obj.ended is not None else [])
+            return ()
+        return ("member", "subteam", "started", *(("role", "ended") if obj.ended is not None else ()))
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # ending a membership keeps the member's history; deleting would lose it
@@ -256,7 +256,7 @@ class TaskAdmin(ManagementOnly, admin.ModelAdmin[Task]):
             self.delete_model(request, task)
 
 
-MILESTONE_FIELDS = ["date", "title", "subteam", "done", "description"]
+MILESTONE_FIELDS = ("date", "title", "subteam", "done", "description")
 
 
 @admin.register(Milestone, site=admin_site)
