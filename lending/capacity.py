@@ -68,6 +68,10 @@ class Slot:
     def booked_percent(self) -> int:
         return round(100 * self.booked_gpus / self.total_gpus) if self.total_gpus else 100
 
+    @property
+    def free_percent(self) -> int:
+        return round(100 * self.free_gpus / self.total_gpus) if self.total_gpus else 0
+
 
 def booked(cluster: Cluster, start: dt.datetime, end: dt.datetime) -> QuerySet[Reservation]:
     """Approved and active bookings of the cluster overlapping [start, end)."""

@@ -41,6 +41,22 @@ CALENDAR_DAYS = 14
 PREVIEW_MAX_HOURS = 14 * 24
 
 
+@dataclasses.dataclass(frozen=True)
+class BookingRow:
+    """A booking in the list, with its booked and used GPU-hours."""
+
+    reservation: Reservation
+    usage: services.Usage
+
+
+@dataclasses.dataclass(frozen=True)
+class PreviewCell:
+    """An hour of the preview; `short` when the request would not fit in it."""
+
+    slot: services.Slot
+    short: bool
+
+
 def rows() -> QuerySet[Reservation]:
     return Reservation.objects.select_related("subteam", "requester__user", "cluster", "approver")
 
@@ -103,10 +119,8 @@ def reservation_list(request: HtmxHttpRequest) -> HttpResponse:
     bookings, chosen = _filtered(request)
     listed = list(bookings.order_by("-start")[:200])
     per = services.usage(listed)
-    for r in listed:
-        r.usage = per[r.pk]  # type: ignore[attr-defined]
     context = {
-        "bookings": listed,
+        "bookings": [BookingRow(r, per[r.pk]) for r in listed],
         "chosen": chosen,
         "clusters": Cluster.objects.all(),
         "subteams": Subteam.objects.all(),
@@ -181,11 +195,9 @@ def _preview_context(form: ReservationForm) -> dict[str, Any]:
     # The same rule as the service: bookings must fit the partition; drained nodes only warn
     # (they may be back by then, and the inventory knows only their state now).
     room = [dataclasses.replace(slot, free_gpus=slot.total_gpus - slot.booked_gpus) for slot in slots]
-    for slot, fit in zip(slots, room, strict=True):
-        slot.short = fit.free_gpus < need  # type: ignore[attr-defined]
-        slot.free_percent = round(100 * slot.free_gpus / slot.total_gpus) if slot.total_gpus else 0  # type: ignore[attr-defined]
     return {
         "slots": slots,
+        "cells": [PreviewCell(slot, fit.free_gpus < need) for slot, fit in zip(slots, room, strict=True)],
         "conflicts": services.describe_conflicts(room, need) if need else [],
         "drained_short": bool(need) and any(slot.free_gpus < need for slot in slots),
         "need": need,
@@ -215,9 +227,9 @@ def _booking(pk: int) -> Reservation:
 @require_GET
 def reservation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     reservation = _booking(pk)
-    reservation.usage = services.usage([reservation])[reservation.pk]  # type: ignore[attr-defined]
     context = {
         "r": reservation,
+        "usage": services.usage([reservation])[reservation.pk],
         "can_decide": access.can_decide_reservation(request.user)
         and reservation.state == Reservation.State.REQUESTED,
         "can_cancel": reservation.is_open

@@ -157,6 +157,10 @@ class Node(models.Model):
     def gpus_free(self) -> int:
         return 0 if self.unavailable else max(0, self.gpus_total - self.gpus_alloc)
 
+    @property
+    def gpu_percent(self) -> int:
+        return round(100 * self.gpus_alloc / self.gpus_total) if self.gpus_total else 0
+
 
 def whole_nodes(gpus: int, gpus_per_node: int) -> int:
     """The nodes that hold `gpus` GPUs, rounded up: Slurm 22.05 reserves whole nodes, not single GPUs."""
@@ -461,6 +465,19 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.kind} {self.from_state}->{self.to_state}"
+
+    @property
+    def from_label(self) -> str:
+        """The state before, as the pages name it (the raw value for one we do not know)."""
+        return _state_label(self.from_state)
+
+    @property
+    def to_label(self) -> str:
+        return _state_label(self.to_state)
+
+
+def _state_label(state: str) -> str:
+    return str(Job.State(state).label) if state in Job.State.values else state
 
 
 class JobLogChunk(models.Model):

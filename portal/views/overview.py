@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Prefetch
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from portal.models import Goal, Member, Membership, Milestone, Subteam, Task
+from portal.models import Goal, GoalRevision, Member, Membership, Milestone, Subteam, Task
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -66,6 +67,23 @@ def subteam_summaries(subteams: list[Subteam]) -> list[dict[str, Any]]:
     return summaries
 
 
+@dataclass(frozen=True)
+class GoalCard:
+    """A goal on the overview, with the reason of its latest change."""
+
+    goal: Goal
+    last_revision: GoalRevision | None
+
+
+def project_goal_cards() -> list[GoalCard]:
+    """The project-wide goals still pursued, each with its latest revision (one query for all)."""
+    goals = Goal.objects.filter(subteam__isnull=True).exclude(status=Goal.Status.DROPPED)
+    # Revisions are ordered newest first; iterating the prefetched ones asks nothing more.
+    return [
+        GoalCard(goal, next(iter(goal.revisions.all()), None)) for goal in goals.prefetch_related("revisions")
+    ]
+
+
 def week_bounds(today: dt.date) -> tuple[dt.date, dt.date, dt.date]:
     """Monday of this week, Monday of next week, and the Sunday that ends next week."""
     monday = today - dt.timedelta(days=today.weekday())
@@ -82,16 +100,9 @@ def overview(request: HttpRequest) -> HttpResponse:
         .order_by("date")
     )
     overdue = list(Milestone.objects.filter(date__lt=this_monday, done=False).select_related("subteam")[:5])
-    project_goals = list(
-        Goal.objects.filter(subteam__isnull=True)
-        .exclude(status=Goal.Status.DROPPED)
-        .prefetch_related(Prefetch("revisions", to_attr="latest_revisions"))
-    )
-    for goal in project_goals:
-        goal.last_revision = goal.latest_revisions[0] if goal.latest_revisions else None  # type: ignore[attr-defined]
     context = {
         "today": today,
-        "project_goals": project_goals,
+        "project_goals": project_goal_cards(),
         "this_week": [m for m in milestones if m.date < next_monday],
         "next_week": [m for m in milestones if m.date >= next_monday],
         "overdue_milestones": overdue,

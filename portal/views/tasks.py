@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -14,6 +15,14 @@ from portal import access, services
 from portal.forms import MoveTaskForm, QuickTaskForm, TaskForm
 from portal.http import HtmxHttpRequest
 from portal.models import Member, Subteam, Task
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    """A task on the board, and whether the viewer may move and edit it there."""
+
+    task: Task
+    editable: bool
 
 
 def board_tasks(subteam: Subteam | None = None, assignee: Member | None = None) -> QuerySet[Task]:
@@ -36,10 +45,8 @@ def board_context(request: HtmxHttpRequest, subteam: Subteam | None = None) -> d
     user = request.user
     columns = []
     for status, label in Task.Status.choices:
-        column = [t for t in tasks if t.status == status]
-        for task in column:
-            task.editable = access.can_edit_task(user, task)  # type: ignore[attr-defined]
-        columns.append({"status": status, "label": label, "tasks": column})
+        cards = [TaskCard(t, access.can_edit_task(user, t)) for t in tasks if t.status == status]
+        columns.append({"status": status, "label": label, "tasks": cards})
     can_add = access.may_act_in_any(user) if subteam is None else access.can_create_task(user, subteam.pk)
     quick_form = None
     if can_add:

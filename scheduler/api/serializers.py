@@ -170,11 +170,16 @@ class JobDetailSerializer(JobSerializer):
 class JobCreatedSerializer(JobSerializer):
     """The job just submitted; `then` holds the jobs of the later steps of a chain, in order."""
 
-    then = JobSerializer(many=True, read_only=True)
+    # The later steps come in the context (`then`): they are not an attribute of the first job.
+    then = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
         fields = [*JobSerializer.Meta.fields, "then"]
         read_only_fields = fields
+
+    @extend_schema_field(JobSerializer(many=True))
+    def get_then(self, job: Job) -> Any:
+        return JobSerializer(self.context["then"], many=True, context=self.context).data
 
 
 def _gpus_field(**kwargs: Any) -> serializers.IntegerField:

@@ -110,8 +110,8 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Job]):
         jobs: list[Job] = serializer.save()  # type: ignore[assignment]
         stored = {job.pk: job for job in self.get_queryset().filter(pk__in=[j.pk for j in jobs])}
         first = stored[jobs[0].pk]
-        first.then = [stored[job.pk] for job in jobs[1:]]  # type: ignore[attr-defined]
-        data = job_serializers.JobCreatedSerializer(first, context=self.get_serializer_context()).data
+        context = {**self.get_serializer_context(), "then": [stored[job.pk] for job in jobs[1:]]}
+        data = job_serializers.JobCreatedSerializer(first, context=context).data
         location = reverse("api:job-detail", args=[first.pk])
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
 

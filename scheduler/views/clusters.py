@@ -6,6 +6,7 @@ it reads only the key the server presents: nothing is authenticated or run).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -29,21 +30,33 @@ def _clusters() -> QuerySet[Cluster]:
     )
 
 
-def _summarise(cluster: Cluster) -> Cluster:
-    """GPU totals and the nodes that are out, from the prefetched inventory (no further queries)."""
+@dataclass(frozen=True)
+class ClusterSummary:
+    """A cluster with its nodes, the GPU totals and the nodes that are out."""
+
+    cluster: Cluster
+    nodes: list[Node]
+    gpus_total: int
+    gpus_alloc: int
+    gpus_free: int
+    nodes_out: int
+
+    @property
+    def gpu_percent(self) -> int:
+        return round(100 * self.gpus_alloc / self.gpus_total) if self.gpus_total else 0
+
+
+def _summarise(cluster: Cluster) -> ClusterSummary:
+    """From the prefetched inventory (no further queries)."""
     nodes = list(cluster.nodes.all())
-    for node in nodes:
-        node.gpu_percent = (  # type: ignore[attr-defined]
-            round(100 * node.gpus_alloc / node.gpus_total) if node.gpus_total else 0
-        )
-    cluster.node_rows = nodes  # type: ignore[attr-defined]
-    cluster.gpus_total = sum(n.gpus_total for n in nodes)  # type: ignore[attr-defined]
-    cluster.gpus_alloc = sum(n.gpus_alloc for n in nodes)  # type: ignore[attr-defined]
-    cluster.gpus_free = sum(n.gpus_free for n in nodes)  # type: ignore[attr-defined]
-    cluster.nodes_out = sum(1 for n in nodes if n.unavailable)  # type: ignore[attr-defined]
-    total = cluster.gpus_total  # type: ignore[attr-defined]
-    cluster.gpu_percent = round(100 * cluster.gpus_alloc / total) if total else 0  # type: ignore[attr-defined]
-    return cluster
+    return ClusterSummary(
+        cluster=cluster,
+        nodes=nodes,
+        gpus_total=sum(n.gpus_total for n in nodes),
+        gpus_alloc=sum(n.gpus_alloc for n in nodes),
+        gpus_free=sum(n.gpus_free for n in nodes),
+        nodes_out=sum(1 for n in nodes if n.unavailable),
+    )
 
 
 def pinned_fingerprint(cluster: Cluster) -> str:
@@ -68,7 +81,8 @@ def cluster_list(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def cluster_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    cluster = _summarise(get_object_or_404(_clusters(), pk=pk))
+    summary = _summarise(get_object_or_404(_clusters(), pk=pk))
+    cluster = summary.cluster
     counts = dict(
         services.live_jobs(cluster)
         .order_by()
@@ -78,6 +92,7 @@ def cluster_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     )
     context: dict[str, Any] = {
         "cluster": cluster,
+        "summary": summary,
         "partitions": list(cluster.partitions.all()),
         "fingerprint": pinned_fingerprint(cluster),
         "live_counts": [

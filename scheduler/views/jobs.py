@@ -19,7 +19,6 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.access import member_of, refuse_unoffered_subteam, require, require_member
-from portal.formatting import format_duration
 from portal.http import HtmxHttpRequest
 from portal.models import Member, Subteam
 from scheduler import access, logs, services
@@ -28,13 +27,6 @@ from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
 
 PAGE_SIZE = 50
 TAIL_LINES = 200
-STATE_LABELS = dict(Job.State.choices)
-
-
-def _decorate(jobs: list[Job]) -> list[Job]:
-    for job in jobs:
-        job.runtime_text = format_duration(job.runtime)  # type: ignore[attr-defined]
-    return jobs
 
 
 def job_rows() -> QuerySet[Job]:
@@ -72,7 +64,7 @@ def _filtered(request: HtmxHttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
 def job_list(request: HtmxHttpRequest) -> HttpResponse:
     jobs, chosen = _filtered(request)
     page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = _decorate(list(page.object_list))
+    rows = list(page.object_list)
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -202,14 +194,10 @@ def _job(pk: object) -> Job:
 def _live_context(request: HtmxHttpRequest, job: Job) -> dict[str, Any]:
     """What changes while a job runs: its state, facts, timeline, chain and logs."""
     events = list(JobEvent.objects.filter(job=job).select_related("actor__user"))
-    for event in events:
-        event.from_label = STATE_LABELS.get(event.from_state, event.from_state)  # type: ignore[attr-defined]
-        event.to_label = STATE_LABELS.get(event.to_state, event.to_state)  # type: ignore[attr-defined]
     chain = job.chain
     streams = []
     for stream in JobLogChunk.Stream.values:
         streams.append({"name": stream, "text": logs.tail(job, stream, TAIL_LINES)})
-    _decorate([job])
     return {
         "job": job,
         "events": events,

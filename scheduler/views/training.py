@@ -23,7 +23,7 @@ from portal.models import Subteam
 from scheduler import access, services
 from scheduler.models import Cluster, Job, JobTemplate, Pipeline
 from scheduler.training_forms import KIND_LABELS, PipelineForm, TrainingJobForm
-from scheduler.views.jobs import _decorate, _initial, submitter_of
+from scheduler.views.jobs import _initial, submitter_of
 
 TEMPLATE_FIELDS_SKIP = {"csrfmiddlewaretoken", "template_name", "template_description", "save_template"}
 
@@ -221,7 +221,7 @@ def pipeline_list(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def pipeline_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     pipeline = get_object_or_404(_pipelines(), pk=pk)
-    steps = _decorate(pipeline.steps())
+    steps = pipeline.steps()
     state, at = Pipeline.progress(steps)
     context = {
         "pipeline": pipeline,
