@@ -9,6 +9,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from portal import access
+from portal.forms import model_choice
 from portal.models import Subteam
 from scheduler.models import Cluster
 
@@ -44,8 +45,8 @@ class ReservationForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["subteam"].queryset = access.subteams_for(user)  # type: ignore[attr-defined]
-        self.fields["cluster"].queryset = Cluster.objects.filter(is_active=True)  # type: ignore[attr-defined]
+        model_choice(self, "subteam").queryset = access.subteams_for(user)
+        model_choice(self, "cluster").queryset = Cluster.objects.filter(is_active=True)
 
     def clean_nodes(self) -> list[str]:
         text: str = self.cleaned_data.get("nodes") or ""

@@ -11,6 +11,14 @@ from portal import access
 from portal.models import Goal, Member, Membership, Milestone, Subteam, Task
 
 
+def model_choice(form: forms.BaseForm, name: str) -> forms.ModelChoiceField[Any]:
+    """`form.fields[name]` as the model choice field it is (to mypy a form's fields are plain `Field`s)."""
+    field = form.fields[name]
+    if not isinstance(field, forms.ModelChoiceField):
+        raise TypeError(f"{name} is not a model choice field")
+    return field
+
+
 class DateInput(forms.DateInput):
     input_type = "date"
 
@@ -44,9 +52,9 @@ class TaskForm(forms.ModelForm[Task]):
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["subteam"].queryset = access.subteams_for(user)  # type: ignore[attr-defined]
-        self.fields["assignees"].queryset = Member.objects.order_by("display_name")  # type: ignore[attr-defined]
-        self.fields["goal"].queryset = Goal.objects.filter(  # type: ignore[attr-defined]
+        model_choice(self, "subteam").queryset = access.subteams_for(user)
+        model_choice(self, "assignees").queryset = Member.objects.order_by("display_name")
+        model_choice(self, "goal").queryset = Goal.objects.filter(
             status__in=[Goal.Status.ON_TRACK, Goal.Status.AT_RISK]
         ).select_related("subteam")
 
@@ -60,7 +68,7 @@ class QuickTaskForm(forms.ModelForm[Task]):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["subteam"].queryset = access.subteams_for(user)  # type: ignore[attr-defined]
+        model_choice(self, "subteam").queryset = access.subteams_for(user)
         self.fields["title"].widget.attrs.update({"placeholder": _("New task…"), "autocomplete": "off"})
 
 
@@ -99,8 +107,9 @@ class GoalForm(forms.ModelForm[Goal]):
     def __init__(self, *args: Any, user: Any, creating: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["subteam"].queryset = access.subteams_for(user, leading=True)  # type: ignore[attr-defined]
-        self.fields["subteam"].empty_label = _("Whole project")  # type: ignore[attr-defined]
+        subteam = model_choice(self, "subteam")
+        subteam.queryset = access.subteams_for(user, leading=True)
+        subteam.empty_label = _("Whole project")
         if creating:
             self.fields["reason"].required = False
             self.fields["reason"].label = _("Why this goal? (optional)")
@@ -121,8 +130,9 @@ class MilestoneForm(forms.ModelForm[Milestone]):
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["subteam"].queryset = access.subteams_for(user, leading=True)  # type: ignore[attr-defined]
-        self.fields["subteam"].empty_label = _("Whole project")  # type: ignore[attr-defined]
+        subteam = model_choice(self, "subteam")
+        subteam.queryset = access.subteams_for(user, leading=True)
+        subteam.empty_label = _("Whole project")
 
     def clean_subteam(self) -> Subteam | None:
         subteam: Subteam | None = self.cleaned_data.get("subteam")

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from portal import access
+from portal.forms import model_choice
 from portal.models import Subteam
 from scheduler import services
 from scheduler.models import Cluster, Job
@@ -89,8 +90,8 @@ class JobForm(forms.Form):
     def __init__(self, *args: Any, user: Any, chain: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["subteam"].queryset = access.subteams_for(user)  # type: ignore[attr-defined]
-        self.fields["cluster"].queryset = Cluster.objects.filter(is_active=True)  # type: ignore[attr-defined]
+        model_choice(self, "subteam").queryset = access.subteams_for(user)
+        model_choice(self, "cluster").queryset = Cluster.objects.filter(is_active=True)
         if not chain:
             del self.fields["then_command"]
 
