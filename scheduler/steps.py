@@ -111,7 +111,11 @@ def _uuid_from(comment: str, name: str) -> uuid.UUID | None:
 def refresh_inventory(poll: Poll, *, force: bool = False) -> None:
     """Nodes and partitions (sinfo, scontrol show partition), every `INVENTORY_EVERY`."""
     cluster, conn = poll.cluster, poll.conn
-    if not force and cluster.inventory_at is not None and timezone.now() - cluster.inventory_at <= INVENTORY_EVERY:
+    if (
+        not force
+        and cluster.inventory_at is not None
+        and timezone.now() - cluster.inventory_at <= INVENTORY_EVERY
+    ):
         return
     result = conn.run_shell(ssh.chain_commands(*slurm.inventory_commands())).check()
     nodes, partitions = slurm.parse_inventory(result.stdout)
@@ -291,9 +295,9 @@ def track_jobs(poll: Poll) -> None:
     squeue runs every visit, jobs or not: it is also the sign that the controller answers."""
     queue = poll.queue
     live_jobs = list(
-        Job.objects.filter(
-            cluster=poll.cluster, state__in=[Job.State.PENDING, Job.State.RUNNING]
-        ).exclude(slurm_job_id="")
+        Job.objects.filter(cluster=poll.cluster, state__in=[Job.State.PENDING, Job.State.RUNNING]).exclude(
+            slurm_job_id=""
+        )
     )
     poll.stats.tracked = len(live_jobs)
     if not live_jobs:
@@ -398,7 +402,9 @@ def read_logs(poll: Poll) -> None:
     """New stdout/stderr bytes of running and just-ended jobs, from their saved offsets (SFTP)."""
     jobs = list(
         Job.objects.filter(cluster=poll.cluster, logs_final=False)
-        .filter(Q(state=Job.State.RUNNING) | Q(state__in=list(Job.TERMINAL_STATES), submitted_at__isnull=False))
+        .filter(
+            Q(state=Job.State.RUNNING) | Q(state__in=list(Job.TERMINAL_STATES), submitted_at__isnull=False)
+        )
         .select_related("cluster")
         .order_by("-updated_at")[:LOG_JOBS_PER_CYCLE]
     )
@@ -426,7 +432,9 @@ def _read_stream(conn: ssh.Connection, job: Job, stream: str, path: str, offset_
     with transaction.atomic():
         # Advance the offset first: when another worker already stored these bytes the update
         # matches nothing and no duplicate chunk is written.
-        advanced = Job.objects.filter(pk=job.pk, **{offset_field: offset}).update(**{offset_field: offset + used})
+        advanced = Job.objects.filter(pk=job.pk, **{offset_field: offset}).update(
+            **{offset_field: offset + used}
+        )
         if not advanced:
             return 0
         JobLogChunk.objects.create(job=job, stream=stream, offset=offset, data=bytes(data[:used]), size=used)

@@ -58,7 +58,9 @@ def _reservation_message(event: ReservationEvent) -> Message | None:
     # "idle" may repeat for one booking: one message per hour at most.
     suffix = ":" + timezone.localtime(event.at).strftime("%Y%m%d%H") if event.kind == "idle" else ""
     text = notify.reservation_text(reservation, event.kind)
-    return Message(reservation.subteam.slack_channel, f"reservation:{reservation.pk}:{event.kind}{suffix}", text)
+    return Message(
+        reservation.subteam.slack_channel, f"reservation:{reservation.pk}:{event.kind}{suffix}", text
+    )
 
 
 def _eval_message(event: EvalResultEvent) -> Message | None:

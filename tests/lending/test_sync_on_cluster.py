@@ -121,8 +121,12 @@ def test_a_refused_reservation_records_the_error_and_a_quiet_cycle_runs_nothing(
     assert not r.on_cluster and r.sync_state == "create" and "exited" in r.sync_error
     assert show(remote, r.slurm_name) == {}
     before = conn.commands_run
-    sync.sync_reservations(Poll(cluster, conn, "test", CycleStats(cluster.name)))  # within the retry pause: nothing remote
+    sync.sync_reservations(
+        Poll(cluster, conn, "test", CycleStats(cluster.name))
+    )  # within the retry pause: nothing remote
     assert conn.commands_run == before
     services.cancel(team.member("member"), r)
-    sync.sync_reservations(Poll(cluster, conn, "test", CycleStats(cluster.name)))  # never created: nothing to delete
+    sync.sync_reservations(
+        Poll(cluster, conn, "test", CycleStats(cluster.name))
+    )  # never created: nothing to delete
     assert conn.commands_run == before and fresh(r).sync_state == "synced"

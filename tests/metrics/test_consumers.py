@@ -15,8 +15,8 @@ from django.test import Client
 from config.asgi import application
 from metrics.push import push_job
 from scheduler import live
-from scheduler.transitions import transition
 from scheduler.models import Job
+from scheduler.transitions import transition
 from tests.metrics.conftest import MakeJob
 from tests.personas import Team
 

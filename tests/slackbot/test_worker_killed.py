@@ -34,9 +34,9 @@ def database_url() -> str:
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_after_the_final_commit_loses_no_message_and_sends_none_twice(
     team: Team,
-    cluster: Cluster,
+    cluster: Cluster,  # noqa: F811 - the dev cluster fixture, imported above
     slack_settings: Any,
-    fake_slack: FakeSlack,  # noqa: F811
+    fake_slack: FakeSlack,
 ) -> None:
     job = services.submit_job(
         team.member("member"),
