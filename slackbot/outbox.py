@@ -104,6 +104,10 @@ def collect() -> int:
 
 
 def _collect(source: Source) -> int:
+    # Cheap when nothing happened: two reads, no write transaction.
+    seen = OutboxCursor.objects.filter(source=source.name).values_list("last_id", flat=True).first() or 0
+    if not source.rows().filter(pk__gt=seen).exists():
+        return 0
     with transaction.atomic():
         cursor, _created = OutboxCursor.objects.select_for_update().get_or_create(source=source.name)
         rows = list(source.rows().filter(pk__gt=cursor.last_id).order_by("pk")[:BATCH])
