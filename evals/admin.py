@@ -8,19 +8,12 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from evals.models import EvalJudgment, EvalResult
-from portal.admin import ManagementOnly, admin_site
+from portal.admin import ManagementOnly, ReadOnlyInline, admin_site
 
 
-class EvalJudgmentInline(admin.TabularInline[EvalJudgment, EvalResult]):
+class EvalJudgmentInline(ReadOnlyInline, admin.TabularInline[EvalJudgment, EvalResult]):
     model = EvalJudgment
-    extra = 0
-    fields = ("question_id", "category", "turn", "score", "judgment")
-    readonly_fields = ("question_id", "category", "turn", "score", "judgment")
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    fields = readonly_fields = ("question_id", "category", "turn", "score", "judgment")
 
 
 @admin.register(EvalResult, site=admin_site)

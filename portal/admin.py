@@ -61,13 +61,12 @@ class ManagementOnly:
         return access.is_admin(request.user)
 
 
-class MembershipInline(admin.TabularInline[Membership, Member]):
-    """A member's memberships, read-only here: each opens on its own page (see MembershipAdmin)."""
+class ReadOnlyInline:
+    """Rows shown to the management team and changed by nobody here (services or the worker write them)."""
 
-    model = Membership
     extra = 0
-    fields = readonly_fields = ("subteam", "role", "started", "ended")
-    show_change_link = True
+    can_delete = False
+    show_change_link = False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return access.is_admin(request.user)
@@ -80,6 +79,14 @@ class MembershipInline(admin.TabularInline[Membership, Member]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class MembershipInline(ReadOnlyInline, admin.TabularInline[Membership, Member]):
+    """A member's memberships, read-only here: each opens on its own page (see MembershipAdmin)."""
+
+    model = Membership
+    fields = readonly_fields = ("subteam", "role", "started", "ended")
+    show_change_link = True
 
 
 @admin.register(Member, site=admin_site)
@@ -159,22 +166,11 @@ class MembershipAdmin(ManagementOnly, admin.ModelAdmin[Membership]):
             services.end_membership(actor, stored, obj.ended)
 
 
-class GoalRevisionInline(admin.TabularInline[GoalRevision, Goal]):
+class GoalRevisionInline(ReadOnlyInline, admin.TabularInline[GoalRevision, Goal]):
     """A goal's history: written only by `portal.services`, never here."""
 
     model = GoalRevision
-    extra = 0
     readonly_fields = ["author", "created_at", "changes", "reason", "source"]
-    can_delete = False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return access.is_admin(request.user)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class GoalAdminForm(forms.ModelForm[Goal]):

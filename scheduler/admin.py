@@ -14,30 +14,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from portal import access
-from portal.admin import ManagementOnly, admin_site
+from portal.admin import ManagementOnly, ReadOnlyInline, admin_site
 from scheduler.models import Cluster, Job, JobEvent, Node, Partition
-
-
-class _ReadOnlyInline:
-    """Shown to the management team, changed by nobody (the worker writes these rows)."""
-
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return access.is_admin(request.user)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 PARTITION_FIELDS = ("name", "state", "total_nodes", "max_time_minutes", "default_time_minutes", "updated_at")
 NODE_FIELDS = (
@@ -53,13 +31,13 @@ NODE_FIELDS = (
 EVENT_FIELDS = ("at", "kind", "actor", "from_state", "to_state", "message")
 
 
-class PartitionInline(_ReadOnlyInline, admin.TabularInline[Partition, Cluster]):
+class PartitionInline(ReadOnlyInline, admin.TabularInline[Partition, Cluster]):
     model = Partition
     fields = PARTITION_FIELDS
     readonly_fields = PARTITION_FIELDS
 
 
-class NodeInline(_ReadOnlyInline, admin.TabularInline[Node, Cluster]):
+class NodeInline(ReadOnlyInline, admin.TabularInline[Node, Cluster]):
     model = Node
     fields = NODE_FIELDS
     readonly_fields = NODE_FIELDS
@@ -103,7 +81,7 @@ class ClusterAdmin(ManagementOnly, admin.ModelAdmin[Cluster]):
     inlines = [PartitionInline, NodeInline]
 
 
-class JobEventInline(_ReadOnlyInline, admin.TabularInline[JobEvent, Job]):
+class JobEventInline(ReadOnlyInline, admin.TabularInline[JobEvent, Job]):
     model = JobEvent
     fields = EVENT_FIELDS
     readonly_fields = EVENT_FIELDS
