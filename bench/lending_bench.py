@@ -37,9 +37,10 @@ from django.utils import timezone  # noqa: E402
 from lending import services, sync  # noqa: E402
 from lending.models import Reservation  # noqa: E402
 from scheduler import ssh  # noqa: E402
+from scheduler.identity import service_connection as connection_for  # noqa: E402
 from scheduler.models import Cluster, Node  # noqa: E402
 from scheduler.steps import Poll  # noqa: E402
-from scheduler.worker import Worker, connection_for  # noqa: E402
+from scheduler.worker import Worker  # noqa: E402
 from tests.personas import make_team  # noqa: E402
 from tests.scheduler.conftest import STATE_DIR  # noqa: E402 - the tests' instance, never the demo's
 
@@ -143,7 +144,7 @@ def bench_sync(team) -> list[str]:  # type: ignore[no-untyped-def]
         cycle("5 to delete")
         cycle("idle")
     finally:
-        remote = worker.pool.connect(cluster.pk, connection_for(cluster))
+        remote = worker.pool.connect((cluster.pk, cluster.username), connection_for(cluster))
         for r in made:
             remote.run(["scontrol", "delete", f"reservationname=tanuki-{r.pk}"])
         worker.pool.close_all()

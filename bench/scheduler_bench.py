@@ -35,8 +35,9 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 
 from scheduler import services, slurm, ssh  # noqa: E402
+from scheduler.identity import service_connection as connection_for  # noqa: E402
 from scheduler.models import Cluster, Job  # noqa: E402
-from scheduler.worker import Worker, connection_for  # noqa: E402
+from scheduler.worker import Worker  # noqa: E402
 from tests.personas import make_team  # noqa: E402
 from tests.scheduler.conftest import STATE_DIR  # noqa: E402 - the tests' instance, never the demo's
 
@@ -79,7 +80,7 @@ def cancel_all(conn: ssh.Connection) -> None:
 
 def poll_cost(cluster: Cluster, team: object) -> list[dict[str, float]]:
     worker = Worker(name="bench")
-    conn = ssh.pool.connect(cluster.pk, connection_for(cluster))
+    conn = ssh.pool.connect((cluster.pk, cluster.username), connection_for(cluster))
     rows = []
     tracked = 0
     for target in (1, 100, 500):
@@ -106,7 +107,7 @@ def poll_cost(cluster: Cluster, team: object) -> list[dict[str, float]]:
 
 def submission_latency(cluster: Cluster, n: int = 100) -> dict[str, float]:
     info = json.loads((STATE_DIR / "cluster.json").read_text())
-    conn = ssh.pool.connect(cluster.pk, connection_for(cluster))
+    conn = ssh.pool.connect((cluster.pk, cluster.username), connection_for(cluster))
     wrap = ["sbatch", "--parsable", "--hold", "--account=sft", "--job-name=bench-latency", "--wrap=true"]
 
     start = time.perf_counter()

@@ -35,9 +35,10 @@ from django.core.management import call_command  # noqa: E402
 from demo import assets as demo_assets  # noqa: E402
 from demo.management.commands.register_devcluster import local_python_preamble  # noqa: E402
 from scheduler import services, ssh  # noqa: E402
+from scheduler.identity import service_connection as connection_for  # noqa: E402
 from scheduler.models import Cluster, Job  # noqa: E402
 from scheduler.training_jobs import TrainingRequest  # noqa: E402
-from scheduler.worker import Worker, connection_for  # noqa: E402
+from scheduler.worker import Worker  # noqa: E402
 from tests.judge import API_KEY, JudgeServer  # noqa: E402
 from tests.personas import make_team  # noqa: E402
 from tests.scheduler.conftest import STATE_DIR  # noqa: E402 - the tests' instance, never the demo's

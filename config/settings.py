@@ -215,7 +215,8 @@ SCHEDULER_STEPS = [
     "scheduler.steps.submit_pending",  # adopt or sbatch the jobs waiting to be submitted
     "scheduler.steps.track_jobs",  # one squeue, one batched sacct: state changes become JobEvents
     "scheduler.steps.send_cancels",  # one scancel for every requested cancel
-    "scheduler.steps.read_logs",  # stdout/stderr tails over SFTP
+    "scheduler.steps.read_logs",  # stdout/stderr tails over SFTP, as each job's member
+    "scheduler.associations.sync_associations",  # memberships → sacctmgr user→account, every minute
     "lending.sync.sync_reservations",  # bookings → scontrol create/update/delete reservation
     "metrics.ingest.ingest_cluster",  # .wandb run files over SFTP → metric points
     "evals.collect.collect_eval_results",  # finished evaluations' summaries → leaderboard
@@ -224,6 +225,17 @@ SCHEDULER_STEPS = [
 SCHEDULER_CYCLE_STEPS = [
     "slackbot.delivery.run_from_worker",  # new job/booking/eval events → Slack messages, posted
 ]
+# --- Identity on the clusters (scheduler.identity; docs/cluster-access.md) ---
+# The SSH user CA's private key file (OpenSSH format): the portal signs a certificate valid for
+# SSH_CERTIFICATE_SECONDS for a member's own cluster user for each connection. Never in the database.
+SSH_USER_CA_KEY = env_str("SSH_USER_CA_KEY")
+SSH_CERTIFICATE_SECONDS = env_int("SSH_CERTIFICATE_SECONDS", 300)
+# Encrypts members' uploaded private keys (clusters in the "uploaded keys" mode); any long random
+# string. Without it, keys cannot be uploaded (with DEBUG on, one is derived from SECRET_KEY).
+KEY_ENCRYPTION_KEY = env_str("KEY_ENCRYPTION_KEY") or (f"derived:{SECRET_KEY}" if DEBUG else "")
+# Members' pooled SSH connections are closed after this many idle seconds.
+SSH_IDLE_SECONDS = env_int("SSH_IDLE_SECONDS", 300)
+
 # The Slurm reservation a job is submitted into (a subteam's jobs run inside its booking), asked for
 # when the job's script is built: a function (job) -> reservation name or None.
 JOB_RESERVATION = "lending.services.reservation_for_job"

@@ -1,4 +1,4 @@
-"""Quotas and Slurm account mappings are set here by the management team; bookings are read-only
+"""Quotas are set here by the management team (subteams' Slurm accounts are the scheduler's); bookings are read-only
 (every change to a booking goes through `lending.services`, from the lending pages or the API)."""
 
 from __future__ import annotations
@@ -6,19 +6,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from lending.models import Reservation, SubteamAccount, SubteamQuota
+from lending.models import Reservation, SubteamQuota
 from portal.admin import ManagementOnly, admin_site
 
 
 @admin.register(SubteamQuota, site=admin_site)
 class SubteamQuotaAdmin(ManagementOnly, admin.ModelAdmin[SubteamQuota]):
     list_display = ["subteam", "max_gpus", "max_gpu_hours_per_week"]
-
-
-@admin.register(SubteamAccount, site=admin_site)
-class SubteamAccountAdmin(ManagementOnly, admin.ModelAdmin[SubteamAccount]):
-    list_display = ["subteam", "cluster", "account"]
-    list_filter = ["cluster"]
 
 
 @admin.register(Reservation, site=admin_site)

@@ -162,20 +162,3 @@ class SubteamQuota(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subteam}: {self.max_gpus} GPUs, {self.max_gpu_hours_per_week} GPU-h/week"
-
-
-class SubteamAccount(models.Model):
-    """The Slurm account(s) a subteam's reservations admit on a cluster (default: the cluster's)."""
-
-    subteam = models.ForeignKey(Subteam, on_delete=models.CASCADE, related_name="slurm_accounts")
-    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="subteam_accounts")
-    account = models.CharField(_("Slurm account"), max_length=64)
-
-    class Meta:
-        verbose_name = _("Slurm account of a subteam")
-        constraints = [
-            models.UniqueConstraint(fields=["subteam", "cluster", "account"], name="unique_subteam_account")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.subteam} -> {self.cluster}:{self.account}"

@@ -36,10 +36,10 @@ from lending.capacity import (
     peak_gpus,
     span,
 )
-from lending.models import Reservation, ReservationEvent, SubteamAccount, SubteamQuota
+from lending.models import Reservation, ReservationEvent, SubteamQuota
 from lending.usage import HELD_STATES, Usage, job_gpu_hours_in, usage, usage_by_subteam
 from portal.models import Member, Subteam
-from scheduler.models import Cluster, Job
+from scheduler.models import Cluster, Job, SubteamAccount
 
 __all__ = [  # the reads other apps use, re-exported: everything goes through this module
     "HELD_STATES",
@@ -478,7 +478,7 @@ def accounts_for(subteam_id: int, cluster: Cluster) -> list[str]:
         SubteamAccount.objects.filter(subteam_id=subteam_id, cluster=cluster).values_list(
             "account", flat=True
         )
-    )
+    )  # the scheduler's mapping: the same account the subteam's jobs run under
     if mapped:
         return mapped
     return [cluster.default_account] if cluster.default_account else []

@@ -152,15 +152,15 @@ class MemberForm(forms.ModelForm[Member]):
             "github",
             "huggingface",
             "wandb",
-            "cluster_account",
-            "has_cluster_account",
             "has_github",
             "has_huggingface",
             "has_wandb",
             "has_slack",
         ]
 
-    ONBOARDING = ("has_cluster_account", "has_github", "has_huggingface", "has_wandb", "has_slack")
+    # The cluster account is not ticked by hand: it is done once the portal has logged in as the member
+    # (scheduler.identity), and the username is set by an admin on the member's cluster accounts.
+    ONBOARDING = ("has_github", "has_huggingface", "has_wandb", "has_slack")
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

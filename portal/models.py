@@ -49,7 +49,7 @@ class Member(models.Model):
     """A person on the team, linked to the account they sign in with."""
 
     ONBOARDING_FIELDS = (
-        ("has_cluster_account", _("Cluster account")),
+        ("has_cluster_account", _("Cluster account (the portal has logged in as you)")),
         ("has_github", _("GitHub organisation")),
         ("has_huggingface", _("Hugging Face organisation")),
         ("has_wandb", _("W&B team")),
@@ -64,7 +64,8 @@ class Member(models.Model):
     github = models.CharField(_("GitHub user"), max_length=39, blank=True)
     huggingface = models.CharField(_("Hugging Face user"), max_length=96, blank=True)
     wandb = models.CharField(_("W&B user"), max_length=64, blank=True)
-    cluster_account = models.CharField(_("cluster account"), max_length=32, blank=True)
+    # Mirrors the username an admin set on the member's cluster account (scheduler.ClusterAccount).
+    cluster_account = models.CharField(_("cluster account"), max_length=32, blank=True, editable=False)
     bio = models.CharField(_("about"), max_length=200, blank=True)
     language = models.CharField(
         _("language"),
@@ -75,7 +76,8 @@ class Member(models.Model):
     )
     joined = models.DateField(_("joined"), default=timezone.localdate)
 
-    has_cluster_account = models.BooleanField(_("cluster account ready"), default=False)
+    # Set by the scheduler once it has logged in as the member's cluster user; never ticked by hand.
+    has_cluster_account = models.BooleanField(_("cluster account ready"), default=False, editable=False)
     has_github = models.BooleanField(_("GitHub access ready"), default=False)
     has_huggingface = models.BooleanField(_("Hugging Face access ready"), default=False)
     has_wandb = models.BooleanField(_("W&B access ready"), default=False)

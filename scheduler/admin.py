@@ -14,8 +14,21 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from portal import access
 from portal.admin import ManagementOnly, ReadOnlyInline, admin_site
-from scheduler.models import Cluster, Job, JobEvent, Node, Partition
+from scheduler import services
+from scheduler.models import (
+    AccessEvent,
+    Association,
+    Cluster,
+    ClusterAccount,
+    Job,
+    JobEvent,
+    JudgeEndpoint,
+    Node,
+    Partition,
+    SubteamAccount,
+)
 
 PARTITION_FIELDS = ("name", "state", "total_nodes", "max_time_minutes", "default_time_minutes", "updated_at")
 NODE_FIELDS = (
@@ -58,7 +71,7 @@ class ClusterAdmin(ManagementOnly, admin.ModelAdmin[Cluster]):
         "poll_claimed_by",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "is_active"]}),
+        (None, {"fields": ["name", "is_active", "auth_mode"]}),
         ("SSH", {"fields": ["host", "port", "username", "key_path", "key_path_env", "host_key"]}),
         (
             "Slurm",
@@ -79,6 +92,78 @@ class ClusterAdmin(ManagementOnly, admin.ModelAdmin[Cluster]):
         ),
     ]
     inlines = [PartitionInline, NodeInline]
+
+
+@admin.register(ClusterAccount, site=admin_site)
+class ClusterAccountAdmin(ManagementOnly, admin.ModelAdmin[ClusterAccount]):
+    """Members' cluster usernames: set by admins only (a member must not claim someone else's user)."""
+
+    list_display = ["member", "cluster", "username", "verified_at", "key_fingerprint", "last_error"]
+    list_filter = ["cluster"]
+    search_fields = ["username", "member__display_name", "member__user__username"]
+    fields = ["member", "cluster", "username", "verified_at", "key_fingerprint", "last_error"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ClusterAccount | None = None) -> list[str]:
+        fixed = ["verified_at", "key_fingerprint", "last_error"]
+        return fixed if obj is None else ["member", "cluster", *fixed]
+
+    def save_model(self, request: HttpRequest, obj: ClusterAccount, form: Any, change: bool) -> None:
+        actor = access.member_of(request.user)
+        saved = services.set_cluster_account(actor, obj.member, obj.cluster, obj.username)
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: ClusterAccount) -> None:
+        services.remove_cluster_account(access.member_of(request.user), obj)
+
+
+@admin.register(SubteamAccount, site=admin_site)
+class SubteamAccountAdmin(ManagementOnly, admin.ModelAdmin[SubteamAccount]):
+    """A subteam's Slurm account: its jobs run with --account=it, its bookings admit it, its members'
+    associations are kept to it."""
+
+    list_display = ["subteam", "cluster", "account"]
+    list_filter = ["cluster"]
+
+
+@admin.register(JudgeEndpoint, site=admin_site)
+class JudgeEndpointAdmin(ManagementOnly, admin.ModelAdmin[JudgeEndpoint]):
+    list_display = ["name", "base_url", "key_env", "is_active"]
+
+
+@admin.register(Association, site=admin_site)
+class AssociationAdmin(ManagementOnly, admin.ModelAdmin[Association]):
+    list_display = [
+        "username",
+        "account",
+        "cluster",
+        "state",
+        "wanted",
+        "attempts",
+        "last_error",
+        "updated_at",
+    ]
+    list_filter = ["cluster", "state"]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # memberships drive them (scheduler.associations)
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(AccessEvent, site=admin_site)
+class AccessEventAdmin(ManagementOnly, admin.ModelAdmin[AccessEvent]):
+    list_display = ["at", "kind", "cluster", "member", "actor", "message"]
+    list_filter = ["kind", "cluster"]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 class JobEventInline(ReadOnlyInline, admin.TabularInline[JobEvent, Job]):

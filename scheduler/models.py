@@ -17,7 +17,10 @@ from django.utils.translation import gettext_lazy as _
 from portal.models import Member, Subteam
 from scheduler import slurm
 
-WORK_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,400}\Z")  # \Z: `$` would accept a trailing newline
+# An absolute path; `{user}` stands for the member's cluster username (a per-user work directory).
+WORK_DIR_RE = re.compile(
+    r"^/(?:[A-Za-z0-9._/-]|\{user\}){0,400}\Z"
+)  # \Z: `$` would accept a trailing newline
 WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
@@ -28,15 +31,39 @@ class Cluster(models.Model):
         UNREACHABLE = "unreachable", _("Unreachable")
         HOST_KEY_MISMATCH = "host_key_mismatch", _("Host key changed")
 
+    class AuthMode(models.TextChoices):
+        CERTIFICATE = "certificate", _("Members' own accounts, by short-lived SSH certificates")
+        MEMBER_KEYS = "member_keys", _("Members' own accounts, by their uploaded keys")
+        SHARED = "shared", _("One shared account for everyone (unsafe)")
+
     name = models.CharField(_("name"), max_length=64, unique=True)
     host = models.CharField(_("login host"), max_length=255)
     port = models.PositiveIntegerField(_("SSH port"), default=22)
-    username = models.CharField(_("SSH user"), max_length=64)
+    username = models.CharField(
+        _("service account"),
+        max_length=64,
+        help_text=_(
+            "The portal's own cluster user: tracks every portal job (squeue, sacct), keeps reservations and "
+            "Slurm associations. Give it Slurm's Operator level, not Administrator."
+        ),
+    )
+    auth_mode = models.CharField(
+        _("how members' jobs reach the cluster"),
+        max_length=20,
+        choices=AuthMode.choices,
+        default=AuthMode.CERTIFICATE,
+        help_text=_(
+            "Certificates: the portal signs a certificate valid for minutes for the member's cluster "
+            "user (the login node trusts the portal's user CA). Uploaded keys: for clusters whose admins "
+            "will not add a CA. Shared: every job runs as the service account, so the cluster cannot tell "
+            "members apart (unsafe)."
+        ),
+    )
     key_path = models.CharField(
         _("private key file"),
         max_length=500,
         blank=True,
-        help_text=_("Path of the SSH private key on the portal host."),
+        help_text=_("Path of the service account's SSH private key on the portal host."),
     )
     key_path_env = models.CharField(
         _("private key file variable"),
@@ -51,7 +78,14 @@ class Cluster(models.Model):
     )
     default_partition = models.CharField(_("default partition"), max_length=64, default="gpu")
     default_account = models.CharField(_("default account"), max_length=64, blank=True)
-    work_dir = models.CharField(_("remote work directory"), max_length=500)
+    work_dir = models.CharField(
+        _("remote work directory"),
+        max_length=500,
+        help_text=_(
+            "Where jobs' run directories go. {user} stands for the member's cluster username, e.g. "
+            "/home/{user}/tanuki-runs: each member's runs in a directory of their own."
+        ),
+    )
     env_preamble = models.TextField(
         _("job environment preamble"),
         blank=True,
@@ -109,8 +143,183 @@ class Cluster(models.Model):
             if value and not WORD_RE.match(value):
                 raise ValidationError({field: _("Only letters, digits, dots, dashes and underscores.")})
 
-    def run_dir(self, job_id: uuid.UUID) -> str:
-        return f"{self.work_dir.rstrip('/')}/{job_id}"
+    @property
+    def is_shared(self) -> bool:
+        """Every job runs as the service account (the unsafe mode)."""
+        return self.auth_mode == self.AuthMode.SHARED
+
+    def work_dir_for(self, cluster_user: str) -> str:
+        if not WORD_RE.match(cluster_user or ""):
+            raise ValueError(f"not a cluster username: {cluster_user!r}")
+        return self.work_dir.replace("{user}", cluster_user).rstrip("/")
+
+    def run_dir(self, job_id: uuid.UUID, cluster_user: str) -> str:
+        return f"{self.work_dir_for(cluster_user)}/{job_id}"
+
+
+class ClusterAccount(models.Model):
+    """A member's own user on a cluster: their jobs are submitted, cancelled and read as this user.
+
+    Set by an admin (the portal must not let anyone claim another person's account). `verified_at` is
+    the last time the portal actually logged in as this user; only then is the member's onboarding step
+    "cluster account" done. In the uploaded-keys mode the member's private key is kept here encrypted
+    (`scheduler.identity`); it is never shown again."""
+
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="cluster_accounts", verbose_name=_("member")
+    )
+    cluster = models.ForeignKey(
+        Cluster, on_delete=models.CASCADE, related_name="accounts", verbose_name=_("cluster")
+    )
+    username = models.CharField(_("cluster username"), max_length=64)
+    verified_at = models.DateTimeField(_("last logged in"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    encrypted_key = models.BinaryField(_("encrypted private key"), blank=True, default=b"", editable=False)
+    key_fingerprint = models.CharField(_("key fingerprint"), max_length=100, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["cluster", "username"]
+        verbose_name = _("cluster account")
+        verbose_name_plural = _("cluster accounts")
+        constraints = [
+            models.UniqueConstraint(fields=["member", "cluster"], name="one_account_per_cluster"),
+            models.UniqueConstraint(fields=["cluster", "username"], name="unique_cluster_username"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.cluster}"
+
+    def clean(self) -> None:
+        if not WORD_RE.match(self.username or ""):
+            raise ValidationError({"username": _("Only letters, digits, dots, dashes and underscores.")})
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.key_fingerprint)
+
+
+class SubteamAccount(models.Model):
+    """The Slurm account of a subteam on a cluster: its jobs run with `--account=<it>`, its bookings
+    admit it, and its members' Slurm associations are kept to it (`scheduler.associations`)."""
+
+    subteam = models.ForeignKey(
+        Subteam, on_delete=models.CASCADE, related_name="slurm_accounts", verbose_name=_("subteam")
+    )
+    cluster = models.ForeignKey(
+        Cluster, on_delete=models.CASCADE, related_name="subteam_accounts", verbose_name=_("cluster")
+    )
+    account = models.CharField(_("Slurm account"), max_length=64)
+
+    class Meta:
+        ordering = ["cluster", "subteam"]
+        verbose_name = _("Slurm account of a subteam")
+        verbose_name_plural = _("Slurm accounts of subteams")
+        constraints = [models.UniqueConstraint(fields=["subteam", "cluster"], name="one_slurm_account")]
+
+    def __str__(self) -> str:
+        return f"{self.subteam} -> {self.cluster}:{self.account}"
+
+    def clean(self) -> None:
+        if not WORD_RE.match(self.account or ""):
+            raise ValidationError({"account": _("Only letters, digits, dots, dashes and underscores.")})
+
+
+class Association(models.Model):
+    """A member's Slurm association user → account on a cluster, as the portal wants it and as the
+    worker last found it (`scheduler.associations.sync_associations`)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Being added")
+        PRESENT = "present", _("In place")
+        REMOVING = "removing", _("Being removed")
+        REMOVED = "removed", _("Removed")
+        FAILED = "failed", _("Failed, retrying")
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="associations")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="slurm_associations")
+    username = models.CharField(_("cluster username"), max_length=64)
+    account = models.CharField(_("Slurm account"), max_length=64)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    wanted = models.BooleanField(_("wanted"), default=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    next_try_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    class Meta:
+        ordering = ["cluster", "username", "account"]
+        verbose_name = _("Slurm association")
+        verbose_name_plural = _("Slurm associations")
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "username", "account"], name="unique_association")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username}→{self.account}@{self.cluster_id} ({self.state})"
+
+
+class AccessEvent(models.Model):
+    """The audit trail of who may do what on a cluster: accounts set, logins proved or refused, keys
+    uploaded, Slurm associations added and removed."""
+
+    class Kind(models.TextChoices):
+        ACCOUNT_SET = "account_set", _("Cluster account set")
+        ACCOUNT_REMOVED = "account_removed", _("Cluster account removed")
+        LOGIN_OK = "login_ok", _("Logged in")
+        LOGIN_FAILED = "login_failed", _("Login refused")
+        KEY_UPLOADED = "key_uploaded", _("Key uploaded")
+        ASSOCIATION_ADDED = "assoc_added", _("Slurm association added")
+        ASSOCIATION_REMOVED = "assoc_removed", _("Slurm association removed")
+        ASSOCIATION_FAILED = "assoc_failed", _("Slurm association change failed")
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="access_events")
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, null=True, blank=True, related_name="cluster_access_events"
+    )
+    actor = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    message = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.kind} {self.message}"
+
+
+class JudgeEndpoint(models.Model):
+    """An OpenAI-compatible judge an evaluation may use, configured by admins (members pick one; they
+    cannot point an evaluation, and its key, at any other URL). The key is never in the database: it is
+    read from the portal host's environment variable `key_env` and reaches the job as a file only the
+    job's user can read, removed when the job ends."""
+
+    name = models.CharField(_("name"), max_length=64, unique=True)
+    base_url = models.URLField(_("base URL"), max_length=300, help_text=_("An OpenAI-compatible /v1 URL."))
+    key_env = models.CharField(
+        _("key variable"),
+        max_length=100,
+        blank=True,
+        help_text=_("Name of the environment variable on the portal host that holds the API key."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("judge endpoint")
+        verbose_name_plural = _("judge endpoints")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.key_env and not re.match(r"^[A-Z_][A-Z0-9_]{0,99}\Z", self.key_env):
+            raise ValidationError({"key_env": _("An environment variable name (A-Z, 0-9, _).")})
+
+    def api_key(self) -> str:
+        """The key from the portal host's environment ("" when unset)."""
+        return os.environ.get(self.key_env, "") if self.key_env else ""
 
 
 class Partition(models.Model):
@@ -209,6 +418,12 @@ class Job(models.Model):
     )
     cluster = models.ForeignKey(
         Cluster, on_delete=models.PROTECT, related_name="jobs", verbose_name=_("cluster")
+    )
+    cluster_user = models.CharField(
+        _("runs as"),
+        max_length=64,
+        blank=True,
+        help_text=_("The cluster user the job was submitted as: its owner's own account."),
     )
     command = models.TextField(_("command"))
     parameters = models.JSONField(_("parameters"), default=dict, blank=True)
@@ -311,7 +526,12 @@ class Job(models.Model):
 
     @property
     def run_dir(self) -> str:
-        return self.cluster.run_dir(self.id)
+        return self.cluster.run_dir(self.id, self.cluster_user or self.cluster.username)
+
+    @property
+    def secrets_dir(self) -> str:
+        """Files only the job's user may read (the judge's key): created 0700, removed when it ends."""
+        return f"{self.run_dir}/.secrets"
 
     @property
     def stdout_path(self) -> str:

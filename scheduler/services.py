@@ -23,8 +23,18 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from portal.models import Member, Subteam
-from scheduler import ssh, training_jobs
-from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Partition, Pipeline
+from scheduler import identity, ssh, training_jobs
+from scheduler.models import (
+    AccessEvent,
+    Cluster,
+    ClusterAccount,
+    Job,
+    JobEvent,
+    JobTemplate,
+    Partition,
+    Pipeline,
+    SubteamAccount,
+)
 from scheduler.transitions import record as _record
 from scheduler.transitions import transition
 
@@ -68,7 +78,13 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     """Field errors for anything Slurm would reject or that could change the script's meaning."""
     errors: dict[str, list[str]] = {}
     spec.partition = spec.partition or spec.cluster.default_partition
-    spec.account = spec.account or spec.cluster.default_account
+    subteam_account = slurm_account_of(spec.subteam, spec.cluster)
+    if spec.account and subteam_account and spec.account != subteam_account:
+        errors.setdefault("account", []).append(
+            _("%(subteam)s's jobs run under its Slurm account %(account)s.")
+            % {"subteam": spec.subteam.name, "account": subteam_account}
+        )
+    spec.account = subteam_account or spec.account or spec.cluster.default_account
     if not spec.cluster.is_active:
         errors.setdefault("cluster", []).append(_("This cluster is not active."))
     if not NAME_RE.match(spec.name or ""):
@@ -131,6 +147,16 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     return spec
 
 
+def slurm_account_of(subteam: Subteam, cluster: Cluster) -> str:
+    """The subteam's Slurm account on the cluster ("" when none is mapped)."""
+    return (
+        SubteamAccount.objects.filter(subteam=subteam, cluster=cluster)
+        .values_list("account", flat=True)
+        .first()
+        or ""
+    )
+
+
 def _training_request(job: Job) -> training_jobs.TrainingRequest | None:
     data = (job.parameters or {}).get("training")
     return training_jobs.TrainingRequest.from_dict(data) if job.is_training and data else None
@@ -183,10 +209,14 @@ def render_script(job: Job, reservation: str = "") -> str:
         lines.append(f"#SBATCH --reservation={reservation}")
     lines.append("")
     lines.append(f"# Tanuki Portal job {job.id} ({job.name}) for {job.subteam.slug}")
+    lines.append("umask 077  # the run directory and what the job writes: for its own user only")
     preamble = job.cluster.env_preamble.strip()
     if preamble:
         lines += [preamble, ""]
     lines.append(f"cd {shlex.quote(job.run_dir)}")
+    if job.kind == Job.Kind.EVAL:
+        # The judge's key was staged for this job only; it goes when the job does, however it ends.
+        lines.append(f"trap {shlex.quote('rm -rf -- ' + shlex.quote(job.secrets_dir))} EXIT")
     if request is not None:
         lines += training_jobs.launch_lines(job, request)
     else:
@@ -199,13 +229,19 @@ def _wake() -> None:
 
 
 def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **extra: Any) -> Job:
-    """An unsaved Job for a validated spec, its script rendered (submit_job saves it; previews don't)."""
+    """An unsaved Job for a validated spec, its script rendered (submit_job saves it; previews don't).
+    It runs as the actor's own cluster user; ValidationError when they have none there."""
+    try:
+        cluster_user = identity.cluster_user_for(actor, spec.cluster)
+    except identity.AccountError as error:
+        raise ValidationError({"cluster": [str(error)]}) from error
     job = Job(
         name=spec.name,
         kind=spec.kind,
         owner=actor,
         subteam=spec.subteam,
         cluster=spec.cluster,
+        cluster_user=cluster_user,
         command=spec.command,
         partition=spec.partition,
         account=spec.account,
@@ -241,6 +277,9 @@ def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **ext
             else:
                 named = request.model.rstrip("/").rsplit("/", 1)[-1] or spec.name
             config["evaluate"].setdefault("model_id", named)
+            endpoint = training_jobs.judge_endpoint(request)
+            if endpoint is not None:
+                training_jobs.pin_judge(config, endpoint, job.secrets_dir)
         job.parameters["training"] = request.as_dict()
         job.parameters["config"] = config
         job.config_yaml = training_jobs.to_yaml(config)
@@ -430,7 +469,7 @@ def trust_host_key(actor: Member | None, cluster: Cluster, key_line: str) -> Clu
     cluster.status = Cluster.Status.UNKNOWN
     cluster.last_error = ""
     cluster.save(update_fields=["host_key", "status", "last_error"])
-    ssh.pool.reset_backoff(cluster.pk)
+    ssh.pool.reset_backoff_where(lambda key: isinstance(key, tuple) and key[0] == cluster.pk)
     return cluster
 
 
@@ -443,3 +482,131 @@ def live_jobs(cluster: Cluster) -> Any:
 def delete_template(actor: Member | None, template: JobTemplate) -> None:
     """Delete a subteam's saved template (the web page's Delete button and the API's DELETE)."""
     template.delete()
+
+
+# --- who members are on clusters ------------------------------------------------------------------------
+
+MAX_KEY_BYTES = 16 * 1024
+
+
+@transaction.atomic
+def set_cluster_account(
+    actor: Member | None, member: Member, cluster: Cluster, username: str
+) -> ClusterAccount:
+    """Give a member their cluster username (admins only: the caller checks). A changed username
+    forgets the old login proof and any uploaded key: they belonged to the other user."""
+    account = ClusterAccount.objects.filter(member=member, cluster=cluster).first()
+    if account is not None and account.username == username:
+        return account
+    taken = ClusterAccount.objects.filter(cluster=cluster, username=username).exclude(member=member).first()
+    if taken is not None:
+        raise ValidationError(
+            {
+                "username": [
+                    _("%(user)s is already %(member)s's.") % {"user": username, "member": taken.member}
+                ]
+            }
+        )
+    if account is None:
+        account = ClusterAccount(member=member, cluster=cluster)
+    account.username = username
+    account.verified_at = None
+    account.last_error = ""
+    account.encrypted_key = b""
+    account.key_fingerprint = ""
+    account.full_clean(exclude=["member", "cluster"])
+    account.save()
+    AccessEvent.objects.create(
+        cluster=cluster,
+        member=member,
+        actor=actor,
+        kind=AccessEvent.Kind.ACCOUNT_SET,
+        message=f"cluster user {username}",
+    )
+    _forget_login(member)
+    Member.objects.filter(pk=member.pk).update(cluster_account=username[:32])
+    return account
+
+
+@transaction.atomic
+def remove_cluster_account(actor: Member | None, account: ClusterAccount) -> None:
+    AccessEvent.objects.create(
+        cluster=account.cluster,
+        member=account.member,
+        actor=actor,
+        kind=AccessEvent.Kind.ACCOUNT_REMOVED,
+        message=f"cluster user {account.username}",
+    )
+    member = account.member
+    account.delete()
+    _forget_login(member)
+
+
+def _forget_login(member: Member) -> None:
+    """The onboarding step is done only while some cluster account of theirs has been logged in to."""
+    proven = ClusterAccount.objects.filter(member=member, verified_at__isnull=False).exists()
+    Member.objects.filter(pk=member.pk).update(has_cluster_account=proven)
+
+
+def upload_member_key(actor: Member | None, account: ClusterAccount, text: str) -> ClusterAccount:
+    """Keep a member's private key, encrypted, for a cluster that logs in with members' own keys. It
+    is checked (an unencrypted OpenSSH key), never stored or shown in clear, never logged."""
+    if len(text.encode()) > MAX_KEY_BYTES:
+        raise ValidationError({"private_key": [_("A private key is a few kilobytes at most.")]})
+    try:
+        key = ssh.parse_private_key(text.strip() + "\n")
+    except ssh.CredentialError as error:
+        raise ValidationError(
+            {"private_key": [_("Not an unencrypted OpenSSH private key (%(why)s).") % {"why": error}]}
+        ) from error
+    try:
+        token = identity.encrypt_key(text.strip() + "\n")
+    except identity.AccountError as error:
+        raise ValidationError({"private_key": [str(error)]}) from error
+    with transaction.atomic():
+        account.encrypted_key = token
+        account.key_fingerprint = ssh.fingerprint(key)
+        account.verified_at = None
+        account.last_error = ""
+        account.save(update_fields=["encrypted_key", "key_fingerprint", "verified_at", "last_error"])
+        AccessEvent.objects.create(
+            cluster=account.cluster,
+            member=account.member,
+            actor=actor,
+            kind=AccessEvent.Kind.KEY_UPLOADED,
+            message=account.key_fingerprint,
+        )
+    ssh.pool.reset_backoff(identity.pool_key(account.cluster, account.username))
+    return account
+
+
+def check_login(actor: Member | None, account: ClusterAccount, pool: ssh.Pool | None = None) -> str:
+    """Log in as the account now and ask the login node who we are. "" when that worked (the account
+    is then proven), else why not."""
+    pool = pool or ssh.pool
+    pool.reset_backoff(identity.pool_key(account.cluster, account.username))
+    try:
+        conn = identity.connect_account(account, pool)
+        result = conn.run(["id", "-un"]).check()
+    except (identity.AccountError, ssh.SlurmError) as error:
+        return str(error)
+    if result.stdout.strip() != account.username:
+        return _("The login node says this is %(who)s.") % {"who": result.stdout.strip()}
+    return ""
+
+
+def set_subteam_account(
+    actor: Member | None, subteam: Subteam, cluster: Cluster, account: str
+) -> SubteamAccount:
+    """Map a subteam to its Slurm account on a cluster ("" removes the mapping)."""
+    mapping = SubteamAccount.objects.filter(subteam=subteam, cluster=cluster).first()
+    if not account:
+        if mapping is not None:
+            mapping.delete()
+        return SubteamAccount(subteam=subteam, cluster=cluster, account="")
+    if mapping is None:
+        mapping = SubteamAccount(subteam=subteam, cluster=cluster)
+    mapping.account = account
+    mapping.full_clean(exclude=["subteam", "cluster"])
+    mapping.save()
+    return mapping

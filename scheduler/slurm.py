@@ -68,8 +68,19 @@ def portal_state(slurm_state: str) -> str:
 SQUEUE_FORMAT = "%i|%T|%r|%N|%S|%V|%j|%k"  # the comment comes last: it may contain '|'
 
 
-def squeue_command(user: str) -> list[str]:
-    return [*TIME_ENV, "squeue", "--noheader", "--array", "--user", user, "--format", SQUEUE_FORMAT]
+def squeue_command(users: str | Iterable[str]) -> list[str]:
+    """Every job of these cluster users (the portal's members and its service account), one command."""
+    names = [users] if isinstance(users, str) else sorted(set(users))
+    return [
+        *TIME_ENV,
+        "squeue",
+        "--noheader",
+        "--array",
+        "--user",
+        ",".join(names),
+        "--format",
+        SQUEUE_FORMAT,
+    ]
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,7 @@ def sacct_command(job_ids: Iterable[str]) -> list[str]:
         "sacct",
         "--noheader",
         "--parsable2",
+        "--allusers",  # members' jobs, read by the service account
         "--duplicates",
         "--jobs",
         ids,
@@ -173,6 +185,7 @@ def sacct_by_name_command(names: Iterable[str], since: str = "now-7days") -> lis
         "sacct",
         "--noheader",
         "--parsable2",
+        "--allusers",
         "--allocations",
         "--starttime",
         since,
@@ -572,3 +585,35 @@ def parse_reservations(text: str) -> list[ReservationInfo]:
 def reserved_nodes(text: str, name: str) -> str:
     """The host list the named reservation holds, from `show reservation` output ('' if not shown)."""
     return next((r.nodes for r in parse_reservations(text) if r.name == name), "")
+
+
+# --- associations (sacctmgr) -------------------------------------------------------------------------
+
+
+def add_association_command(user: str, account: str) -> list[str]:
+    """Let `user` run jobs under `account` (creates the Slurm user when it is new). Idempotent."""
+    return ["sacctmgr", "--immediate", "add", "user", f"name={user}", f"account={account}"]
+
+
+def remove_association_command(user: str, account: str) -> list[str]:
+    return ["sacctmgr", "--immediate", "delete", "user", f"name={user}", f"account={account}"]
+
+
+def show_associations_command() -> list[str]:
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "associations", "format=user,account"]
+
+
+def parse_associations(text: str) -> set[tuple[str, str]]:
+    """(user, account) of each user association (account-only lines have no user and are skipped)."""
+    found = set()
+    for line in text.splitlines():
+        user, _, account = line.strip().partition("|")
+        if user and account:
+            found.add((user, account.split("|", 1)[0]))
+    return found
+
+
+def association_unchanged(output: str) -> bool:
+    """sacctmgr's words for "already so": nothing to add, nothing to delete."""
+    text = output.lower()
+    return "nothing new added" in text or "already exists" in text or "nothing deleted" in text

@@ -1,8 +1,13 @@
 """The one module that opens SSH connections to clusters (paramiko).
 
-One persistent transport per cluster, reused for every command and for SFTP; TCP_NODELAY so a short
-command costs one round trip, not a Nagle + delayed-ACK stall; the server's host key must match the
-pinned one or nothing is sent; every argument is `shlex.quote`d at the single place commands are built.
+One persistent transport per (cluster, cluster user), reused for every command and for SFTP, closed
+after a while unused; TCP_NODELAY so a short command costs one round trip, not a Nagle + delayed-ACK
+stall; the server's host key must match the pinned one or nothing is sent; every argument is
+`shlex.quote`d at the single place commands are built.
+
+How a connection proves who it is, is a `Credential`: a key file (the service account), a short-lived
+certificate signed by the portal's user CA for one principal (members, the default), or a key held in
+memory (members' uploaded keys, decrypted by `scheduler.identity`). Nothing here reads the database.
 """
 
 from __future__ import annotations
@@ -10,17 +15,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import secrets
 import shlex
 import socket
 import stat
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
+from typing import Protocol
 
 import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import (
+    SSHCertificateBuilder,
+    SSHCertificateType,
+    load_ssh_private_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +49,15 @@ class HostKeyMismatch(SlurmError):
 
 class ClusterUnreachable(SlurmError):
     """No connection could be made (refused, timed out, authentication failed, backing off)."""
+
+
+class AuthenticationFailed(ClusterUnreachable):
+    """The login node answered but refused this user's key or certificate (unknown user, a CA the
+    server does not trust, an expired certificate, a key not in authorized_keys)."""
+
+
+class CredentialError(ClusterUnreachable):
+    """Nothing to log in with: a key or CA file missing or unreadable, a principal refused here."""
 
 
 @dataclass(frozen=True)
@@ -95,14 +118,131 @@ def load_private_key(path: Path) -> paramiko.PKey:
     try:
         text = path.read_text()
     except OSError as error:  # missing or unreadable: the cluster is unreachable, the loop goes on
-        raise ClusterUnreachable(f"cannot read the private key in {path}: {error}") from error
+        raise CredentialError(f"cannot read the private key in {path}: {error.strerror}") from error
+    try:
+        return parse_private_key(text)
+    except CredentialError as error:
+        raise CredentialError(f"cannot read the private key in {path}: {error}") from error
+
+
+def parse_private_key(text: str) -> paramiko.PKey:
+    """A PKey from an OpenSSH/PEM private key text (unencrypted). The error never quotes the text."""
     errors = []
     for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             return kind.from_private_key(StringIO(text))
         except Exception as error:  # try the next key type
-            errors.append(f"{kind.__name__}: {error}")
-    raise ClusterUnreachable(f"cannot read the private key in {path}: " + "; ".join(errors))
+            errors.append(f"{kind.__name__}: {type(error).__name__}")
+    raise CredentialError("not an unencrypted OpenSSH private key (" + "; ".join(errors) + ")")
+
+
+# --- credentials -----------------------------------------------------------------------------------------
+
+
+class Credential(Protocol):
+    def load(self) -> paramiko.PKey:
+        """The key (with its certificate, if any) to authenticate with, made or read now."""
+        ...
+
+    def identity(self) -> tuple[object, ...]:
+        """What makes two credentials the same (a pooled connection is replaced when it changes)."""
+        ...
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """A private key file on the portal host (the service account's)."""
+
+    path: Path
+
+    def load(self) -> paramiko.PKey:
+        return load_private_key(self.path)
+
+    def identity(self) -> tuple[object, ...]:
+        return ("file", str(self.path))
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A private key held in memory (a member's uploaded key, decrypted only to log in)."""
+
+    text: str = field(repr=False)
+    fingerprint: str = ""
+
+    def load(self) -> paramiko.PKey:
+        return parse_private_key(self.text)
+
+    def identity(self) -> tuple[object, ...]:
+        return ("stored", self.fingerprint)
+
+
+CERTIFICATE_LIFETIME = 300.0  # seconds; a session, once open, outlives it (sshd checks it at login)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A fresh key pair made in memory and an OpenSSH user certificate for it, signed by the portal's
+    user CA for exactly one principal, valid for minutes, with no extensions: no pty, no port, agent or
+    X11 forwarding, no ~/.ssh/rc. The login node trusts the CA once (`TrustedUserCAKeys`)."""
+
+    ca_path: Path
+    principal: str
+    lifetime: float = CERTIFICATE_LIFETIME
+    key_id: str = "tanuki-portal"
+
+    def load(self) -> paramiko.PKey:
+        ca = load_certificate_authority(self.ca_path)
+        key = ed25519.Ed25519PrivateKey.generate()
+        certificate = sign_certificate(ca, key.public_key(), self.principal, self.lifetime, self.key_id)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ).decode()
+        pkey = paramiko.Ed25519Key.from_private_key(StringIO(pem))
+        pkey.load_certificate(certificate)
+        return pkey
+
+    def identity(self) -> tuple[object, ...]:
+        return ("certificate", str(self.ca_path), self.principal)
+
+
+def load_certificate_authority(path: Path) -> serialization.SSHCertPrivateKeyTypes:
+    """The user CA's private key (OpenSSH format, unencrypted). Errors name the file, never its text."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CredentialError(f"cannot read the SSH user CA key {path}: {error.strerror}") from error
+    try:
+        key = load_ssh_private_key(data, password=None)
+    except (ValueError, TypeError) as error:
+        raise CredentialError(f"the SSH user CA key {path} is not an unencrypted OpenSSH key") from error
+    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise CredentialError(f"the SSH user CA key {path} is of a type that cannot sign certificates")
+    return key
+
+
+def sign_certificate(
+    ca: serialization.SSHCertPrivateKeyTypes,
+    public_key: ed25519.Ed25519PublicKey,
+    principal: str,
+    lifetime: float,
+    key_id: str = "tanuki-portal",
+) -> str:
+    """An OpenSSH user certificate line (`ssh-ed25519-cert-v01@openssh.com AAAA…`) for one principal."""
+    if not principal or any(c in principal for c in ", \n\x00"):
+        raise CredentialError(f"refusing to sign a certificate for principal {principal!r}")
+    now = int(time.time())
+    certificate = (
+        SSHCertificateBuilder()
+        .public_key(public_key)
+        .serial(secrets.randbits(64))
+        .type(SSHCertificateType.USER)
+        .key_id(f"{key_id}:{principal}".encode())
+        .valid_principals([principal.encode()])
+        .valid_after(now - 60)  # a login node whose clock is a little behind still accepts it
+        .valid_before(now + int(lifetime))
+        .sign(ca)
+    )
+    return certificate.public_bytes().decode()
 
 
 def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
@@ -133,11 +273,13 @@ class Connection:
     host: str
     port: int
     username: str
-    key_path: Path
-    host_key: str
+    key_path: Path | None = None  # the service account's key file (or give `credential`)
+    host_key: str = ""
     timeout: float = 15.0
+    credential: Credential | None = None
     commands_run: int = 0
     sftp_ops: int = 0
+    last_used: float = field(default_factory=time.monotonic)
     _transport: paramiko.Transport | None = field(default=None, repr=False)
     _sftp: paramiko.SFTPClient | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -145,6 +287,18 @@ class Connection:
     @property
     def is_open(self) -> bool:
         return self._transport is not None and self._transport.is_active()
+
+    @property
+    def login(self) -> Credential:
+        if self.credential is not None:
+            return self.credential
+        if self.key_path is None:
+            raise CredentialError(f"no key or certificate to log in as {self.username}")
+        return KeyFile(self.key_path)
+
+    def settings(self) -> tuple[object, ...]:
+        """What the pool compares: a change (host, pinned key, credential) replaces the connection."""
+        return (self.host, self.port, self.username, self.host_key, self.login.identity())
 
     def open(self) -> None:
         if self.is_open:
@@ -155,7 +309,7 @@ class Connection:
                 f"no host key is pinned for {self.host}:{self.port}; an admin must check and trust it first"
             )
         pinned = parse_host_key(self.host_key)
-        private_key = load_private_key(self.key_path)
+        private_key = self.login.load()
         transport = paramiko.Transport(_open_socket(self.host, self.port, self.timeout))
         try:
             transport.start_client(timeout=self.timeout)
@@ -168,8 +322,8 @@ class Connection:
             transport.auth_publickey(self.username, private_key)
         except paramiko.AuthenticationException as error:
             transport.close()
-            raise ClusterUnreachable(
-                f"authentication as {self.username}@{self.host} failed: {error}"
+            raise AuthenticationFailed(
+                f"the login node refused {self.username}@{self.host}: {error}"
             ) from error
         except paramiko.SSHException as error:
             transport.close()
@@ -179,6 +333,7 @@ class Connection:
             raise
         transport.set_keepalive(30)
         self._transport = transport
+        self.last_used = time.monotonic()
 
     def close(self) -> None:
         if self._sftp is not None:
@@ -198,6 +353,7 @@ class Connection:
         """Run a command line built by `quote_command`/`chain_commands` (never from user text)."""
         with self._lock:
             self.open()
+            self.last_used = time.monotonic()
             assert self._transport is not None
             try:
                 channel = self._transport.open_session(timeout=self.timeout)
@@ -245,6 +401,7 @@ class Connection:
 
     def _sftp_client(self) -> paramiko.SFTPClient:
         self.open()
+        self.last_used = time.monotonic()
         if self._sftp is None:
             assert self._transport is not None
             client = paramiko.SFTPClient.from_transport(self._transport)
@@ -288,23 +445,41 @@ class Connection:
                 self.close()
                 raise ClusterUnreachable(f"SFTP listing of {path} failed: {error}") from error
 
-    def write_file(self, path: str, data: bytes, mode: int = 0o640) -> None:
-        """Write a remote file, creating its parent directories."""
+    def write_file(self, path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o700) -> None:
+        """Write a remote file, only for its owner unless asked, creating its parent directories
+        (only for their owner unless asked). The mode is set before any data is written."""
         with self._lock:
             try:
                 sftp = self._sftp_client()
                 self.sftp_ops += 1
                 parent = path.rsplit("/", 1)[0]
-                self._makedirs(sftp, parent)
+                self._makedirs(sftp, parent, dir_mode)
                 with sftp.open(path, "wb") as handle:
+                    handle.chmod(mode)
                     handle.write(data)
-                sftp.chmod(path, mode)
             except (paramiko.SSHException, OSError, EOFError) as error:
                 self.close()
                 raise SlurmError(f"SFTP write of {path} failed: {error}") from error
 
+    def remove_tree(self, path: str) -> None:
+        """Delete a remote directory and what it holds (one level of files: the secrets directory)."""
+        with self._lock:
+            try:
+                sftp = self._sftp_client()
+                self.sftp_ops += 1
+                for name in sftp.listdir(path):
+                    sftp.remove(f"{path}/{name}")
+                sftp.rmdir(path)
+            except FileNotFoundError:
+                return
+            except (paramiko.SSHException, OSError, EOFError) as error:
+                if isinstance(error, OSError) and getattr(error, "errno", None) is not None:
+                    raise SlurmError(f"cannot remove {path}: {error}") from error
+                self.close()
+                raise ClusterUnreachable(f"SFTP removal of {path} failed: {error}") from error
+
     @staticmethod
-    def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
+    def _makedirs(sftp: paramiko.SFTPClient, path: str, mode: int = 0o700) -> None:
         parts = [p for p in path.split("/") if p]
         current = "/" if path.startswith("/") else ""
         for part in parts:
@@ -313,7 +488,7 @@ class Connection:
                 if not stat.S_ISDIR(sftp.stat(current).st_mode or 0):
                     raise SlurmError(f"{current} exists and is not a directory")
             except FileNotFoundError:
-                sftp.mkdir(current)
+                sftp.mkdir(current, mode)
 
 
 @dataclass
@@ -324,10 +499,12 @@ class _Backoff:
 
 
 class Pool:
-    """One Connection per cluster for the life of the process; failed connects back off exponentially
-    (1 s, 2 s, 4 s … capped at `max_backoff`) so a dead login node is not hammered."""
+    """One Connection per key (a cluster and a cluster user) while it is used, closed after `max_idle`
+    seconds without use; failed connects back off exponentially (1 s, 2 s, 4 s … capped at
+    `max_backoff`) so a dead login node, or a user the login node refuses, is not hammered."""
 
-    def __init__(self, max_backoff: float = 60.0) -> None:
+    def __init__(self, max_backoff: float = 60.0, max_idle: float = 300.0) -> None:
+        self.max_idle = max_idle
         self._connections: dict[object, Connection] = {}
         self._backoff: dict[object, _Backoff] = {}
         self._lock = threading.Lock()
@@ -337,12 +514,7 @@ class Pool:
         """The cached connection for key, replaced when its settings changed (host, key, pinned key)."""
         with self._lock:
             current = self._connections.get(key)
-            settings = (make.host, make.port, make.username, make.key_path, make.host_key)
-            if (
-                current is None
-                or (current.host, current.port, current.username, current.key_path, current.host_key)
-                != settings
-            ):
+            if current is None or current.settings() != make.settings():
                 if current is not None:
                     current.close()
                     self._backoff.pop(key, None)  # new settings (e.g. a newly pinned key): try at once
@@ -375,6 +547,24 @@ class Pool:
 
     def reset_backoff(self, key: object) -> None:
         self._backoff.pop(key, None)
+
+    def reset_backoff_where(self, matches: Callable[[object], bool]) -> None:
+        """Forget the failures of every key that matches (e.g. all of one cluster's users)."""
+        with self._lock:
+            for key in [k for k in self._backoff if matches(k)]:
+                del self._backoff[key]
+
+    def close_idle(self, now: float | None = None) -> int:
+        """Close the connections unused for `max_idle` seconds; how many were closed."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            idle = [k for k, c in self._connections.items() if now - c.last_used > self.max_idle]
+            for key in idle:
+                self._connections.pop(key).close()
+            return len(idle)
+
+    def __len__(self) -> int:
+        return len(self._connections)
 
     def close_all(self) -> None:
         with self._lock:

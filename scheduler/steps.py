@@ -1,9 +1,11 @@
 """The scheduler's own steps of the worker's cycle, each a small function of one `Poll`.
 
 The cycle's order is the `SCHEDULER_STEPS` setting (config/settings.py); `scheduler.worker` runs it.
-Per cluster and cycle, tracking costs two remote commands whatever the number of jobs: one `squeue`
-for everything of ours still queued or running, one batched `sacct` for what left the queue. Each
-submission adds one round trip (`mkdir -p … && sbatch --parsable`, script on stdin).
+Per cluster and cycle, tracking costs two remote commands whatever the number of jobs and members: one
+`squeue` for everything of ours still queued or running (every portal user's, as the service account),
+one batched `sacct` for what left the queue. Each submission adds one round trip as the job's member
+(`mkdir -p … && sbatch --parsable`, script on stdin), over that member's pooled connection
+(`Poll.for_job`); so do reading a job's logs and files and cancelling one's own job.
 
 Crash safety of a submission:
 1. The job is claimed with a conditional UPDATE (two workers never take the same row).
@@ -26,9 +28,18 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from scheduler import live, slurm, ssh
+from scheduler import identity, live, slurm, ssh
 from scheduler.logs import decode_complete
-from scheduler.models import Cluster, Job, JobEvent, JobLogChunk, Node, Partition
+from scheduler.models import (
+    Cluster,
+    ClusterAccount,
+    Job,
+    JobEvent,
+    JobLogChunk,
+    JudgeEndpoint,
+    Node,
+    Partition,
+)
 from scheduler.transitions import transition
 
 log = logging.getLogger("scheduler.worker")
@@ -71,21 +82,59 @@ class CycleStats:
 
 @dataclass
 class Poll:
-    """One worker's visit to one reachable cluster: what every step of the cycle is given."""
+    """One worker's visit to one reachable cluster: what every step of the cycle is given.
+
+    `conn` is the service account's connection (tracking, reservations, associations); `for_job(job)`
+    is the connection as the job's own member (submitting, their cancels, logs and run files)."""
 
     cluster: Cluster
     conn: ssh.Connection
     worker: str  # the visiting worker's name: the owner of the claims it makes
     stats: CycleStats
+    pool: ssh.Pool | None = None  # where members' connections are pooled (default: the process's)
     _queue: list[slurm.QueueEntry] | None = None
+    _used: dict[int, tuple[ssh.Connection, int, int]] = field(default_factory=dict)
 
     @property
     def queue(self) -> list[slurm.QueueEntry]:
-        """Our jobs in squeue, read once per visit (the first step that asks pays the round trip)."""
+        """Every portal user's jobs in squeue, read once per visit as the service account (the first
+        step that asks pays the round trip)."""
         if self._queue is None:
-            command = slurm.squeue_command(self.cluster.username)
+            command = slurm.squeue_command(self.portal_users())
             self._queue = slurm.parse_squeue(self.conn.run(command).check().stdout)
         return self._queue
+
+    def portal_users(self) -> list[str]:
+        """The cluster users whose jobs the portal tracks here: the service account and every member
+        with a job not yet ended (one query)."""
+        users = set(
+            Job.objects.filter(
+                cluster=self.cluster,
+                state__in=[Job.State.SUBMITTING, Job.State.PENDING, Job.State.RUNNING],
+            )
+            .exclude(cluster_user="")
+            .values_list("cluster_user", flat=True)
+            .distinct()
+        )
+        return sorted(users | {self.cluster.username})
+
+    def as_user(self, username: str) -> ssh.Connection:
+        """An open connection as this cluster user (pooled). identity.AccountError when the login node
+        refuses them: the caller skips that job and the reason is on their account."""
+        if self.cluster.is_shared or not username or username == self.cluster.username:
+            return self.conn
+        conn = identity.connect_user(self.cluster, username, self.pool or ssh.pool)
+        self._used.setdefault(id(conn), (conn, conn.commands_run, conn.sftp_ops))
+        return conn
+
+    def for_job(self, job: Job) -> ssh.Connection:
+        return self.as_user(job.cluster_user)
+
+    def remote_work(self) -> tuple[int, int]:
+        """(commands, SFTP operations) this visit made over members' connections."""
+        commands = sum(conn.commands_run - before for conn, before, _s in self._used.values())
+        sftp = sum(conn.sftp_ops - before for conn, _c, before in self._used.values())
+        return commands, sftp
 
 
 def _aware(value: dt.datetime | None, cluster: Cluster) -> dt.datetime | None:
@@ -215,21 +264,44 @@ def submit_pending(poll: Poll) -> None:
                 if not dependency.slurm_job_id:
                     continue  # submitted once the job it waits for has a Slurm id
                 after_ok = dependency.slurm_job_id
-        _submit(job, poll, after_ok)
+        try:
+            conn = poll.for_job(job)
+        except identity.AccountError as error:
+            _waiting_for_login(job, str(error))
+            continue
+        _submit(job, poll, after_ok, conn)
 
 
-def _submit(job: Job, poll: Poll, after_ok: str | None = None) -> None:
+def _waiting_for_login(job: Job, message: str) -> None:
+    """The member's login was refused: nothing is sent, the job waits (and says why) until an admin
+    fixes the account or the member cancels it."""
+    reason = f"cannot log in as {job.cluster_user}: {message}"[:500]
+    Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).exclude(reason=reason).update(
+        reason=reason, updated_at=timezone.now()
+    )
+    Job.objects.filter(pk=job.pk).update(claimed_by="", claimed_until=None)
+
+
+def _submit(job: Job, poll: Poll, after_ok: str | None = None, conn: ssh.Connection | None = None) -> None:
+    conn = conn or poll.for_job(job)
     # Conditional: a job cancelled (cancel_job) since it was claimed is not sent.
     if not Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING, claimed_by=poll.worker).update(
-        submit_attempted_at=timezone.now()
+        submit_attempted_at=timezone.now(), reason=""
     ):
         return
     if job.config_yaml:
-        # The run's config goes next to the script before sbatch (same transport, SFTP).
-        poll.conn.write_file(job.config_path, job.config_yaml.encode())
-    command = ssh.chain_commands(["mkdir", "-p", job.run_dir], slurm.sbatch_command(after_ok))
+        # The run's config goes next to the script before sbatch (same transport, SFTP), readable by
+        # the member only; the run directory is created only for them (0700).
+        conn.write_file(job.config_path, job.config_yaml.encode())
+    for name, data in _job_secrets(job).items():
+        conn.write_file(f"{job.secrets_dir}/{name}", data, mode=0o600, dir_mode=0o700)
+    command = ssh.chain_commands(
+        ["mkdir", "-p", "-m", "700", job.run_dir],
+        ["chmod", "700", job.run_dir],
+        slurm.sbatch_command(after_ok),
+    )
     # ClusterUnreachable propagates: the attempt stays recorded; the next cycle adopts or retries.
-    result = poll.conn.run_shell(command, stdin=job.script.encode())
+    result = conn.run_shell(command, stdin=job.script.encode())
     if not result.ok:
         message = (result.stderr or result.stdout).strip()[:500] or f"sbatch exited {result.exit_status}"
         if any(text in message for text in TRANSIENT_SBATCH_ERRORS):
@@ -256,6 +328,19 @@ def _submit(job: Job, poll: Poll, after_ok: str | None = None) -> None:
         log.warning("sbatch for %s gave Slurm job %s, but the job had left `submitting`", job.pk, slurm_id)
         return
     poll.stats.submitted += 1
+
+
+def _job_secrets(job: Job) -> dict[str, bytes]:
+    """Files only the job's user reads (`Job.secrets_dir`): the judge's API key of an evaluation, from
+    the portal host's environment. Never in the script, the run.yaml or the database."""
+    if job.kind != Job.Kind.EVAL:
+        return {}
+    name = ((job.parameters or {}).get("training") or {}).get("judge_endpoint", "")
+    if not name:
+        return {}
+    endpoint = JudgeEndpoint.objects.filter(name=name).first()
+    key = endpoint.api_key() if endpoint is not None else ""
+    return {"judge_api_key": key.encode()} if key else {}
 
 
 def _adopt(job: Job, slurm_id: str) -> None:
@@ -346,10 +431,12 @@ def _apply_queue_entry(job: Job, entry: slurm.QueueEntry, cluster: Cluster) -> b
 
 def _finish(job: Job, record: slurm.AccountingRecord, cluster: Cluster) -> bool:
     reason = ""
+    actor = None
     if record.state == Job.State.CANCELLED and record.cancelled_by_uid is not None:
         reason = f"cancelled by uid {record.cancelled_by_uid}"
-        if job.cancel_requested_by_id:
+        if job.cancel_requested_at is not None:
             reason = "cancelled from the portal"
+            actor = job.cancel_requested_by  # who asked, whichever cluster user carried it out
     if record.state == Job.State.FAILED and record.signal:
         reason = f"killed by signal {record.signal}"
     elif job.is_training and record.exit_code == EXIT_CONFIG:
@@ -364,6 +451,7 @@ def _finish(job: Job, record: slurm.AccountingRecord, cluster: Cluster) -> bool:
         record.state,
         expect_from=job.state,
         message=message,
+        actor=actor,
         exit_code=record.exit_code,
         exit_signal=record.signal,
         reason=reason,
@@ -379,7 +467,10 @@ def _finish(job: Job, record: slurm.AccountingRecord, cluster: Cluster) -> bool:
 
 
 def send_cancels(poll: Poll) -> None:
-    """scancel, in one command, every job whose cancel was asked for and not yet sent."""
+    """scancel every job whose cancel was asked for and not yet sent: as the job's member when they
+    asked for it themselves (Slurm sees them cancel their own job), as the service account when
+    someone else did (an admin; the portal, for a pipeline step that can no longer run), one command
+    per cluster user."""
     jobs = list(
         Job.objects.filter(
             cluster=poll.cluster,
@@ -390,9 +481,36 @@ def send_cancels(poll: Poll) -> None:
     )
     if not jobs:
         return
-    poll.conn.run(slurm.scancel_command(j.slurm_job_id for j in jobs)).check()
-    Job.objects.filter(pk__in=[j.pk for j in jobs]).update(cancel_sent_at=timezone.now())
-    poll.stats.cancelled += len(jobs)
+    own = _own_cancels(poll.cluster, jobs)
+    by_user: dict[str, list[Job]] = {}
+    for job in jobs:
+        user = job.cluster_user if job.pk in own else poll.cluster.username
+        by_user.setdefault(user, []).append(job)
+    for user, group in sorted(by_user.items()):
+        try:
+            conn = poll.as_user(user)
+        except identity.AccountError:
+            conn = poll.conn  # the member's login is refused: the service account still carries it out
+        conn.run(slurm.scancel_command(j.slurm_job_id for j in group)).check()
+        Job.objects.filter(pk__in=[j.pk for j in group]).update(cancel_sent_at=timezone.now())
+        poll.stats.cancelled += len(group)
+
+
+def _own_cancels(cluster: Cluster, jobs: list[Job]) -> set[Any]:
+    """The jobs whose cancel was asked for by the member they run as (one query)."""
+    asked_by = {j.cancel_requested_by_id for j in jobs if j.cancel_requested_by_id is not None}
+    users = dict(
+        ClusterAccount.objects.filter(cluster=cluster, member_id__in=asked_by).values_list(
+            "member_id", "username"
+        )
+    )
+    return {
+        j.pk
+        for j in jobs
+        if j.cancel_requested_by_id is not None
+        and j.cluster_user
+        and users.get(j.cancel_requested_by_id) == j.cluster_user
+    }
 
 
 # --- logs ------------------------------------------------------------------------------------------------
@@ -409,15 +527,32 @@ def read_logs(poll: Poll) -> None:
         .order_by("-updated_at")[:LOG_JOBS_PER_CYCLE]
     )
     for job in jobs:
+        try:
+            conn = poll.for_job(job)
+        except identity.AccountError:
+            continue  # read once the member's login works again; the account shows why
         got = 0
         for stream, path, offset_field in (
             (JobLogChunk.Stream.STDOUT, job.stdout_path, "stdout_offset"),
             (JobLogChunk.Stream.STDERR, job.stderr_path, "stderr_offset"),
         ):
-            got += _read_stream(poll.conn, job, stream, path, offset_field)
+            got += _read_stream(conn, job, stream, path, offset_field)
         poll.stats.log_bytes += got
         if job.is_terminal and got == 0:
+            _remove_secrets(conn, job)
             Job.objects.filter(pk=job.pk).update(logs_final=True)
+
+
+def _remove_secrets(conn: ssh.Connection, job: Job) -> None:
+    """The job's own script removes its secrets when it ends; this catches a job killed before that."""
+    if job.kind != Job.Kind.EVAL:
+        return
+    try:
+        conn.remove_tree(job.secrets_dir)
+    except ssh.ClusterUnreachable:
+        raise
+    except ssh.SlurmError:
+        log.warning("could not remove the secrets of job %s", job.pk)
 
 
 def _read_stream(conn: ssh.Connection, job: Job, stream: str, path: str, offset_field: str) -> int:

@@ -30,7 +30,7 @@ import yaml
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from scheduler.models import Job
+from scheduler.models import Job, JudgeEndpoint
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -260,17 +260,18 @@ class TrainingRequest:
     judge_model: str = declare(
         "gpt-4o", TrainingField(gettext_lazy("Judge model"), _EVAL, "judge", max_length=200)
     )
-    judge_base_url: str = declare(
+    judge_endpoint: str = declare(
         "",
         TrainingField(
             gettext_lazy("Judge endpoint"),
             _EVAL,
             "judge",
             help=gettext_lazy(
-                "An OpenAI-compatible /v1 URL (empty: OpenAI). The key is read on the cluster from OPENAI_API_KEY."
+                "One of the judges the admins configured. Its key reaches the job as a file only you can "
+                "read, removed when the job ends."
             ),
-            max_length=500,
-            mono=True,
+            api_help="Eval: the name of a judge endpoint (an admin configures them).",
+            max_length=64,
         ),
     )
     max_new_tokens: int = declare(1024, TrainingField(gettext_lazy("Max new tokens"), _EVAL, "judge"))
@@ -432,8 +433,6 @@ def build_config(
             config["dpo"] = {"beta": request.dpo_beta}
     else:
         judge: dict[str, Any] = {"model": request.judge_model}
-        if request.judge_base_url:
-            judge["base_url"] = request.judge_base_url
         config["evaluate"] = {
             "questions": request.questions,
             "max_new_tokens": request.max_new_tokens,
@@ -446,6 +445,27 @@ def build_config(
         wandb["project"] = request.wandb_project
     config["wandb"] = wandb
     return _merge(config, _extra(request))
+
+
+def judge_endpoint(request: TrainingRequest) -> JudgeEndpoint | None:
+    if not request.judge_endpoint:
+        return None
+    return JudgeEndpoint.objects.filter(name=request.judge_endpoint, is_active=True).first()
+
+
+JUDGE_KEY_FILE = "judge_api_key"
+
+
+def pin_judge(config: dict[str, Any], endpoint: JudgeEndpoint, secrets_dir: str) -> None:
+    """The judge's URL and key file come from the admins' endpoint, whatever the extra YAML says: a
+    member cannot send the key elsewhere. The key itself is staged as a file (`Job.secrets_dir`)."""
+    judge = config.setdefault("evaluate", {}).setdefault("judge", {})
+    judge["base_url"] = endpoint.base_url
+    judge.pop("api_key_env", None)
+    if endpoint.key_env:
+        judge["api_key_file"] = f"{secrets_dir}/{JUDGE_KEY_FILE}"
+    else:
+        judge.pop("api_key_file", None)
 
 
 def to_yaml(config: dict[str, Any]) -> str:
@@ -478,7 +498,7 @@ CONFIG_FIELDS = {
     "evaluate.questions": "questions",
     "evaluate.max_new_tokens": "max_new_tokens",
     "evaluate.judge.model": "judge_model",
-    "evaluate.judge.base_url": "judge_base_url",
+    "evaluate.judge.base_url": "judge_endpoint",
     "wandb.mode": "wandb_mode",
 }
 
@@ -496,6 +516,15 @@ def check(
             _field(errors, "model", _("Say which model: a directory on the cluster or a hub name."))
     elif not PATH_RE.match(request.model):
         _field(errors, "model", _("Control characters are not allowed in a path."))
+    if request.kind == Job.Kind.EVAL and judge_endpoint(request) is None:
+        names = ", ".join(JudgeEndpoint.objects.filter(is_active=True).values_list("name", flat=True))
+        _field(
+            errors,
+            "judge_endpoint",
+            _("Pick one of the judges the admins configured: %(names)s.") % {"names": names}
+            if names
+            else _("No judge is configured yet: ask an admin to add one (Admin → Judge endpoints)."),
+        )
     if request.trains:
         if not request.train_files:
             _field(errors, "train_files", _("Give at least one training data file."))

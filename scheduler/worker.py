@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from scheduler import ssh
+from scheduler import identity, ssh
 from scheduler.models import Cluster, Job
 from scheduler.steps import CLAIM_LEASE, CycleStats, Poll
 
@@ -32,16 +32,6 @@ SLOW_INTERVAL = 30.0
 
 ClusterStep = Callable[[Poll], None]
 CycleStep = Callable[[], object]
-
-
-def connection_for(cluster: Cluster) -> ssh.Connection:
-    return ssh.Connection(
-        host=cluster.host,
-        port=cluster.port,
-        username=cluster.username,
-        key_path=cluster.private_key_file(),
-        host_key=cluster.host_key,
-    )
 
 
 def load_steps() -> tuple[list[tuple[str, ClusterStep]], list[tuple[str, CycleStep]]]:
@@ -55,6 +45,7 @@ class Worker:
     def __init__(self, name: str | None = None, pool: ssh.Pool | None = None) -> None:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pool = pool or ssh.pool
+        self.pool.max_idle = float(settings.SSH_IDLE_SECONDS)
         self.last_stats: dict[int, CycleStats] = {}
         self.cluster_steps, self.cycle_steps = load_steps()
 
@@ -90,12 +81,13 @@ class Worker:
                 step()
             except Exception:
                 log.exception("scheduler step %s failed", path)
+        self.pool.close_idle()  # members' connections unused for a while (and any cluster's)
         return busy
 
     def poll_cluster(self, cluster: Cluster) -> CycleStats:
         stats = CycleStats(cluster=cluster.name)
         try:
-            conn = self.pool.connect(cluster.pk, connection_for(cluster))
+            conn = identity.connect_service(cluster, self.pool)
         except ssh.HostKeyMismatch as error:
             self._mark(cluster, Cluster.Status.HOST_KEY_MISMATCH, str(error))
             stats.errors.append(str(error))
@@ -105,7 +97,7 @@ class Worker:
             stats.errors.append(str(error))
             return stats
         commands_before, sftp_before = conn.commands_run, conn.sftp_ops
-        poll = Poll(cluster=cluster, conn=conn, worker=self.name, stats=stats)
+        poll = Poll(cluster=cluster, conn=conn, worker=self.name, stats=stats, pool=self.pool)
         try:
             for path, step in self.cluster_steps:
                 try:
@@ -126,8 +118,9 @@ class Worker:
             )
             self._mark(cluster, status, str(error))
         finally:
-            stats.commands = conn.commands_run - commands_before
-            stats.sftp_ops = conn.sftp_ops - sftp_before
+            member_commands, member_sftp = poll.remote_work()
+            stats.commands = conn.commands_run - commands_before + member_commands
+            stats.sftp_ops = conn.sftp_ops - sftp_before + member_sftp
         return stats
 
     def _claim_cluster(self, cluster: Cluster) -> bool:

@@ -216,6 +216,8 @@ class JudgeConfig:
     model: str = "gpt-4o"
     base_url: str | None = None  # default: env OPENAI_BASE_URL, else https://api.openai.com/v1
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never from the YAML file
+    # ... or from this file (only the job's user can read it; the portal stages it and removes it)
+    api_key_file: str | None = None
     prompts_file: str | None = (
         None  # a FastChat-format judge_prompts.jsonl; default: the built-in Japanese prompts
     )

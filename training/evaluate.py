@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.config import ConfigError, RunConfig
+from training.config import ConfigError, JudgeConfig, RunConfig
 from training.judge import (
     CATEGORIES,
     DEFAULT_BASE_URL,
@@ -315,7 +315,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             existing.update(generated)
 
         # 2. judgments
-        api_key = os.environ.get(ev.judge.api_key_env) or None
+        api_key = _judge_key(ev.judge)
         client = JudgeClient(
             ev.judge.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
             ev.judge.model,
@@ -424,3 +424,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _judge_key(judge: JudgeConfig) -> str | None:
+    """The judge's API key: from the file the portal staged for this job (read, never printed), else
+    from the environment variable the config names."""
+    if judge.api_key_file:
+        try:
+            return Path(judge.api_key_file).read_text(encoding="utf-8").strip() or None
+        except OSError as error:
+            raise ConfigError("evaluate.judge.api_key_file", f"cannot be read ({error.strerror})") from error
+    return os.environ.get(judge.api_key_env) or None

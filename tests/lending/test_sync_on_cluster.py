@@ -14,10 +14,11 @@ from lending import services, sync
 from lending.models import Reservation, SubteamAccount
 from scheduler import services as job_services
 from scheduler import slurm
+from scheduler.identity import service_connection as connection_for
 from scheduler.models import Cluster, Job
 from scheduler.slurm import parse_oneliner
 from scheduler.steps import CycleStats, Poll
-from scheduler.worker import Worker, connection_for
+from scheduler.worker import Worker
 from tests.personas import Team
 from tests.scheduler.conftest import Remote
 
@@ -113,7 +114,7 @@ def test_a_refused_reservation_records_the_error_and_a_quiet_cycle_runs_nothing(
     SubteamAccount.objects.create(subteam=team.sft, cluster=cluster, account="no-such-account")
     services.approve(team.member("admin"), r)
     booked_names.append(r.slurm_name)
-    conn = worker.pool.connect(cluster.pk, connection_for(cluster))
+    conn = worker.pool.connect((cluster.pk, cluster.username), connection_for(cluster))
     before = conn.commands_run
     sync.sync_reservations(Poll(cluster, conn, "test", CycleStats(cluster.name)))
     r.refresh_from_db()

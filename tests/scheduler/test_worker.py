@@ -11,9 +11,10 @@ import pytest
 from django.utils import timezone
 
 from scheduler import logs, services, ssh, steps
+from scheduler.identity import service_connection as connection_for
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
 from scheduler.steps import CycleStats, Poll
-from scheduler.worker import Worker, connection_for
+from scheduler.worker import Worker
 from tests.personas import Team
 from tests.scheduler.conftest import Remote
 
@@ -118,7 +119,7 @@ def test_a_job_cancelled_after_the_worker_claimed_it_is_not_sent(
     """cancel_job lands between the worker's claim and its sbatch: the job must not be resurrected."""
     member = team.member("member")
     job = services.submit_job(member, spec(team, cluster, "late-cancel", "touch ran"))
-    conn = worker.pool.connect(cluster.pk, connection_for(cluster))
+    conn = worker.pool.connect((cluster.pk, cluster.username), connection_for(cluster))
     assert steps.claim_job(job, worker.name)
     services.cancel_job(member, fresh(job))
     assert fresh(job).state == Job.State.CANCELLED
@@ -201,8 +202,8 @@ def test_two_workers_reading_the_same_log_store_each_byte_once(
 
     first = Worker(name="worker-a", pool=ssh.Pool())
     second = Worker(name="worker-b", pool=ssh.Pool())
-    conn_a = first.pool.connect(cluster.pk, connection_for(cluster))
-    conn_b = second.pool.connect(cluster.pk, connection_for(cluster))
+    conn_a = first.pool.connect((cluster.pk, cluster.username), connection_for(cluster))
+    conn_b = second.pool.connect((cluster.pk, cluster.username), connection_for(cluster))
     real_read = conn_b.read_from
     interleaved: list[bool] = []
 

@@ -16,8 +16,8 @@ from demo import assets as demo_assets
 from demo import bookings, judge
 from portal.models import Member, Subteam
 from scheduler import services, steps
+from scheduler.identity import service_connection as connection_for
 from scheduler.models import Cluster
-from scheduler.worker import connection_for
 
 
 class Command(BaseCommand):
