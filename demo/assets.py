@@ -72,12 +72,13 @@ def build(directory: Path) -> Path:
 
 
 def stage(conn: ssh.Connection, root: str) -> Assets:
-    """Build the assets and write them under `root` on the cluster (files readable by the job's user)."""
+    """Build the assets and write them under `root` on the cluster: a directory the members' group
+    reads (the dev cluster's shared directory), so every member's job can use them."""
     with tempfile.TemporaryDirectory(prefix="tanuki-assets-") as tmp:
         local = build(Path(tmp))
         for path in sorted(p for p in local.rglob("*") if p.is_file()):
             relative = path.relative_to(local).as_posix()
-            conn.write_file(f"{root}/{relative}", path.read_bytes(), mode=0o644)
+            conn.write_file(f"{root}/{relative}", path.read_bytes(), mode=0o640, dir_mode=0o2750)
     return Assets(root)
 
 
@@ -122,7 +123,7 @@ def templates(assets: Assets) -> list[tuple[str, str, str, dict[str, Any]]]:
         "model": assets.model,
         "questions": assets.questions,
         "judge_model": "demo-judge",
-        "judge_base_url": f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/demo-judge/v1",
+        "judge_endpoint": "demo-judge",
         "max_new_tokens": "16",
         "dtype": "fp32",
         "use_cpu": "on",

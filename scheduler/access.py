@@ -1,4 +1,4 @@
-"""Who may submit, cancel and resubmit jobs, save and use job templates, and manage clusters.
+"""Who may submit, cancel and resubmit jobs, save and use job templates, manage clusters and keep keys.
 
 Built on portal's primitives (`portal.access`). Web views use the `get_*` helpers (the object, or
 404/403); the API's permission classes and views call the `can_*` predicates.
@@ -19,7 +19,7 @@ from portal.access import (
     require,
     subteams_of,
 )
-from scheduler.models import Job, JobTemplate
+from scheduler.models import Cluster, ClusterAccount, Job, JobTemplate
 
 
 def can_submit_job(user: AnyUser, subteam_id: int | None) -> bool:
@@ -45,6 +45,16 @@ def can_cancel_job(user: AnyUser, job: Job) -> bool:
 
 def can_manage_clusters(user: AnyUser) -> bool:
     return is_admin(user)
+
+
+def may_manage_account(user: AnyUser, account: ClusterAccount) -> bool:
+    """A cluster account's key is kept by its member (and by admins); nobody else may replace it."""
+    return is_admin(user) or is_self(user, account.member_id)
+
+
+def can_test_login(user: AnyUser) -> bool:
+    """Trying a member's login opens a connection as them: an admin's action."""
+    return can_manage_clusters(user)
 
 
 def can_save_job_template(user: AnyUser, subteam_id: int | None) -> bool:
@@ -77,6 +87,23 @@ def get_job_to_cancel(user: AnyUser, pk: object) -> Job:
     job = get_object_or_404(Job.objects.select_related("subteam", "owner"), pk=pk)
     require(can_cancel_job(user, job))
     return job
+
+
+def get_account_for_key(user: AnyUser, pk: int) -> ClusterAccount:
+    """A cluster account whose key the user may upload: only on a cluster that logs in with members'
+    own keys (404 elsewhere: there is no key to keep), and only the member's own or, for admins, any."""
+    account = get_object_or_404(
+        ClusterAccount.objects.select_related("cluster", "member__user"),
+        pk=pk,
+        cluster__auth_mode=Cluster.AuthMode.MEMBER_KEYS,
+    )
+    require(may_manage_account(user, account))
+    return account
+
+
+def get_account_to_test(user: AnyUser, pk: int) -> ClusterAccount:
+    require(can_test_login(user))
+    return get_object_or_404(ClusterAccount.objects.select_related("cluster", "member"), pk=pk)
 
 
 def get_template_to_use(user: AnyUser, pk: int, kind: str) -> JobTemplate:

@@ -166,3 +166,29 @@ def initial_from(job: Job) -> dict[str, Any]:
 
 class TrustHostKeyForm(forms.Form):
     key_line = forms.CharField(label=_("Host key"), max_length=20000)
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never shows its value again, not even beside an error (a private key)."""
+
+    def format_value(self, value: Any) -> str | None:
+        return None
+
+
+class MemberKeyForm(forms.Form):
+    """A member's private key for a cluster that logs in with members' own keys. Checked and kept
+    encrypted by `services.upload_member_key`; the page only ever shows its fingerprint."""
+
+    private_key = forms.CharField(
+        label=_("Private key"),
+        strip=False,
+        max_length=20000,
+        widget=SecretTextarea(
+            attrs={"rows": 8, "spellcheck": "false", "autocomplete": "off", "class": "mono"}
+        ),
+        help_text=_(
+            "The whole OpenSSH private key file (-----BEGIN OPENSSH PRIVATE KEY----- …), without a "
+            "passphrase. Make a key for the portal alone, and add its public half to ~/.ssh/authorized_keys "
+            "on the cluster."
+        ),
+    )

@@ -79,12 +79,15 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     errors: dict[str, list[str]] = {}
     spec.partition = spec.partition or spec.cluster.default_partition
     subteam_account = slurm_account_of(spec.subteam, spec.cluster)
-    if spec.account and subteam_account and spec.account != subteam_account:
+    if spec.account and not SLURM_WORD_RE.match(spec.account):
+        pass  # said below, with the partition's
+    elif spec.account and subteam_account and spec.account != subteam_account:
         errors.setdefault("account", []).append(
             _("%(subteam)s's jobs run under its Slurm account %(account)s.")
             % {"subteam": spec.subteam.name, "account": subteam_account}
         )
-    spec.account = subteam_account or spec.account or spec.cluster.default_account
+    if not spec.account or SLURM_WORD_RE.match(spec.account):
+        spec.account = subteam_account or spec.account or spec.cluster.default_account
     if not spec.cluster.is_active:
         errors.setdefault("cluster", []).append(_("This cluster is not active."))
     if not NAME_RE.match(spec.name or ""):
@@ -279,6 +282,7 @@ def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **ext
             config["evaluate"].setdefault("model_id", named)
             endpoint = training_jobs.judge_endpoint(request)
             if endpoint is not None:
+                request.judge_endpoint = endpoint.name  # the worker stages this endpoint's key
                 training_jobs.pin_judge(config, endpoint, job.secrets_dir)
         job.parameters["training"] = request.as_dict()
         job.parameters["config"] = config

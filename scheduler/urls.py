@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from scheduler.views import clusters, jobs, training
+from scheduler.views import accounts, clusters, jobs, training
 
 urlpatterns = [
     path("jobs/", jobs.job_list, name="jobs"),
@@ -22,4 +22,6 @@ urlpatterns = [
     path("clusters/<int:pk>/", clusters.cluster_detail, name="cluster"),
     path("clusters/<int:pk>/host-key/", clusters.cluster_check_host_key, name="cluster-host-key"),
     path("clusters/<int:pk>/trust/", clusters.cluster_trust_host_key, name="cluster-trust"),
+    path("clusters/accounts/<int:pk>/key/", accounts.account_key, name="account-key"),
+    path("clusters/accounts/<int:pk>/test-login/", accounts.account_test_login, name="account-test-login"),
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.test import Client
@@ -56,3 +57,17 @@ def make_team() -> Team:
     Membership.objects.create(member=users["member"].member, subteam=sft, role="member", started=start)
     Membership.objects.create(member=users["other"].member, subteam=pretrain, role="member", started=start)
     return Team(management=management, sft=sft, pretrain=pretrain, users=users)
+
+
+def grant_cluster_accounts(team: Team, cluster: Any) -> None:
+    """Each persona's own user on the cluster (`tk-<role>`, as the dev cluster creates them), each
+    subteam's Slurm account and the team's one judge endpoint, as an admin sets them up."""
+    from scheduler import services
+    from scheduler.models import JudgeEndpoint
+
+    JudgeEndpoint.objects.get_or_create(name="team-judge", defaults={"base_url": "http://127.0.0.1:9/v1"})
+
+    for role, user in team.users.items():
+        services.set_cluster_account(None, user.member, cluster, f"tk-{role}")
+    for subteam in (team.management, team.sft, team.pretrain):
+        services.set_subteam_account(None, subteam, cluster, subteam.slug)

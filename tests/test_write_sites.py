@@ -24,6 +24,7 @@ APPS = ["portal", "scheduler", "lending", "metrics", "evals", "slackbot", "confi
 CYCLE_HELPERS = {
     "scheduler/worker.py": "the loop: claims clusters for a cycle",
     "scheduler/transitions.py": "the one door for a job's state change (conditional UPDATE + JobEvent)",
+    "scheduler/identity.py": "logins proved or refused as the steps open members' connections (+ AccessEvent)",
     "metrics/store.py": "metric points, written by the ingest step",
     "slackbot/notify.py": "notification rows, made from event rows by the delivery step",
     "slackbot/outbox.py": "the outbox cursor: event rows become notifications, read by cursor",

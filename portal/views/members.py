@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import HttpResponse
@@ -52,6 +54,14 @@ def member_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+ACCESS_EVENTS_SHOWN = 10
+
+
+def _access_events(member: Member) -> list[Any]:
+    """The latest entries of the member's cluster access audit trail (newest first)."""
+    return list(member.cluster_access_events.select_related("cluster", "actor")[:ACCESS_EVENTS_SHOWN])
+
+
 def member_detail(request: HtmxHttpRequest, username: str) -> HttpResponse:
     member = get_object_or_404(
         Member.objects.select_related("user").prefetch_related(
@@ -63,13 +73,18 @@ def member_detail(request: HtmxHttpRequest, username: str) -> HttpResponse:
                 queryset=Task.objects.exclude(status=Task.Status.DONE).select_related("subteam"),
                 to_attr="open_tasks",
             ),
+            # The scheduler's rows about this member, by relation name (portal does not import it).
+            "cluster_accounts__cluster",
+            "slurm_associations__cluster",
         ),
         user__username=username,
     )
+    show_onboarding = access.can_see_onboarding(request.user, member)
     context = {
         "member": member,
         "can_edit": access.can_edit_member(request.user, member),
-        "show_onboarding": access.can_see_onboarding(request.user, member),
+        "show_onboarding": show_onboarding,
+        "access_events": _access_events(member) if show_onboarding else [],
     }
     return render(request, "portal/members/detail.html", context)
 

@@ -1,5 +1,8 @@
 """Clusters: their status, partitions and nodes as the worker last saw them; admins check and pin host keys.
 
+The page also says who jobs run as there (the cluster's auth mode: members' own users, or the unsafe
+shared account) and, for admins, the members' cluster accounts and the Slurm associations that failed.
+
 Checking a host key is the one web request that opens a connection (an explicit admin action, and
 it reads only the key the server presents: nothing is authenticated or run).
 """
@@ -18,9 +21,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.access import member_of, require
 from portal.http import HtmxHttpRequest
-from scheduler import access, services, ssh
+from scheduler import access, identity, services, ssh
 from scheduler.forms import TrustHostKeyForm
-from scheduler.models import Cluster, Job, Node, Partition
+from scheduler.models import Association, Cluster, Job, Node, Partition
 
 
 def _clusters() -> QuerySet[Cluster]:
@@ -69,6 +72,19 @@ def pinned_fingerprint(cluster: Cluster) -> str:
         return _("unreadable")
 
 
+def _access_context(request: HtmxHttpRequest, cluster: Cluster) -> dict[str, Any]:
+    """Who jobs run as: the CA's state in the certificate mode; members' accounts for admins."""
+    certificate = cluster.auth_mode == Cluster.AuthMode.CERTIFICATE
+    context: dict[str, Any] = {"ca_problem": identity.ca_problem() if certificate else ""}
+    if access.can_manage_clusters(request.user) and not cluster.is_shared:
+        context["accounts"] = list(cluster.accounts.select_related("member__user").order_by("username"))
+        context["failed_associations"] = list(
+            cluster.associations.filter(state=Association.State.FAILED).select_related("member__user")
+        )
+        context["can_test_login"] = access.can_test_login(request.user)
+    return context
+
+
 @require_GET
 def cluster_list(request: HtmxHttpRequest) -> HttpResponse:
     clusters = [_summarise(c) for c in _clusters()]
@@ -101,6 +117,7 @@ def cluster_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             if state in (Job.State.SUBMITTING, Job.State.PENDING, Job.State.RUNNING)
         ],
         "can_manage": access.can_manage_clusters(request.user),
+        **_access_context(request, cluster),
     }
     return render(request, "scheduler/clusters/detail.html", context)
 

@@ -16,15 +16,17 @@ from demo import judge as demo_judge
 from scheduler import services
 from scheduler.models import Cluster, Job
 from scheduler.training_forms import PipelineForm, TrainingJobForm
-from tests.personas import Team
+from tests.personas import Team, grant_cluster_accounts
 from tests.scheduler.test_web import make_fake_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def fake_cluster(db: None) -> Cluster:
-    return make_fake_cluster()
+def fake_cluster(team: Team) -> Cluster:
+    cluster = make_fake_cluster()
+    grant_cluster_accounts(team, cluster)
+    return cluster
 
 
 def test_every_demo_template_fills_a_form_that_submits(team: Team, fake_cluster: Cluster) -> None:

@@ -15,12 +15,15 @@ import pytest
 from scheduler import ssh
 from scheduler.models import Cluster, Job
 from scheduler.worker import Worker
+from tests.personas import Team, grant_cluster_accounts
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVCLUSTER = ROOT / "scripts" / "devcluster"
 # The tests' own cluster instance (name, ports, state and configuration apart from the demo's), so
 # that what `make demo` leaves on its cluster (reservations, jobs) never reaches a test.
 INSTANCE = "test"
+JUDGE_NAME = "test-judge"
+JUDGE_KEY_ENV = "TANUKI_TEST_JUDGE_KEY"
 STATE_DIR = Path(f"{os.environ.get('DEVCLUSTER_DIR', '/var/lib/tanuki-devcluster')}-{INSTANCE}")
 
 
@@ -44,22 +47,34 @@ def devcluster_info() -> dict[str, Any]:
     result = devcluster("up")
     if result.returncode != 0:
         pytest.fail(f"scripts/devcluster up failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return json.loads((STATE_DIR / "cluster.json").read_text())
+    info: dict[str, Any] = json.loads((STATE_DIR / "cluster.json").read_text())
+    info["service_dir"] = info["work_dir"].replace("{user}", info["username"])  # the service account's own
+    return info
 
 
 class Remote:
     """The test's own view of the cluster (its own SSH connection): what exists there, whatever the
     portal's database says."""
 
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, info: dict[str, Any], user: str = "") -> None:
+        """As the service account, or as `user` (a member's cluster user, by a certificate of the
+        dev cluster's user CA)."""
         self.info = info
         self.conn = ssh.Connection(
             host=info["host"],
             port=int(info["port"]),
-            username=info["username"],
+            username=user or info["username"],
             key_path=Path(info["key_path"]),
             host_key=info["host_key"],
+            credential=ssh.Certificate(Path(info["ca_key_path"]), user) if user else None,
         )
+
+    def as_user(self, user: str) -> Remote:
+        return Remote(self.info, user)
+
+    def for_job(self, job: Job) -> Remote:
+        """As the job's own member: only they can see into its run directory (0700)."""
+        return self.as_user(job.cluster_user)
 
     def run(self, *argv: str) -> ssh.CommandResult:
         return self.conn.run(argv)
@@ -135,11 +150,14 @@ def fault(*args: str) -> None:
 
 
 @pytest.fixture
-def cluster(db: None, devcluster_info: dict[str, Any]) -> Iterator[Cluster]:
-    """The dev cluster registered in this test's database, host key pinned."""
+def cluster(team: Team, devcluster_info: dict[str, Any], settings: Any) -> Iterator[Cluster]:
+    """The dev cluster registered in this test's database, host key pinned, the portal's user CA set,
+    each persona's own cluster user (`tk-<role>`) and each subteam's Slurm account in place (their
+    associations added by the worker's step, as the service account)."""
     from demo.management.commands.register_devcluster import local_time_zone
 
     info = devcluster_info
+    settings.SSH_USER_CA_KEY = info["ca_key_path"]
     cluster = Cluster.objects.create(
         name=info["name"],
         host=info["host"],
@@ -152,6 +170,8 @@ def cluster(db: None, devcluster_info: dict[str, Any]) -> Iterator[Cluster]:
         work_dir=info["work_dir"],
         time_zone=local_time_zone(),
     )
+    grant_cluster_accounts(team, cluster)
+    sync_associations_now(cluster)
     yield cluster
     # Leave nothing of this test running on the shared cluster.
     names = [job.slurm_name for job in Job.objects.filter(cluster_id=cluster.pk)]
@@ -164,6 +184,23 @@ def cluster(db: None, devcluster_info: dict[str, Any]) -> Iterator[Cluster]:
         finally:
             remote.close()
     ssh.pool.close_all()
+
+
+def sync_associations_now(cluster: Cluster) -> None:
+    """Run the worker's association step once, as the service account, and fail on what it could not do."""
+    from scheduler.associations import sync_associations
+    from scheduler.identity import connect_service
+    from scheduler.models import Association
+    from scheduler.steps import CycleStats, Poll
+
+    pool = ssh.Pool(max_backoff=1.0)
+    try:
+        conn = connect_service(cluster, pool)
+        sync_associations(Poll(cluster, conn, "fixture", CycleStats(cluster.name), pool=pool))
+    finally:
+        pool.close_all()
+    failed = Association.objects.filter(cluster=cluster, state=Association.State.FAILED)
+    assert not failed.exists(), [(a.username, a.account, a.last_error) for a in failed]
 
 
 @pytest.fixture
@@ -200,7 +237,7 @@ def assets(devcluster_info: dict[str, Any]) -> Any:
 
     remote = Remote(devcluster_info)
     try:
-        root = f"{devcluster_info['work_dir']}/test-assets-{uuid.uuid4().hex[:8]}"
+        root = f"{devcluster_info['shared_dir']}/test-assets-{uuid.uuid4().hex[:8]}"
         return demo_assets.stage(remote.conn, root)
     finally:
         remote.close()
@@ -216,14 +253,18 @@ def judge() -> Iterator[Any]:
 
 
 @pytest.fixture
-def training_cluster(cluster: Cluster, judge: Any) -> Cluster:
+def training_cluster(cluster: Cluster, judge: Any, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     """The dev cluster set up to run `python -m training.*`: its nodes are this machine, so jobs use
-    this Python environment. The judge's key comes from the job's environment (the cluster's
-    preamble), never from the portal's database or run.yaml."""
+    this Python environment. The judge is an admin's endpoint whose key the portal host holds in an
+    environment variable; it reaches each evaluation as a file only the job's user reads, never in the
+    database, a script, the preamble or run.yaml."""
     from demo.management.commands.register_devcluster import allow_local_python, local_python_preamble
+    from scheduler.models import JudgeEndpoint
     from tests.judge import API_KEY
 
     allow_local_python()
-    cluster.env_preamble = local_python_preamble() + f"\nexport OPENAI_API_KEY={API_KEY}"
+    monkeypatch.setenv(JUDGE_KEY_ENV, API_KEY)
+    JudgeEndpoint.objects.create(name=JUDGE_NAME, base_url=judge.base_url, key_env=JUDGE_KEY_ENV)
+    cluster.env_preamble = local_python_preamble()
     cluster.save()
     return cluster

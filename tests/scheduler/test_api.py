@@ -16,13 +16,15 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
-from tests.personas import Team
+from tests.personas import Team, grant_cluster_accounts
 from tests.scheduler.test_web import RUNS, add_jobs, finish, make_fake_cluster, submit
 
 
 @pytest.fixture
-def fake_cluster(db: None) -> Cluster:
-    return make_fake_cluster()
+def fake_cluster(team: Team) -> Cluster:
+    cluster = make_fake_cluster()
+    grant_cluster_accounts(team, cluster)
+    return cluster
 
 
 JSON = "application/json"
@@ -160,6 +162,7 @@ def test_an_inactive_cluster_is_refused(team: Team, fake_cluster: Cluster) -> No
 
 def test_the_cluster_is_required_when_several_are_active(team: Team, fake_cluster: Cluster) -> None:
     second = Cluster.objects.create(name="second", host="h", username="u", work_dir=RUNS)
+    grant_cluster_accounts(team, second)
     response = post(team, payload())
     assert response.status_code == 400
     assert "more than one is active" in response.json()["cluster"][0]
@@ -268,6 +271,7 @@ def test_bad_log_queries_are_400(team: Team, fake_cluster: Cluster, query: str) 
 
 def test_the_list_filters_by_subteam_state_owner_and_cluster(team: Team, fake_cluster: Cluster) -> None:
     second = Cluster.objects.create(name="second", host="h", username="u", work_dir=RUNS)
+    grant_cluster_accounts(team, second)
     submit(team, fake_cluster, "member", name="mine")
     finish(submit(team, fake_cluster, "lead", name="leads"), Job.State.COMPLETED, 0)
     submit(team, second, "other", name="theirs", subteam=team.pretrain)

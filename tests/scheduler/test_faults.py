@@ -169,7 +169,7 @@ def test_a_changed_host_key_stops_everything_until_an_admin_trusts_a_key(
         job.refresh_from_db()
         assert (job.state, job.slurm_job_id, job.submit_attempted_at) == (Job.State.SUBMITTING, "", None)
     assert remote.slurm_jobs(job.slurm_name) == {job.slurm_name: set()}
-    assert not remote.exists(job.run_dir)
+    assert not remote.for_job(job).exists(job.run_dir)
 
     services.trust_host_key(team.member("admin"), cluster, devcluster_info["host_key"])
     run_until(finished(job))

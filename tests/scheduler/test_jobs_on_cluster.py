@@ -46,7 +46,7 @@ def test_a_failing_job_ends_failed_with_its_exit_code(
     assert job.slurm_job_id.isdigit()
     assert [e.to_state for e in job.events.all()][-1] == "failed"
     assert logs.log_text(job, JobLogChunk.Stream.STDOUT) == ("hi\n", 3)
-    assert remote.read(job.stdout_path) == b"hi\n"
+    assert remote.for_job(job).read(job.stdout_path) == b"hi\n"
     assert remote.sacct_state(job.slurm_job_id) == "FAILED"
     assert job.started_at is not None and job.ended_at is not None and job.ended_at >= job.started_at
 
@@ -81,7 +81,7 @@ def test_a_job_cancelled_before_it_was_sent_never_reaches_the_cluster(
     assert (job.state, job.slurm_job_id, job.submit_attempted_at) == (Job.State.CANCELLED, "", None)
     assert job.logs_final  # nothing will ever come: log viewers can stop asking
     assert remote.slurm_jobs(job.slurm_name) == {job.slurm_name: set()}
-    assert not remote.exists(job.run_dir)
+    assert not remote.for_job(job).exists(job.run_dir)
 
 
 def test_a_chain_runs_in_order(
@@ -136,8 +136,8 @@ def test_a_chain_whose_first_job_fails_never_runs_the_second(
     assert (first.state, first.exit_code) == (Job.State.FAILED, 1)
     assert second.state == Job.State.CANCELLED
     assert second.started_at is None and second.node_list == ""
-    assert not remote.exists(f"{second.run_dir}/second-ran")
-    assert not remote.exists(second.stdout_path)
+    assert not remote.for_job(second).exists(f"{second.run_dir}/second-ran")
+    assert not remote.for_job(second).exists(second.stdout_path)
     assert logs.log_text(second, "stdout") == ("", 0)
     if second.slurm_job_id:  # sent with afterok: Slurm cancelled it (kill-on-invalid-dep)
         assert remote.sacct_state(second.slurm_job_id) == "CANCELLED"
@@ -181,8 +181,8 @@ def test_logs_are_read_incrementally_from_offsets(
     run_until(done, timeout=60, interval=0.3)
     job.refresh_from_db()
     assert job.state == Job.State.COMPLETED
-    remote_out = remote.read(job.stdout_path)
-    remote_err = remote.read(job.stderr_path)
+    remote_out = remote.for_job(job).read(job.stdout_path)
+    remote_err = remote.for_job(job).read(job.stderr_path)
     assert remote_out.decode().splitlines() == [f"line {i} ✓" for i in range(1, 13)]
     # Read while it ran, piece by piece, the offset only ever growing.
     assert len(offsets_seen) >= 4, offsets_seen
@@ -266,8 +266,9 @@ def test_the_command_is_the_users_own_shell_code_run_as_the_cluster_user(
     run_until(finished(job))
     job.refresh_from_db()
     assert job.state == Job.State.COMPLETED
-    expected = f"user={devcluster_info['username']} dir={job.id}\n"
-    assert logs.log_text(job, "stdout")[0] == expected
+    # The member's own cluster user, not the portal's service account.
+    assert job.cluster_user == "tk-member" != devcluster_info["username"]
+    assert logs.log_text(job, "stdout")[0] == f"user=tk-member dir={job.id}\n"
 
 
 def test_name_partition_and_account_never_reach_a_shell(

@@ -17,13 +17,15 @@ from django.test import Client
 
 from scheduler import services, ssh
 from scheduler.models import Cluster, Job, JobEvent
-from tests.personas import ROLES, Team
+from tests.personas import ROLES, Team, grant_cluster_accounts
 from tests.scheduler.test_web import make_fake_cluster, submit
 
 
 @pytest.fixture
-def fake_cluster(db: None) -> Cluster:
-    return make_fake_cluster()
+def fake_cluster(team: Team) -> Cluster:
+    cluster = make_fake_cluster()
+    grant_cluster_accounts(team, cluster)
+    return cluster
 
 
 JSON = "application/json"

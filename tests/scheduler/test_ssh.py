@@ -54,7 +54,7 @@ def conn(devcluster_info: dict[str, Any]) -> Iterator[ssh.Connection]:
 @pytest.fixture
 def scratch(conn: ssh.Connection, devcluster_info: dict[str, Any]) -> Iterator[str]:
     """A fresh remote directory, removed afterwards."""
-    path = f"{devcluster_info['work_dir']}/test-ssh-{uuid.uuid4().hex[:10]}"
+    path = f"{devcluster_info['service_dir']}/test-ssh-{uuid.uuid4().hex[:10]}"
     conn.run(["mkdir", "-p", path]).check()
     yield path
     conn.run(["rm", "-rf", path])

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from scheduler import services, training_jobs
 from scheduler.models import Cluster, Job, JobTemplate, Pipeline
 from scheduler.training_jobs import TrainingRequest
-from tests.personas import Team
+from tests.personas import Team, grant_cluster_accounts
 from tests.scheduler.test_web import RUNS, body, make_fake_cluster
 
 MODEL = "/data/models/llm-jp-3-1.8b"
@@ -20,8 +20,10 @@ DATA = "/data/sft/ichikara.jsonl"
 
 
 @pytest.fixture
-def fake_cluster(db: None) -> Cluster:
-    return make_fake_cluster()
+def fake_cluster(team: Team) -> Cluster:
+    cluster = make_fake_cluster()
+    grant_cluster_accounts(team, cluster)
+    return cluster
 
 
 def sft(**fields: Any) -> TrainingRequest:

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from demo import assets as demo_assets
 from scheduler.models import Cluster, Job, Pipeline
 from tests.judge import JudgeServer
+from tests.scheduler.conftest import JUDGE_NAME
 from tests.personas import Team
 
 pytestmark = pytest.mark.training
@@ -91,8 +92,8 @@ def test_sft_job_from_the_api_runs_training_sft_on_a_node_and_leaves_its_wandb_r
     assert job.node_list.startswith("node")
 
     # The config the worker staged is the one the portal showed, and the run went through it.
-    assert remote.read(job.config_path).decode() == job.config_yaml
-    summary = json.loads(remote.read(f"{job.output_dir}/run_summary.json"))
+    assert remote.for_job(job).read(job.config_path).decode() == job.config_yaml
+    summary = json.loads(remote.for_job(job).read(f"{job.output_dir}/run_summary.json"))
     assert summary["kind"] == "sft" and summary["status"] == "completed"
     assert summary["global_step"] == 6
     assert summary["last_loss"] < summary["first_loss"]
@@ -143,7 +144,7 @@ def test_sft_dpo_eval_pipeline_runs_in_order_each_step_reading_the_previous_outp
                     "training": {
                         "questions": assets.questions,
                         "judge_model": "judge-x",
-                        "judge_base_url": judge.base_url,
+                        "judge_endpoint": JUDGE_NAME,
                         "max_new_tokens": 8,
                         "dtype": "fp32",
                         "use_cpu": True,
@@ -168,7 +169,7 @@ def test_sft_dpo_eval_pipeline_runs_in_order_each_step_reading_the_previous_outp
     # In order: each started after the one before ended.
     assert sft.ended_at and dpo.started_at and dpo.ended_at and evaluation.started_at
     assert sft.ended_at <= dpo.started_at and dpo.ended_at <= evaluation.started_at
-    summary = json.loads(remote.read(f"{evaluation.output_dir}/summary.json"))
+    summary = json.loads(remote.for_job(evaluation).read(f"{evaluation.output_dir}/summary.json"))
     # The local judge rates every answer 5: one judgment per turn (8 questions, 10 turns), 8 categories.
     assert summary["counts"]["judgments"] == 10 and summary["counts"]["scored"] == 10
     assert summary["average"] == 5.0

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from scheduler import services
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk, Node, Partition
-from tests.personas import Team
+from tests.personas import Team, grant_cluster_accounts
 
 EVIL = "<script>alert(1)</script>"
 RUNS = "/scratch/tanuki/runs"  # only written into scripts: no worker runs in these tests
@@ -66,8 +66,10 @@ def make_fake_cluster() -> Cluster:
 
 
 @pytest.fixture
-def fake_cluster(db: None) -> Cluster:
-    return make_fake_cluster()
+def fake_cluster(team: Team) -> Cluster:
+    cluster = make_fake_cluster()
+    grant_cluster_accounts(team, cluster)
+    return cluster
 
 
 def submit(team: Team, cluster: Cluster, role: str = "member", **fields: Any) -> Job:
@@ -389,6 +391,7 @@ def test_resubmit_shows_validation_errors(team: Team, fake_cluster: Cluster) -> 
 
 def test_the_list_filters_by_subteam_state_owner_and_cluster(team: Team, fake_cluster: Cluster) -> None:
     other_cluster = Cluster.objects.create(name="second", host="h", username="u", work_dir=RUNS)
+    grant_cluster_accounts(team, other_cluster)
     mine = submit(team, fake_cluster, "member", name="mine-running")
     Job.objects.filter(pk=mine.pk).update(state=Job.State.RUNNING)
     leads = finish(submit(team, fake_cluster, "lead", name="leads-done"), Job.State.COMPLETED, 0)

@@ -195,7 +195,7 @@ def test_two_workers_reading_the_same_log_store_each_byte_once(
         team.member("member"), spec(team, cluster, "shared-log", "seq 1 500; echo done >&2")
     )
     run_until(lambda: fresh(job).is_terminal and fresh(job).logs_final)
-    expected = remote.read(job.stdout_path)
+    expected = remote.for_job(job).read(job.stdout_path)
     # Forget what was read, as if no worker had read the logs yet.
     JobLogChunk.objects.filter(job=job).delete()
     Job.objects.filter(pk=job.pk).update(stdout_offset=0, stderr_offset=0, logs_final=False)
@@ -258,7 +258,7 @@ def test_logs_read_in_tiny_pieces_keep_every_character(
     command = r"printf 'a\377 ✓✓ 日本語 😀 end\n'"
     job = services.submit_job(team.member("member"), spec(team, cluster, "utf8", command))
     run_until(lambda: fresh(job).is_terminal and fresh(job).logs_final, timeout=60, interval=0.2)
-    raw = remote.read(job.stdout_path)
+    raw = remote.for_job(job).read(job.stdout_path)
     assert raw == "a\udcff ✓✓ 日本語 😀 end\n".encode(errors="surrogateescape")
     chunks = list(JobLogChunk.objects.filter(job=job, stream="stdout").order_by("offset"))
     assert len(chunks) >= 8 and all(c.size <= 4 for c in chunks)
