@@ -563,7 +563,9 @@ class Pool:
                 self._connections.pop(key).close()
             return len(idle)
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """How many connections are held (an empty pool is still a pool: no `__len__`)."""
         return len(self._connections)
 
     def close_all(self) -> None:

@@ -12,6 +12,13 @@ if "demo" not in INSTALLED_APPS:  # noqa: F405
     INSTALLED_APPS.append("demo")  # noqa: F405
     LOGIN_EXEMPT_PREFIXES.append("/demo-judge/")  # noqa: F405
 
+# The tests' dev cluster instance's SSH user CA (scripts/devcluster): workers started as separate
+# processes sign members' certificates with it too.
+SSH_USER_CA_KEY = os.environ.get("SSH_USER_CA_KEY") or (
+    os.environ.get("DEVCLUSTER_DIR", "/var/lib/tanuki-devcluster") + "-test/ssh/user_ca"
+)
+KEY_ENCRYPTION_KEY = "test-only-key-encryption-key"
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 WHITENOISE_USE_FINDERS = True
