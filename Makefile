@@ -4,7 +4,11 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
-DEMO_ENV := DEBUG=1 DEMO=1
+# The dev cluster's SSH user CA signs members' certificates; the stand-in judge's key is staged for
+# each evaluation as a file only its member reads (never in a script or the database).
+DEVCLUSTER_DIR ?= /var/lib/tanuki-devcluster
+SSH_USER_CA_KEY ?= $(DEVCLUSTER_DIR)/ssh/user_ca
+DEMO_ENV := DEBUG=1 DEMO=1 SSH_USER_CA_KEY=$(SSH_USER_CA_KEY) DEMO_JUDGE_KEY=demo-judge
 
 .PHONY: demo test lint typecheck pytest venv messages clean serve
 
@@ -21,8 +25,11 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 venv: $(VENV)/.installed
 
+# umask 077: the SQLite file (and its -wal/-shm) only for the portal's own user: the dev cluster's
+# members are users of this machine too.
 demo: venv
-	$(DEMO_ENV) $(PY) manage.py migrate --noinput
+	umask 077; $(DEMO_ENV) $(PY) manage.py migrate --noinput
+	chmod 600 tanuki.sqlite3* 2>/dev/null || true
 	$(DEMO_ENV) $(PY) manage.py load_demo
 	@# A real Slurm cluster on this machine when we may install and run it (root, apt); else none.
 	@if [ "$$(id -u)" = 0 ] && { command -v apt-get >/dev/null || command -v slurmctld >/dev/null; }; then \
@@ -32,10 +39,10 @@ demo: venv
 		|| echo "The dev cluster did not start; the portal runs without a cluster."; \
 	else echo "No dev cluster (needs root and apt): the portal runs without a cluster."; fi
 	@echo "Tanuki Portal: http://127.0.0.1:$(PORT)/  (user admin, password $${DEMO_PASSWORD:-demo})"
-	$(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
+	umask 077; $(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
 
 serve: venv
-	$(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
+	umask 077; $(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -11,7 +11,6 @@ the `training` extra on the portal host.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path

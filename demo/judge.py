@@ -19,7 +19,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-KEY = "demo-judge"  # the demo cluster's jobs send it (OPENAI_API_KEY in the cluster's preamble)
+KEY = "demo-judge"  # the demo cluster's jobs send it: the DEMO_JUDGE_KEY the portal stages for each
+KEY_ENV = "DEMO_JUDGE_KEY"  # the judge endpoint's key variable (make demo sets it on the portal host)
 ANSWER_RE = re.compile(r"\[The Start of Assistant's Answer\](.*?)\[The End of Assistant's Answer\]", re.S)
 
 

@@ -38,8 +38,8 @@ from lending.capacity import (
 )
 from lending.models import Reservation, ReservationEvent, SubteamQuota
 from lending.usage import HELD_STATES, Usage, job_gpu_hours_in, usage, usage_by_subteam
-from portal.models import Member, Subteam
-from scheduler.models import Cluster, Job, SubteamAccount
+from portal.models import Member, Membership, Subteam
+from scheduler.models import Cluster, ClusterAccount, Job, SubteamAccount
 
 __all__ = [  # the reads other apps use, re-exported: everything goes through this module
     "HELD_STATES",
@@ -63,6 +63,7 @@ __all__ = [  # the reads other apps use, re-exported: everything goes through th
     "reservation_for_job",
     "usage",
     "usage_by_subteam",
+    "users_for",
 ]  # fmt: skip
 
 PAST_GRACE = dt.timedelta(minutes=5)  # a form filled in at 10:00 and sent at 10:02 still books "now"
@@ -482,6 +483,18 @@ def accounts_for(subteam_id: int, cluster: Cluster) -> list[str]:
     if mapped:
         return mapped
     return [cluster.default_account] if cluster.default_account else []
+
+
+def users_for(subteam_id: int, cluster: Cluster) -> list[str]:
+    """The cluster users a subteam's reservation admits when it has no Slurm account: its current
+    members' own users (the service account's alone on a cluster in the shared mode)."""
+    if cluster.is_shared:
+        return [cluster.username]
+    members = Membership.objects.filter(subteam_id=subteam_id, ended__isnull=True).values("member_id")
+    users = ClusterAccount.objects.filter(cluster=cluster, member_id__in=members).values_list(
+        "username", flat=True
+    )
+    return sorted(users) or [cluster.username]
 
 
 def reservation_for_job(job: Job) -> str | None:

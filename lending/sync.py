@@ -36,7 +36,8 @@ RETRY_AFTER = dt.timedelta(minutes=2)
 
 def reservation_spec(r: Reservation, now: dt.datetime | None = None) -> slurm.ReservationSpec:
     """What the booking asks of Slurm: its window (from a few seconds ahead at the earliest), whole
-    nodes, and the subteam's accounts (else the cluster user)."""
+    nodes, and the subteam's Slurm account (else its members' own cluster users), so Slurm itself
+    refuses another subteam's job in it, whatever that job's command says."""
     now = now or timezone.now()
     accounts = tuple(services.accounts_for(r.subteam_id, r.cluster))
     return slurm.ReservationSpec(
@@ -48,7 +49,7 @@ def reservation_spec(r: Reservation, now: dt.datetime | None = None) -> slurm.Re
         nodes=tuple(r.nodes),
         node_count=r.node_count,
         accounts=accounts,
-        users=() if accounts else (r.cluster.username,),
+        users=() if accounts else tuple(services.users_for(r.subteam_id, r.cluster)),
     )
 
 

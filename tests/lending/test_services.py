@@ -14,8 +14,8 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from lending import services
-from lending.models import Reservation, ReservationEvent, SubteamAccount, SubteamQuota
-from scheduler.models import Cluster, Job
+from lending.models import Reservation, ReservationEvent, SubteamQuota
+from scheduler.models import Cluster, Job, SubteamAccount
 from tests.lending.conftest import make_cluster, soon
 from tests.personas import Team, make_team
 

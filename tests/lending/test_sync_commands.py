@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from lending import services, sync
-from lending.models import Reservation, SubteamAccount
+from lending.models import Reservation
+from scheduler import services as scheduler_services
 from scheduler import slurm, ssh
-from scheduler.models import Cluster
+from scheduler.models import Cluster, SubteamAccount
 from scheduler.steps import CycleStats, Poll
 from tests.personas import Team
 
@@ -47,11 +48,10 @@ def test_gpus_become_whole_nodes_in_the_clusters_local_time(team: Team, lab: Clu
 
 def test_named_nodes_and_mapped_accounts_in_utc(team: Team, lab: Cluster) -> None:
     SubteamAccount.objects.create(subteam=team.sft, cluster=lab, account="sft")
-    SubteamAccount.objects.create(subteam=team.sft, cluster=lab, account="eval")
     r = booking(team, lab, nodes=["node3", "node4"])
     words = fields(r, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     assert words[:2] == ["starttime=2030-01-07T01:00:00", "endtime=2030-01-07T04:30:00"]
-    assert words[3:] == ["nodes=node3,node4", "accounts=eval,sft"]
+    assert words[3:] == ["nodes=node3,node4", "accounts=sft"]
 
 
 def test_a_started_booking_is_created_from_now_and_updated_without_its_start(
@@ -65,10 +65,17 @@ def test_a_started_booking_is_created_from_now_and_updated_without_its_start(
     assert update.startswith("scontrol update reservationname=tanuki-5 endtime=2030-01-07T04:30:00 nodecnt=1")
 
 
-def test_without_an_account_the_cluster_user_is_admitted(team: Team, lab: Cluster) -> None:
+def test_without_an_account_the_subteams_own_cluster_users_are_admitted(team: Team, lab: Cluster) -> None:
     lab.default_account = ""
     lab.save()
     r = booking(team, lab, gpus=8)
+    assert fields(r, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))[-1] == "users=tanuki"  # nobody has one yet
+    for role in ("lead", "member", "other"):
+        scheduler_services.set_cluster_account(None, team.member(role), lab, f"tk-{role}")
+    assert fields(r, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))[-1] == "users=tk-lead,tk-member"  # not other's
+    lab.auth_mode = Cluster.AuthMode.SHARED
+    lab.save()
+    r.cluster.refresh_from_db()
     assert fields(r, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))[-1] == "users=tanuki"
 
 

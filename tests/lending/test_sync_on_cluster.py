@@ -11,11 +11,11 @@ import pytest
 from django.utils import timezone
 
 from lending import services, sync
-from lending.models import Reservation, SubteamAccount
+from lending.models import Reservation
 from scheduler import services as job_services
 from scheduler import slurm
 from scheduler.identity import service_connection as connection_for
-from scheduler.models import Cluster, Job
+from scheduler.models import Cluster, Job, SubteamAccount
 from scheduler.slurm import parse_oneliner
 from scheduler.steps import CycleStats, Poll
 from scheduler.worker import Worker
@@ -51,7 +51,7 @@ def test_an_approved_booking_is_reserved_used_by_the_subteams_job_and_deleted_on
 ) -> None:
     worker.cycle()  # the inventory: nodes and partitions
     assert cluster.nodes.count() == 4
-    SubteamAccount.objects.create(subteam=team.sft, cluster=cluster, account="sft")
+    assert SubteamAccount.objects.get(subteam=team.sft, cluster=cluster).account == "sft"
     now = timezone.now()
     r = services.request_reservation(
         team.member("member"), subteam=team.sft, cluster=cluster, gpus=8, purpose="e2e",
@@ -111,7 +111,7 @@ def test_a_refused_reservation_records_the_error_and_a_quiet_cycle_runs_nothing(
         team.member("member"), subteam=team.sft, cluster=cluster, nodes=["node4"], purpose="bad account",
         start=now, end=now + dt.timedelta(minutes=3),
     )  # fmt: skip
-    SubteamAccount.objects.create(subteam=team.sft, cluster=cluster, account="no-such-account")
+    SubteamAccount.objects.filter(subteam=team.sft, cluster=cluster).update(account="no-such-account")
     services.approve(team.member("admin"), r)
     booked_names.append(r.slurm_name)
     conn = worker.pool.connect((cluster.pk, cluster.username), connection_for(cluster))

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 from demo import assets as demo_assets
 from scheduler.models import Cluster, Job, Pipeline
 from tests.judge import JudgeServer
-from tests.scheduler.conftest import JUDGE_NAME
 from tests.personas import Team
+from tests.scheduler.conftest import JUDGE_NAME
 
 pytestmark = pytest.mark.training
 

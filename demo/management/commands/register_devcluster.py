@@ -12,7 +12,20 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from portal.models import Member, Subteam
+from scheduler import services
 from scheduler.models import Cluster
+
+DEFAULT_INFO = Path(os.environ.get("DEVCLUSTER_DIR", "/var/lib/tanuki-devcluster")) / "cluster.json"
+
+
+def read_info(path: Path | None = None) -> dict[str, Any]:
+    path = path or DEFAULT_INFO
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CommandError(f"cannot read {path}: {error}. Run scripts/devcluster up first.") from error
+    return info
 
 
 def local_time_zone() -> str:
@@ -60,17 +73,12 @@ class Command(BaseCommand):
     help = "Create or update the Cluster for the dev cluster, with its host key pinned."
 
     def add_arguments(self, parser: Any) -> None:
-        default = Path(os.environ.get("DEVCLUSTER_DIR", "/var/lib/tanuki-devcluster")) / "cluster.json"
         parser.add_argument(
-            "--info", type=Path, default=default, help="cluster.json written by devcluster up"
+            "--info", type=Path, default=DEFAULT_INFO, help="cluster.json written by devcluster up"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        path: Path = options["info"]
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise CommandError(f"cannot read {path}: {error}. Run scripts/devcluster up first.") from error
+        info = read_info(options["info"])
         cluster, created = Cluster.objects.update_or_create(
             name=info["name"],
             defaults={
@@ -80,7 +88,8 @@ class Command(BaseCommand):
                 "key_path": info["key_path"],
                 "host_key": info["host_key"],
                 "default_partition": info.get("partition", "gpu"),
-                "default_account": info.get("account", ""),
+                "default_account": "",
+                "auth_mode": Cluster.AuthMode.CERTIFICATE,
                 "work_dir": info["work_dir"],
                 "time_zone": local_time_zone(),
                 "env_preamble": local_python_preamble(),
@@ -90,10 +99,29 @@ class Command(BaseCommand):
             },
         )
         cluster.full_clean()
+        accounts, people = self.identities(cluster, info)
         if os.geteuid() == 0:
             allow_local_python()
         verb = "Registered" if created else "Updated"
         self.stdout.write(
             f"{verb} cluster {cluster.name}: {cluster.username}@{cluster.host}:{cluster.port}, "
-            f"host key {info.get('host_key_fingerprint', '')} pinned"
+            f"host key {info.get('host_key_fingerprint', '')} pinned; {accounts} subteams mapped to Slurm "
+            f"accounts; jobs of {', '.join(people) or 'nobody'} run as their own cluster users"
         )
+
+    def identities(self, cluster: Cluster, info: dict[str, Any]) -> tuple[int, list[str]]:
+        """Each demo subteam's Slurm account (the dev cluster has one per slug) and, for each demo member
+        the dev cluster has a user for (`tk-<username>`), their cluster account."""
+        slurm_accounts = set(info.get("accounts", []))
+        mapped = 0
+        for subteam in Subteam.objects.filter(slug__in=slurm_accounts):
+            services.set_subteam_account(None, subteam, cluster, subteam.slug)
+            mapped += 1
+        users = set(info.get("member_users", []))
+        people = []
+        for member in Member.objects.select_related("user").order_by("user__username"):
+            username = f"tk-{member.user.get_username()}"
+            if username in users:
+                services.set_cluster_account(None, member, cluster, username)
+                people.append(member.user.get_username())
+        return mapped, people

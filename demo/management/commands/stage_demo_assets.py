@@ -7,6 +7,8 @@ run trains on the cluster's CPU in seconds. Needs the `training` extra on the po
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -14,10 +16,11 @@ from django.utils import timezone
 
 from demo import assets as demo_assets
 from demo import bookings, judge
+from demo.management.commands.register_devcluster import read_info
 from portal.models import Member, Subteam
 from scheduler import services, steps
 from scheduler.identity import service_connection as connection_for
-from scheduler.models import Cluster
+from scheduler.models import Cluster, JudgeEndpoint
 
 
 class Command(BaseCommand):
@@ -28,6 +31,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--cluster", default="tanuki-dev", help="Cluster name (default: tanuki-dev)")
+        parser.add_argument("--info", type=Path, default=None, help="cluster.json written by devcluster up")
 
     def handle(self, *args: Any, **options: Any) -> None:
         cluster = Cluster.objects.filter(name=options["cluster"]).first()
@@ -37,18 +41,26 @@ class Command(BaseCommand):
             import transformers  # noqa: F401
         except ImportError as error:
             raise CommandError("the training extra is not installed: pip install -e '.[training]'") from error
+        shared = read_info(options["info"]).get("shared_dir", "")
+        if not shared:
+            raise CommandError("the dev cluster has no shared directory: run scripts/devcluster up again")
         conn = connection_for(cluster)
         try:
-            assets = demo_assets.stage(conn, demo_assets.assets_root(cluster.work_dir))
+            # Under the members' shared directory: every member's job reads the tiny model and data.
+            assets = demo_assets.stage(conn, demo_assets.assets_root(shared))
             poll = steps.Poll(cluster, conn, "stage-demo-assets", steps.CycleStats(cluster.name))
             steps.refresh_inventory(poll, force=True)  # nodes, for the bookings
         finally:
             conn.close()
-        # The demo's evaluation jobs ask the portal's stand-in judge (demo/judge.py) with its key.
-        key_line = f"export OPENAI_API_KEY={judge.KEY}"
-        if key_line not in cluster.env_preamble:
-            cluster.env_preamble = f"{cluster.env_preamble.rstrip()}\n{key_line}".strip()
-            cluster.save(update_fields=["env_preamble"])
+        # The demo's evaluation jobs ask the portal's stand-in judge (demo/judge.py); its key is the
+        # portal host's DEMO_JUDGE_KEY, staged for each evaluation as a file only its member reads.
+        JudgeEndpoint.objects.update_or_create(
+            name="demo-judge",
+            defaults={
+                "base_url": f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/demo-judge/v1",
+                "key_env": judge.KEY_ENV,
+            },
+        )
         owner = Member.objects.filter(user__is_superuser=True).first() or Member.objects.first()
         if owner is None:
             raise CommandError("no members: run load_demo first")
