@@ -8,6 +8,8 @@ run as root).
    connection each) vs `sbatch` run on the login node itself; per-job latency and ratios.
 3. One short command over paramiko with and without TCP_NODELAY.
 Jobs are submitted held (`--hold`), so they stay pending, use no nodes, and are cancelled at the end.
+They run as the member's own cluster user (`tk-u0`, a bench user of the dev cluster; bench/devcluster.py),
+over that member's pooled connection; tracking is the service account's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
+from bench.devcluster import (  # noqa: E402
+    BENCH_USERS,
+    SLURM_CONF,
+    add_associations,
+    cancel_users,
+    give_accounts,
+    register_cluster,
+)
 from scheduler import services, slurm, ssh  # noqa: E402
 from scheduler.identity import service_connection as connection_for  # noqa: E402
 from scheduler.models import Cluster, Job  # noqa: E402
@@ -48,11 +58,9 @@ def setup() -> tuple[Cluster, object]:
     DB.unlink(missing_ok=True)
     call_command("migrate", verbosity=0)
     team = make_team()
-    info = str(STATE_DIR / "cluster.json")
-    call_command("register_devcluster", "--info", info, stdout=open(os.devnull, "w"))  # noqa: SIM115
-    cluster = Cluster.objects.get()
-    cluster.default_account = "sft"
-    cluster.save()
+    cluster = register_cluster()
+    give_accounts(cluster, team.sft, [team.member("member")])  # runs as tk-u0
+    add_associations(cluster, Worker(name="bench-setup", pool=ssh.Pool(max_backoff=2.0)))
     return cluster, team
 
 
@@ -75,7 +83,8 @@ def submit_held(cluster: Cluster, team: object, n: int, worker: Worker) -> list[
 
 
 def cancel_all(conn: ssh.Connection) -> None:
-    conn.run(["scancel", "--user", conn.username]).check()
+    """The bench's jobs: its member's (tk-u0) and the service account's own (submission latency)."""
+    cancel_users(conn, [BENCH_USERS[0], conn.username])
 
 
 def poll_cost(cluster: Cluster, team: object) -> list[dict[str, float]]:
@@ -137,7 +146,7 @@ def submission_latency(cluster: Cluster, n: int = 100) -> dict[str, float]:
         subprocess.run(openssh, check=True, capture_output=True)
     fresh = (time.perf_counter() - start) / n
 
-    local_cmd = ["runuser", "-u", info["username"], "--", *wrap]
+    local_cmd = ["runuser", "-u", info["username"], "--", "env", f"SLURM_CONF={SLURM_CONF}", *wrap]
     start = time.perf_counter()
     for _ in range(n):
         subprocess.run(local_cmd, check=True, capture_output=True)

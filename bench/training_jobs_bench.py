@@ -7,7 +7,9 @@ One pretraining, SFT (full and LoRA), DPO and MT-Bench evaluation job each, from
 through the worker to `completed`, on the tiny Llama of demo/assets.py, judged by a local
 chat-completions server. For each: seconds from submission to Slurm's start (staging, sbatch,
 scheduling), Slurm's run time (start to end, incl. Python and torch start-up), and the training's own
-seconds from its run_summary.json.
+seconds from its run_summary.json. The jobs run as the member's own cluster user (`tk-u0`, a bench user
+of the dev cluster; bench/devcluster.py); the judge is an admin's endpoint whose key the portal host
+holds in an environment variable and stages for the evaluation as a file only its user reads.
 """
 
 from __future__ import annotations
@@ -32,30 +34,38 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
+from bench.devcluster import add_associations, cluster_info, give_accounts, register_cluster  # noqa: E402
 from demo import assets as demo_assets  # noqa: E402
-from demo.management.commands.register_devcluster import local_python_preamble  # noqa: E402
-from scheduler import services, ssh  # noqa: E402
+from demo.management.commands.register_devcluster import (  # noqa: E402
+    allow_local_python,
+    local_python_preamble,
+)
+from scheduler import identity, services, ssh  # noqa: E402
 from scheduler.identity import service_connection as connection_for  # noqa: E402
-from scheduler.models import Cluster, Job  # noqa: E402
+from scheduler.models import Job, JudgeEndpoint  # noqa: E402
 from scheduler.training_jobs import TrainingRequest  # noqa: E402
 from scheduler.worker import Worker  # noqa: E402
 from tests.judge import API_KEY, JudgeServer  # noqa: E402
 from tests.personas import make_team  # noqa: E402
-from tests.scheduler.conftest import STATE_DIR  # noqa: E402 - the tests' instance, never the demo's
 
 RESULTS = ROOT / "bench" / "results"
 STEPS = 30
+JUDGE_NAME = "bench-judge"
+JUDGE_KEY_ENV = "TANUKI_BENCH_JUDGE_KEY"  # read on the portal host; never in the preamble or database
 
 
 def main() -> None:
     DB.unlink(missing_ok=True)
     call_command("migrate", verbosity=0)
     team = make_team()
-    info = str(STATE_DIR / "cluster.json")
-    call_command("register_devcluster", "--info", info, stdout=open(os.devnull, "w"))  # noqa: SIM115
-    cluster = Cluster.objects.get()
+    allow_local_python()  # the jobs' users run this Python and read this checkout
+    cluster = register_cluster(env_preamble=local_python_preamble())
+    give_accounts(cluster, team.sft, [team.member("member")])  # runs as tk-u0
+    worker = Worker(name="bench")
+    add_associations(cluster, worker)
     conn = connection_for(cluster)
-    assets = demo_assets.stage(conn, f"{cluster.work_dir}/bench-assets")
+    # The members' group reads the shared directory; each member's run directory is theirs alone.
+    assets = demo_assets.stage(conn, f"{cluster_info()['shared_dir']}/bench-assets-{os.getpid()}")
     tiny: dict[str, Any] = {
         "model": assets.model,
         "learning_rate": 5e-3,
@@ -68,9 +78,8 @@ def main() -> None:
         "save_steps": 1000,
     }
     with JudgeServer() as judge:
-        cluster.env_preamble = local_python_preamble() + f"\nexport OPENAI_API_KEY={API_KEY}"
-        cluster.default_account = "sft"
-        cluster.save()
+        os.environ[JUDGE_KEY_ENV] = API_KEY
+        JudgeEndpoint.objects.create(name=JUDGE_NAME, base_url=judge.base_url, key_env=JUDGE_KEY_ENV)
         requests = {
             "pretrain": TrainingRequest(kind="pretrain", train_files=[assets.pretrain_data], **tiny),
             "sft": TrainingRequest(kind="sft", train_files=[assets.sft_data], **tiny),
@@ -83,7 +92,7 @@ def main() -> None:
                 model=assets.model,
                 questions=assets.questions,
                 judge_model="judge-x",
-                judge_base_url=judge.base_url,
+                judge_endpoint=JUDGE_NAME,
                 max_new_tokens=16,
                 dtype="fp32",
                 use_cpu=True,
@@ -91,7 +100,6 @@ def main() -> None:
             ),
         }
         rows = []
-        worker = Worker(name="bench")
         for label, request in requests.items():
             submitted = time.monotonic()
             job = services.submit_job(
@@ -114,8 +122,9 @@ def main() -> None:
             assert job.state == Job.State.COMPLETED, (label, job.state, job.reason)
             assert job.started_at and job.ended_at and job.created_at
             summary_file = "summary.json" if request.kind == "eval" else "run_summary.json"
+            own_conn = identity.connect_user(cluster, job.cluster_user, worker.pool)  # run dir is 0700
             data = b""
-            while chunk := conn.read_from(f"{job.output_dir}/{summary_file}", len(data)):
+            while chunk := own_conn.read_from(f"{job.output_dir}/{summary_file}", len(data)):
                 data += chunk
             summary = json.loads(data)
             own = summary["seconds"]["total"] if request.kind == "eval" else summary["seconds"]

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from evals import services
 from evals.models import EvalResult
+from scheduler import identity
 from scheduler.steps import Poll
 
 if TYPE_CHECKING:
@@ -117,11 +118,14 @@ def collect_job(job: Job, conn: Connection) -> EvalResult | None:
 
 def collect_eval_results(poll: Poll) -> None:
     """The worker step: record the results of this cluster's finished eval jobs."""
-    cluster, conn = poll.cluster, poll.conn
-    for job in pending_jobs(cluster):
+    for job in pending_jobs(poll.cluster):
         tries = _attempts.get(job.pk, 0)
         if tries >= MAX_ATTEMPTS:
             continue
+        try:
+            conn = poll.for_job(job)  # the run directory is the member's own (0700)
+        except identity.AccountError:
+            continue  # tried again once the member's login works; their account says why
         _attempts[job.pk] = tries + 1
         try:
             result = collect_job(job, conn)

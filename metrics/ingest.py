@@ -25,6 +25,7 @@ from metrics import cloud, keys, push, store, wandb_file
 from metrics.models import MetricCursor
 from metrics.points import RunState, points_of
 from metrics.wandb_file import RunFiles
+from scheduler import identity
 from scheduler.models import Job
 from scheduler.steps import Poll
 
@@ -115,7 +116,11 @@ def ingest_cluster(poll: Poll) -> None:
     )
     for job in jobs:
         try:
-            got = ingest_job(job, poll.conn)
+            conn = poll.for_job(job)  # the run directory is the member's own (0700)
+        except identity.AccountError:
+            continue  # read once the member's login works again; their account says why
+        try:
+            got = ingest_job(job, conn)
         except wandb_file.WandbFileError as error:
             log.warning("%s: %s", job.pk, error)
             got = 0

@@ -128,7 +128,8 @@ def _apply(poll: Poll, row: Association) -> None:
     result = poll.conn.run(command)
     output = (result.stdout + "\n" + result.stderr).strip()
     now = timezone.now()
-    if result.ok or slurm.association_unchanged(output):
+    # "Nothing new added"/"Nothing deleted" with nothing on stderr: it was already so.
+    if result.ok or (slurm.association_unchanged(result.stdout) and not result.stderr.strip()):
         state, kind = (
             (Association.State.PRESENT, AccessEvent.Kind.ASSOCIATION_ADDED)
             if row.wanted

@@ -496,6 +496,7 @@ class _Backoff:
     failures: int = 0
     retry_at: float = 0.0
     host_key_mismatch: str = ""  # the last failure was a changed host key: keep saying so
+    refused: SlurmError | None = None  # the last failure was this user's login refused: keep saying so
 
 
 class Pool:
@@ -532,6 +533,9 @@ class Pool:
         if now < backoff.retry_at:
             if backoff.host_key_mismatch:
                 raise HostKeyMismatch(backoff.host_key_mismatch)
+            if backoff.refused is not None:
+                # The same words as the refusal itself: it is about this user, not the host.
+                raise type(backoff.refused)(str(backoff.refused))
             raise ClusterUnreachable(f"retrying {make.host} in {backoff.retry_at - now:.0f} s")
         try:
             connection.open()
@@ -539,10 +543,12 @@ class Pool:
             backoff.failures += 1
             backoff.retry_at = now + min(self.max_backoff, 2 ** (backoff.failures - 1))
             backoff.host_key_mismatch = str(error) if isinstance(error, HostKeyMismatch) else ""
+            backoff.refused = error if isinstance(error, AuthenticationFailed | CredentialError) else None
             raise
         backoff.failures = 0
         backoff.retry_at = 0.0
         backoff.host_key_mismatch = ""
+        backoff.refused = None
         return connection
 
     def reset_backoff(self, key: object) -> None:

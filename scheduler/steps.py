@@ -295,7 +295,9 @@ def _submit(job: Job, poll: Poll, after_ok: str | None = None, conn: ssh.Connect
         conn.write_file(job.config_path, job.config_yaml.encode())
     for name, data in _job_secrets(job).items():
         conn.write_file(f"{job.secrets_dir}/{name}", data, mode=0o600, dir_mode=0o700)
+    # umask 077 before sbatch: Slurm creates the job's stdout/stderr with the submitter's umask.
     command = ssh.chain_commands(
+        ["umask", "077"],
         ["mkdir", "-p", "-m", "700", job.run_dir],
         ["chmod", "700", job.run_dir],
         slurm.sbatch_command(after_ok),

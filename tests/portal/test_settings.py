@@ -68,7 +68,7 @@ def test_defaults_are_sqlite_in_process_layer_tokyo_and_japanese() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "('django.db.backends.sqlite3', 'channels.layers.InMemoryChannelLayer', 'Asia/Tokyo', 'ja')"
+        "('config.sqlite3', 'channels.layers.InMemoryChannelLayer', 'Asia/Tokyo', 'ja')"
     )
 
 
