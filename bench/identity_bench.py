@@ -10,8 +10,8 @@ mapped to the Slurm account `sft`; their associations are added by one worker cy
 1. Submission: 100 jobs (`sleep 30`, 1 GPU) spread over the 10 members vs 100 by one member; seconds
    from `submit_job` of the first until all have a Slurm id (pending or running), driving
    `Worker.cycle()` in a loop with a fresh connection pool each time (so the 10 members' logins, each
-   a new certificate, are counted). Between runs every job of the bench users is cancelled through the
-   service account and the queue drained.
+   a new certificate, are counted); 3 runs of each, alternated. Between runs every job of the bench
+   users is cancelled through the service account and the queue drained.
 2. Tracking: remote commands, SFTP operations and time of one cycle with 1, 100 and 500 tracked jobs
    over the 10 users: (a) jobs really queued in Slurm, held (`--hold`: pending, no node used), so
    squeue lists them; (b) rows only, pending with fake Slurm ids that squeue does not list, so every
@@ -44,6 +44,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -94,7 +95,9 @@ class Bench:
         self.members: list[Member] = []
         for i in range(10):
             member = make_user(f"u{i}").member
-            Membership.objects.create(member=member, subteam=self.subteam, role="member", started=dt.date(2024, 6, 1))
+            Membership.objects.create(
+                member=member, subteam=self.subteam, role="member", started=dt.date(2024, 6, 1)
+            )
             self.members.append(member)
         self.cluster = register_cluster()
         self.users = give_accounts(self.cluster, self.subteam, self.members, "sft")
@@ -124,7 +127,9 @@ class Bench:
         """Cancel every job of the bench users and wait for an empty queue; the rows are then marked
         cancelled (their end is not what is measured). Seconds waited."""
         waited = cancel_users(self.service, self.users)
-        Job.objects.filter(pk__in=ids).update(state=Job.State.CANCELLED, ended_at=timezone.now(), logs_final=True)
+        Job.objects.filter(pk__in=ids).update(
+            state=Job.State.CANCELLED, ended_at=timezone.now(), logs_final=True
+        )
         return waited
 
     # --- 1. submission ------------------------------------------------------------------------------
@@ -221,26 +226,23 @@ class Bench:
         """Rows only: pending jobs with fake Slurm ids, none in squeue or sacct."""
         pool = ssh.Pool(max_backoff=2.0)
         worker = Worker(name="identity-rows", pool=pool)
-        made = 0
+        ids: list[object] = []
         rows = []
         now = timezone.now()
         for level in levels:
             new = []
-            for i in range(made, level):
+            for i in range(len(ids), level):
                 job = services.build_job(self.members[i % len(self.members)], self.spec(i, "true"))
                 job.state = Job.State.PENDING
                 job.slurm_job_id = str(FAKE_IDS_FROM + i)
                 job.submitted_at = now
                 new.append(job)
-            Job.objects.bulk_create(new)
-            made = level
+            ids += [job.pk for job in Job.objects.bulk_create(new)]
             rows.append(self.measure_cycles(worker))
             print("rows", rows[-1], flush=True)
         worker.release_claims()
         pool.close_all()
-        Job.objects.filter(slurm_job_id__startswith=str(FAKE_IDS_FROM)[:2], state=Job.State.PENDING).update(
-            state=Job.State.CANCELLED, logs_final=True
-        )
+        Job.objects.filter(pk__in=ids).update(state=Job.State.CANCELLED, logs_final=True)
         return rows
 
     # --- 3. certificates ----------------------------------------------------------------------------
@@ -257,7 +259,7 @@ class Bench:
 
         load = mean_us(lambda: ssh.Certificate(ca_path, "tk-u0").load(), signs)
         ca = ssh.load_certificate_authority(ca_path)
-        key = ssh.ed25519.Ed25519PrivateKey.generate().public_key()
+        key = ed25519.Ed25519PrivateKey.generate().public_key()
         sign_only = mean_us(lambda: ssh.sign_certificate(ca, key, "tk-u0", 300.0), signs)
 
         def connection(credential: ssh.Credential | None) -> ssh.Connection:
@@ -346,7 +348,9 @@ def report(
         f"Median wall: 1 member {single:.2f} s, 10 members {spread:.2f} s: **{spread / single:.2f}×** "
         "(target ≤ 1.5×).",
         "SSH logins and pool size include the service account's connection (tracking); each member's "
-        "login is one certificate.",
+        "login is one certificate. Remote commands: one squeue, one `umask; mkdir; chmod; sbatch` per job "
+        "as its member, one sacct (the visit's squeue was read before the jobs were submitted, so the "
+        "tracking step asks sacct about them; they are recorded pending until the next cycle).",
         "",
         "## Tracking cost per cycle (10 users)",
         "",
@@ -356,7 +360,10 @@ def report(
         "| tracked jobs | users | jobs | remote commands | SFTP ops | cycle time |",
         "| ---: | ---: | --- | ---: | ---: | ---: |",
     ]
-    for label, table in (("held in Slurm (squeue lists them)", held), ("rows only, fake ids (all to sacct)", rows)):
+    for label, table in (
+        ("held in Slurm (squeue lists them)", held),
+        ("rows only, fake ids (all to sacct)", rows),
+    ):
         for r in table:
             lines.append(
                 f"| {r['tracked']} | {r['users']} | {label} | {r['commands']} | {r['sftp_ops']} | "
@@ -380,6 +387,11 @@ def report(
         f"(a fresh certificate login costs {certs['certificate_login_and_command_ms'] / certs['pooled_command_ms']:.0f}× "
         "a pooled command)",
         "",
+        "Signing is not what a member's first job waits for: the login is (TCP + key exchange + "
+        "authentication), and the first command on a new connection costs several pooled ones (the login "
+        "node opens the user's session), whichever credential; hence one pooled connection per "
+        "(cluster, user).",
+        "",
     ]
     return lines
 
@@ -387,7 +399,7 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100, help="submissions per run (default 100)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each kind, alternated (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each kind, alternated (default 3)")
     parser.add_argument("--tracked", default="1,100,500", help="tracked-job levels (default 1,100,500)")
     args = parser.parse_args()
     levels = [int(x) for x in args.tracked.split(",")]
@@ -404,6 +416,7 @@ def main() -> None:
     finally:
         cancel_users(bench.service, bench.users)
         bench.service_pool.close_all()
+    note += f", {' '.join(Path('/proc/loadavg').read_text().split()[:3])} at the end"
     lines = report(note, args.jobs, runs, held, rows, certs)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "identity.md").write_text("\n".join(lines))

@@ -6,13 +6,13 @@
    form's preview asks), on a 64-node inventory; median of repeated runs, in ms.
 2. Remote commands per worker cycle on the dev cluster: idle (nothing to sync), then with 5 new
    approved bookings (create), then with those 5 cancelled (delete), then idle again. The bookings
-   are tomorrow, so they hold no node now; all are deleted by name at the end.
+   are tomorrow, so they hold no node now; all are deleted by name at the end. The admin is the dev
+   cluster's bench user `tk-u0` and Management its Slurm account `management` (bench/devcluster.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import random
 import statistics
@@ -34,6 +34,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.devcluster import give_accounts, register_cluster  # noqa: E402
 from lending import services, sync  # noqa: E402
 from lending.models import Reservation  # noqa: E402
 from scheduler import ssh  # noqa: E402
@@ -94,11 +95,10 @@ def bench_availability(team) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def bench_sync(team) -> list[str]:  # type: ignore[no-untyped-def]
-    info = STATE_DIR / "cluster.json"
-    call_command("register_devcluster", "--info", str(info), stdout=open(os.devnull, "w"))  # noqa: SIM115
-    cluster = Cluster.objects.get(name=json.loads(info.read_text())["name"])
+    cluster = register_cluster()
+    give_accounts(cluster, team.management, [team.member("admin")], account="management")
     worker = Worker(name="lending-bench", pool=ssh.Pool(max_backoff=2.0))
-    worker.cycle()  # inventory
+    worker.cycle()  # inventory, and the admin's association (tk-u0 → management)
     counted = {"commands": 0}
 
     def counting_sync(poll: Poll) -> None:

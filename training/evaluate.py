@@ -270,6 +270,17 @@ def summarize(questions: list[Question], judgments: list[Record]) -> dict[str, A
 # --- the run -------------------------------------------------------------------------------------------
 
 
+def _judge_key(judge: JudgeConfig) -> str | None:
+    """The judge's API key: from the file the portal staged for this job (read, never printed), else
+    from the environment variable the config names."""
+    if judge.api_key_file:
+        try:
+            return Path(judge.api_key_file).read_text(encoding="utf-8").strip() or None
+        except OSError as error:
+            raise ConfigError("evaluate.judge.api_key_file", f"cannot be read ({error.strerror})") from error
+    return os.environ.get(judge.api_key_env) or None
+
+
 def run(cfg: RunConfig) -> dict[str, Any]:
     from training import tracking
 
@@ -424,14 +435,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _judge_key(judge: JudgeConfig) -> str | None:
-    """The judge's API key: from the file the portal staged for this job (read, never printed), else
-    from the environment variable the config names."""
-    if judge.api_key_file:
-        try:
-            return Path(judge.api_key_file).read_text(encoding="utf-8").strip() or None
-        except OSError as error:
-            raise ConfigError("evaluate.judge.api_key_file", f"cannot be read ({error.strerror})") from error
-    return os.environ.get(judge.api_key_env) or None
