@@ -83,7 +83,7 @@ def _counting_open(self: ssh.Connection) -> None:
     _open(self)
 
 
-ssh.sign_certificate = _counting_sign  # type: ignore[assignment]
+ssh.sign_certificate = _counting_sign
 ssh.Connection.open = _counting_open  # type: ignore[method-assign]
 
 

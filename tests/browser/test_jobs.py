@@ -81,9 +81,12 @@ def test_a_member_submits_a_failing_job_and_sees_it_fail(
 
 
 def test_a_member_cancels_a_job_from_its_page_with_htmx(live_server: Any, page: Any, team: Team) -> None:
+    from tests.personas import grant_cluster_accounts
     from tests.scheduler.test_web import make_fake_cluster, submit
 
-    job = submit(team, make_fake_cluster(), name="not-needed")  # never sent: no worker runs here
+    fake = make_fake_cluster()
+    grant_cluster_accounts(team, fake)
+    job = submit(team, fake, name="not-needed")  # never sent: no worker runs here
     base = live_server.url
     sign_in(page, base, "member", f"/jobs/{job.pk}/")
     page.wait_for_url(f"{base}/jobs/{job.pk}/")

@@ -30,7 +30,13 @@ def fake_cluster(team: Team) -> Cluster:
 
 
 def test_every_demo_template_fills_a_form_that_submits(team: Team, fake_cluster: Cluster) -> None:
-    assets = demo_assets.Assets("/home/tanuki/tanuki-runs/assets")
+    from demo import judge
+    from scheduler.models import JudgeEndpoint
+
+    JudgeEndpoint.objects.create(
+        name="demo-judge", base_url="http://127.0.0.1:8000/demo-judge/v1", key_env=judge.KEY_ENV
+    )
+    assets = demo_assets.Assets("/srv/tanuki-devcluster/shared/assets")
     found = demo_assets.templates(assets)
     assert {kind for _slug, _name, kind, _fields in found} == {"sft", "dpo", "eval", "pipeline", "pretrain"}
     user = team.users["admin"]

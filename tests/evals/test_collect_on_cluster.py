@@ -38,7 +38,7 @@ def cleanup(remote: Remote) -> Iterator[list[str]]:  # noqa: F811
     run_dirs: list[str] = []
     yield run_dirs
     for path in run_dirs:
-        remote.run("rm", "-rf", path)
+        remote.as_user("tk-member").run("rm", "-rf", path)  # the member's own run directories
 
 
 def submit_eval(team: Team, cluster: Cluster, command: str) -> Job:
@@ -83,7 +83,7 @@ def test_a_completed_eval_job_is_recorded_and_moves_the_goal(
     cleanup.append(job.run_dir)
     summary = summary_for(model="model-a")
     summary["question_set"]["path"] = "data/question.jsonl"  # relative: to the run directory
-    stage(remote, job, summary, JUDGMENTS_A)
+    stage(remote.for_job(job), job, summary, JUDGMENTS_A)
 
     run_until(lambda: EvalResult.objects.filter(job=job).exists(), timeout=90)
 
@@ -112,9 +112,10 @@ def test_a_job_without_output_is_tried_a_few_times_then_left(
     run_until(lambda: collect._attempts.get(job.pk, 0) >= collect.MAX_ATTEMPTS, timeout=90)
     assert not EvalResult.objects.filter(job=job).exists()
     # Files that appear later are not read by this process any more (bounded work per poll) ...
-    stage(remote, job, summary_for(model="model-a"), jsonl(judgment_rows("model-a", {(1, 1): 8})))
-    remote.run("cp", "-r", f"{job.run_dir}/staged", f"{job.run_dir}/out")
+    as_member = remote.for_job(job)  # only the member may write into their run directory
+    stage(as_member, job, summary_for(model="model-a"), jsonl(judgment_rows("model-a", {(1, 1): 8})))
+    as_member.run("cp", "-r", f"{job.run_dir}/staged", f"{job.run_dir}/out")
     assert collect.pending_jobs(dev_cluster) == [Job.objects.get(pk=job.pk)]
     # ... but a direct collect records them (what a restart of the worker would do).
-    result = collect.collect_job(Job.objects.select_related("cluster").get(pk=job.pk), remote.conn)
+    result = collect.collect_job(Job.objects.select_related("cluster").get(pk=job.pk), as_member.conn)
     assert result is not None and result.judgments.count() == 0  # no model_judgment/ in this layout
