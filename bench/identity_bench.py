@@ -388,9 +388,9 @@ def report(
         "a pooled command)",
         "",
         "Signing is not what a member's first job waits for: the login is (TCP + key exchange + "
-        "authentication), and the first command on a new connection costs several pooled ones (the login "
-        "node opens the user's session), whichever credential; hence one pooled connection per "
-        "(cluster, user).",
+        "authentication), and the first command on a new connection costs ~50 ms more than a pooled one "
+        "whichever the credential (sshd's per-connection session set-up, presumably); hence one pooled "
+        "connection per (cluster, user).",
         "",
     ]
     return lines

@@ -127,6 +127,7 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "subteam",
             "owner",
             "cluster",
+            "cluster_user",
             "command",
             "partition",
             "account",
