@@ -94,6 +94,7 @@ class Poll:
     pool: ssh.Pool | None = None  # where members' connections are pooled (default: the process's)
     _queue: list[slurm.QueueEntry] | None = None
     _used: dict[int, tuple[ssh.Connection, int, int]] = field(default_factory=dict)
+    _members: dict[str, ssh.Connection | identity.AccountError] = field(default_factory=dict)
 
     @property
     def queue(self) -> list[slurm.QueueEntry]:
@@ -123,7 +124,17 @@ class Poll:
         refuses them: the caller skips that job and the reason is on their account."""
         if self.cluster.is_shared or not username or username == self.cluster.username:
             return self.conn
-        conn = identity.connect_user(self.cluster, username, self.pool or ssh.pool)
+        known = self._members.get(username)
+        if isinstance(known, identity.AccountError):
+            raise known  # refused earlier in this visit: not asked again until the next one
+        if known is not None and known.is_open:
+            return known
+        try:
+            conn = identity.connect_user(self.cluster, username, self.pool or ssh.pool)
+        except identity.AccountError as error:
+            self._members[username] = error
+            raise
+        self._members[username] = conn
         self._used.setdefault(id(conn), (conn, conn.commands_run, conn.sftp_ops))
         return conn
 
