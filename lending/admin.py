@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from lending.models import Reservation, SubteamQuota
-from portal.admin import ManagementOnly, admin_site
+from portal.admin import ManagementOnly, ReadOnlyAdmin, admin_site
 
 
 @admin.register(SubteamQuota, site=admin_site)
@@ -16,7 +15,7 @@ class SubteamQuotaAdmin(ManagementOnly, admin.ModelAdmin[SubteamQuota]):
 
 
 @admin.register(Reservation, site=admin_site)
-class ReservationAdmin(ManagementOnly, admin.ModelAdmin[Reservation]):
+class ReservationAdmin(ReadOnlyAdmin, admin.ModelAdmin[Reservation]):
     list_display = [
         "pk",
         "subteam",
@@ -30,12 +29,3 @@ class ReservationAdmin(ManagementOnly, admin.ModelAdmin[Reservation]):
     ]
     list_filter = ["state", "sync_state", "cluster", "subteam"]
     list_select_related = ["subteam", "requester", "cluster"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

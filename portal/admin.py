@@ -61,6 +61,19 @@ class ManagementOnly:
         return access.is_admin(request.user)
 
 
+class ReadOnlyAdmin(ManagementOnly):
+    """A model the management team reads here and nobody changes here (services or the worker write it)."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ReadOnlyInline:
     """Rows shown to the management team and changed by nobody here (services or the worker write them)."""
 

@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from portal import access
-from portal.admin import ManagementOnly, ReadOnlyInline, admin_site
+from portal.admin import ManagementOnly, ReadOnlyAdmin, ReadOnlyInline, admin_site
 from scheduler import services
 from scheduler.models import (
     AccessEvent,
@@ -131,7 +131,7 @@ class JudgeEndpointAdmin(ManagementOnly, admin.ModelAdmin[JudgeEndpoint]):
 
 
 @admin.register(Association, site=admin_site)
-class AssociationAdmin(ManagementOnly, admin.ModelAdmin[Association]):
+class AssociationAdmin(ReadOnlyAdmin, admin.ModelAdmin[Association]):
     list_display = [
         "username",
         "account",
@@ -144,26 +144,11 @@ class AssociationAdmin(ManagementOnly, admin.ModelAdmin[Association]):
     ]
     list_filter = ["cluster", "state"]
 
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False  # memberships drive them (scheduler.associations)
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(AccessEvent, site=admin_site)
-class AccessEventAdmin(ManagementOnly, admin.ModelAdmin[AccessEvent]):
+class AccessEventAdmin(ReadOnlyAdmin, admin.ModelAdmin[AccessEvent]):
     list_display = ["at", "kind", "cluster", "member", "actor", "message"]
     list_filter = ["kind", "cluster"]
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class JobEventInline(ReadOnlyInline, admin.TabularInline[JobEvent, Job]):
