@@ -328,6 +328,9 @@ def _load_subteams(plan: Plan, specs: Sequence[SubteamSpec]) -> dict[str, Subtea
 USER_FIELDS = ("first_name", "last_name", "email", "password", "is_active", "is_staff", "is_superuser")
 # What a profile edit may change, plus the join date the demo plan sets.
 MEMBER_FIELDS = (*services.MEMBER_FIELDS, "joined")
+# Not from the demo data: a member's cluster username comes with their cluster account
+# (register_devcluster), and the onboarding step is ticked only once the portal has logged in as them.
+SET_BY_THE_CLUSTER = ("cluster_account", "has_cluster_account")
 
 
 def _load_people(plan: Plan, people: Sequence[Person], password_hash: str) -> dict[str, Member]:
@@ -368,10 +371,13 @@ def _load_people(plan: Plan, people: Sequence[Person], password_hash: str) -> di
             "github": handle,
             "huggingface": handle,
             "wandb": person.username,
-            "cluster_account": f"tk-{person.username}",
             "bio": plan.text(person.bio),
             "joined": plan.day(person.joined),
-            **{name: name not in person.missing for name, _label in Member.ONBOARDING_FIELDS},
+            **{
+                name: name not in person.missing
+                for name, _label in Member.ONBOARDING_FIELDS
+                if name not in SET_BY_THE_CLUSTER
+            },
         }
         member = members.get(user.pk)
         if member is None:

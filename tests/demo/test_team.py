@@ -165,11 +165,12 @@ def test_member_details_and_onboarding(loaded: demo.DemoSummary) -> None:
     assert all(u.isascii() and u == u.lower() for u in usernames)
     assert len({m.slack_user_id for m in members}) == 45
     assert all(m.slack_user_id.startswith("U0DEMO") for m in members)
-    assert all(m.cluster_account == f"tk-{m.username}" for m in members)
+    # Only a real login ticks the cluster step (the dev cluster's registration gives the accounts).
+    assert not any(m.has_cluster_account or m.cluster_account for m in members)
     assert all(m.github and m.huggingface and m.wandb for m in members)
-    incomplete = [m for m in members if not m.onboarding_complete]
+    incomplete = [m for m in members if m.onboarding_done < len(Member.ONBOARDING_FIELDS) - 1]
     assert 3 <= len(incomplete) <= 10
-    assert all(m.onboarding_done >= 3 for m in incomplete)  # one or two steps missing, not everything
+    assert all(m.onboarding_done >= 2 for m in incomplete)  # one or two steps missing, not everything
 
 
 # --- goals, tasks ----------------------------------------------------------------------------------------
