@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.LoginRequiredEverywhereMiddleware",
+    "portal.middleware.ApiRequestErrorsMiddleware",  # /api/: too large or unreadable bodies answer JSON
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -214,8 +215,8 @@ PORTAL_NAME = env_str("PORTAL_NAME", "Tanuki Portal")
 SCHEDULER_STEPS = [
     "scheduler.steps.refresh_inventory",  # sinfo + scontrol show partition, every 30 s
     "scheduler.steps.submit_pending",  # adopt or sbatch the jobs waiting to be submitted
+    "scheduler.steps.send_cancels",  # scancel what was asked for, first: as the member, or the service
     "scheduler.steps.track_jobs",  # one squeue, one batched sacct: state changes become JobEvents
-    "scheduler.steps.send_cancels",  # one scancel for every requested cancel
     "scheduler.steps.read_logs",  # stdout/stderr tails over SFTP, as each job's member
     "scheduler.associations.sync_associations",  # memberships → sacctmgr user→account, every minute
     "lending.sync.sync_reservations",  # bookings → scontrol create/update/delete reservation

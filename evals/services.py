@@ -250,6 +250,10 @@ def import_judgments(
 
     With `model_name`, only that model's judgments are imported. The judge is `judge_model`, else the
     first name in the rows' `judge` field. Nothing is recorded when either file is bad.
+
+    Importing the same file again is idempotent: a result imported before for the same subteam, model,
+    question file (its SHA-256) and judge is updated in place (its judgments replaced), not added as a
+    second leaderboard row; its event is written again only when its scores changed.
     """
     questions = parse_questions(questions_jsonl)
     judgments = parse_judgments(judgments_jsonl, questions)
@@ -270,25 +274,51 @@ def import_judgments(
     digest = hashlib.sha256(questions_jsonl).hexdigest()
     results = []
     for name, rows in by_model.items():
-        summary = summarize(questions, rows)
-        result = EvalResult(
+        judge = (judge_model or next((j.judge for j in rows if j.judge), ""))[:100]
+        result = _imported_before(subteam, name[:200], digest, judge) or EvalResult(
             model_name=name[:200],
             subteam=subteam,
-            question_set=question_set[:200],
             question_set_sha256=digest,
-            judge_model=(judge_model or next((j.judge for j in rows if j.judge), ""))[:100],
-            judgment_count=len(rows),
+            judge_model=judge,
             source=EvalResult.Source.IMPORT,
             created_by=actor,
         )
-        _apply_summary(result, summary)
+        scores_before = _scores(result) if result.pk else None
+        result.question_set = question_set[:200] or result.question_set
+        result.judgment_count = len(rows)
+        result.updated_at = timezone.now()
+        _apply_summary(result, summarize(questions, rows))
         result.full_clean(exclude=["job", "trained_by_job", "subteam", "created_by"])
         result.save()
         _replace_judgments(result, _judgment_rows(result, rows, questions))
         update_goals(result)
-        _announce(result)
+        if _scores(result) != scores_before:
+            _announce(result)
         results.append(result)
     return results
+
+
+def _imported_before(subteam: Subteam | None, model_name: str, digest: str, judge: str) -> EvalResult | None:
+    """The result an earlier import of the same model, question file and judge made for this subteam
+    (locked while this import updates it)."""
+    return (
+        EvalResult.objects.select_for_update()
+        .filter(
+            source=EvalResult.Source.IMPORT,
+            is_baseline=False,
+            benchmark=DEFAULT_BENCHMARK,
+            subteam=subteam,
+            model_name=model_name,
+            question_set_sha256=digest,
+            judge_model=judge,
+        )
+        .order_by("pk")
+        .first()
+    )
+
+
+def _scores(result: EvalResult) -> tuple[float | None, ...]:
+    return tuple(getattr(result, name) for name in SCORE_FIELDS)
 
 
 def _manual(

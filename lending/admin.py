@@ -25,6 +25,8 @@ class ReservationAdmin(ReadOnlyAdmin, admin.ModelAdmin[Reservation]):
         "end",
         "state",
         "sync_state",
+        "not_enforced_since",
+        "sync_attempts",
         "slurm_name",
     ]
     list_filter = ["state", "sync_state", "cluster", "subteam"]

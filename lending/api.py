@@ -61,7 +61,8 @@ class ReservationSerializer(serializers.ModelSerializer[Reservation]):
         fields = [
             "id", "subteam", "cluster", "requester", "gpus", "gpu_type", "nodes", "held_gpus", "start",
             "end", "purpose", "state", "approver", "decision_note", "auto_approved", "slurm_name",
-            "slurm_nodes", "sync_state", "sync_error", "idle_flagged_at", "created_at",
+            "slurm_nodes", "sync_state", "sync_error", "sync_attempts", "sync_retry_at", "not_enforced_since",
+            "idle_flagged_at", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -70,6 +70,13 @@ class Reservation(models.Model):
     )
     sync_error = models.TextField(_("last sync error"), blank=True)
     sync_attempted_at = models.DateTimeField(null=True, blank=True)
+    # Failed attempts in a row and when the next one may run (2, 4, 8 … 60 minutes apart): a booking
+    # Slurm keeps refusing is retried ever more slowly, with the count shown, never forever at once.
+    sync_attempts = models.PositiveIntegerField(_("failed sync attempts"), default=0)
+    sync_retry_at = models.DateTimeField(_("next sync attempt"), null=True, blank=True)
+    # Set while Slurm holds no reservation matching the booking (refused, or fewer nodes than booked);
+    # the reason is `sync_error`. Cleared (with an "enforced" event) when an attempt succeeds.
+    not_enforced_since = models.DateTimeField(_("not enforced since"), null=True, blank=True)
     idle_flagged_at = models.DateTimeField(_("flagged idle"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
@@ -129,6 +136,11 @@ class Reservation(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state in self.OPEN_STATES
+
+    @property
+    def is_not_enforced(self) -> bool:
+        """Booked, but Slurm holds no reservation that matches it (see `sync_error` for why)."""
+        return self.not_enforced_since is not None and self.is_booked
 
     def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
         return self.start < end and start < self.end

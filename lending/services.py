@@ -298,6 +298,8 @@ def _mark_approved(
         sync_state=Reservation.Sync.CREATE,
         sync_error="",
         sync_attempted_at=None,
+        sync_retry_at=None,
+        sync_attempts=0,
         auto_approved=auto,
     )
     if approved:
@@ -423,6 +425,7 @@ def cancel(actor: Member, reservation: Reservation) -> Reservation:
             changes={"state": ["cancelled", locked.state]},
             sync_state=Reservation.Sync.DELETE if locked.on_cluster else Reservation.Sync.SYNCED,
             sync_attempted_at=None,
+            sync_retry_at=None,  # a person acted: the worker tries at once, whatever the backoff said
         )
         if locked.sync_state == Reservation.Sync.DELETE:
             _wake_worker()
@@ -448,10 +451,13 @@ def change_window(
         }
         locked.start, locked.end = start, end
         fields = ["start", "end"]
-        if locked.is_booked and locked.on_cluster:
-            locked.sync_state = Reservation.Sync.UPDATE
+        if locked.is_booked and (locked.on_cluster or locked.sync_state == Reservation.Sync.CREATE):
+            # Not yet on the cluster (a create refused): the create takes the new window.
+            if locked.on_cluster:
+                locked.sync_state = Reservation.Sync.UPDATE
             locked.sync_attempted_at = None
-            fields += ["sync_state", "sync_attempted_at"]
+            locked.sync_retry_at = None  # a person acted: the worker tries at once
+            fields += ["sync_state", "sync_attempted_at", "sync_retry_at"]
             _wake_worker()
         locked.save(update_fields=fields)
         _event(locked, "changed", actor, "", **changes)
@@ -465,9 +471,41 @@ def _check_window_only(start: dt.datetime, end: dt.datetime) -> None:
         raise ValidationError(errors)
 
 
-def record_sync(reservation: Reservation, action: str, nodes: str | None) -> None:
-    """History of what the worker did on the cluster (create / update / delete)."""
-    _event(reservation, f"slurm_{action}", None, nodes=nodes or "")
+def record_sync(reservation: Reservation, action: str, nodes: str | None, note: str = "") -> None:
+    """History of what the worker did on the cluster (create / update / recreate / delete)."""
+    _event(reservation, f"slurm_{action}", None, note, nodes=nodes or "")
+
+
+def mark_not_enforced(
+    reservation: Reservation, reason: str, *, attempts: int, retry_at: dt.datetime, now: dt.datetime
+) -> bool:
+    """Slurm holds no reservation matching the booking (lending.sync, after its last try failed): the
+    flag and a "not_enforced" event in one transaction, which the Slack outbox turns into a message to
+    the subteam's channel naming the requester. Once per episode: False, with nothing written, when
+    the booking is flagged already (later failures only count attempts on the row)."""
+    with transaction.atomic():
+        if not Reservation.objects.filter(pk=reservation.pk, not_enforced_since__isnull=True).update(
+            not_enforced_since=now
+        ):
+            return False
+        reservation.not_enforced_since = now
+        _event(reservation, "not_enforced", None, reason, attempts=attempts, retry_at=retry_at.isoformat())
+    return True
+
+
+def mark_enforced(reservation: Reservation, nodes: str | None, *, announce: bool) -> bool:
+    """The flag cleared when an attempt succeeds; with an "enforced" event when `announce` (the
+    booking is held on the cluster again, not merely deleted with its booking). False when it was
+    not flagged."""
+    with transaction.atomic():
+        if not Reservation.objects.filter(pk=reservation.pk, not_enforced_since__isnull=False).update(
+            not_enforced_since=None
+        ):
+            return False
+        reservation.not_enforced_since = None
+        if announce:
+            _event(reservation, "enforced", None, nodes=nodes or "")
+    return True
 
 
 # --- jobs and accounts -------------------------------------------------------------------------------

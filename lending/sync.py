@@ -1,17 +1,26 @@
 """Slurm reservations for approved bookings, kept in step by the scheduler's worker (a cluster hook).
 
-Facts about Slurm 22.05 this relies on:
+Facts about Slurm 22.05 this relies on (checked on the dev cluster):
 - `TRES=gres/gpu:N` reservations are refused, so a booking reserves whole nodes: `NodeCnt=` for a
   number of GPUs (ceil(gpus / GPUs per node)), `Nodes=` for named nodes.
 - StartTime/EndTime are read as the cluster's local time (`Cluster.tz`); a start in the past is
   refused, so a booking that has begun is created from now on.
+- `scontrol update` keeps the nodes a reservation holds: moving it onto a time when another
+  reservation holds them is refused ("Requested reservation overlaps with another reservation") even
+  when other nodes are free. A delete and a create lets Slurm pick free nodes again.
+- A `NodeCnt=2` create with one node free succeeds with one node: what Slurm reserved is read back
+  and compared with what the booking asks.
+- A reservation with jobs in it (running or pending) cannot be deleted ("… is in use").
 - Slurm removes a reservation itself when it ends; the portal only marks the booking finished.
 
-The scontrol command lines and the parser of their output are `scheduler.slurm`'s; this module
+The scontrol command lines and the parsers of their output are `scheduler.slurm`'s; this module
 decides what each booking needs of Slurm and records what came of it.
 
 Nothing remote runs when nothing needs syncing (the worker's idle cycle stays at its own commands).
-A failed command is recorded on the booking and retried after RETRY_AFTER.
+A failed attempt is recorded on the booking (Slurm's reason, the count of failures in a row) and
+retried after `retry_delay` (2, 4, 8 … 60 minutes); a booking Slurm does not enforce is flagged, and
+told to its subteam's channel, once, and again when it is enforced (`services.mark_not_enforced`,
+`services.mark_enforced`). A booking's retries end with the booking.
 """
 
 from __future__ import annotations
@@ -19,9 +28,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from lending import services
 from lending.models import Reservation
@@ -31,7 +43,14 @@ from scheduler.steps import Poll
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER = dt.timedelta(minutes=2)
+RETRY_FIRST = dt.timedelta(minutes=2)
+RETRY_MAX = dt.timedelta(minutes=60)
+TIME_SLACK = dt.timedelta(seconds=60)  # Slurm's times are whole seconds; a create from now moves a little
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """The pause after the `attempts`-th failed attempt in a row: 2, 4, 8, 16, 32, then 60 minutes."""
+    return min(RETRY_MAX, RETRY_FIRST * (1 << min(max(attempts - 1, 0), 10)))
 
 
 def reservation_spec(r: Reservation, now: dt.datetime | None = None) -> slurm.ReservationSpec:
@@ -53,30 +72,94 @@ def reservation_spec(r: Reservation, now: dt.datetime | None = None) -> slurm.Re
     )
 
 
+def update_spec(r: Reservation, now: dt.datetime | None = None) -> slurm.ReservationSpec:
+    spec = reservation_spec(r, now)
+    if r.start <= (now or timezone.now()):
+        spec = dataclasses.replace(spec, start=None)  # it has begun: keep its start
+    return spec
+
+
 def create_command(r: Reservation, now: dt.datetime | None = None) -> str:
     """Create, then show it (one round trip) to learn which nodes Slurm picked."""
     return ssh.chain_commands(*slurm.create_reservation_commands(reservation_spec(r, now)))
 
 
 def update_command(r: Reservation, now: dt.datetime | None = None) -> str:
-    spec = reservation_spec(r, now)
-    if r.start <= (now or timezone.now()):
-        spec = dataclasses.replace(spec, start=None)  # it has begun: keep its start
-    return ssh.chain_commands(*slurm.update_reservation_commands(spec))
+    return ssh.chain_commands(*slurm.update_reservation_commands(update_spec(r, now)))
+
+
+def recreate_command(r: Reservation, now: dt.datetime | None = None) -> str:
+    """Delete ; create ; show, in one round trip: each runs whatever the one before did, and the show
+    says what came of it (`slurm.recreate_reservation_commands`)."""
+    argvs = slurm.recreate_reservation_commands(reservation_spec(r, now))
+    return " ; ".join(ssh.quote_command(argv) for argv in argvs)
+
+
+def shortfall(shown: slurm.ReservationInfo, spec: slurm.ReservationSpec) -> str:
+    """'' when Slurm's reservation is what the spec asks (its end, its start unless left alone, its
+    nodes); else how it differs, in words."""
+    problems = []
+    if shown.end is None or abs(shown.end - spec.end) > TIME_SLACK:
+        problems.append(_("Slurm's reservation ends at another time"))
+    if spec.start is not None and (shown.start is None or abs(shown.start - spec.start) > TIME_SLACK):
+        problems.append(_("Slurm's reservation starts at another time"))
+    if spec.nodes:
+        try:
+            held = set(shown.node_names)
+        except ValueError:
+            held = set()
+        if held != set(spec.nodes):
+            problems.append(
+                _("Slurm holds %(held)s, not %(wanted)s")
+                % {"held": shown.nodes or "-", "wanted": ",".join(spec.nodes)}
+            )
+    elif shown.node_count < spec.node_count:
+        problems.append(
+            _("Slurm reserved %(held)d of the %(wanted)d nodes")
+            % {"held": shown.node_count, "wanted": spec.node_count}
+        )
+    return "; ".join(problems)
+
+
+def _refusals(result: ssh.CommandResult) -> list[slurm.ReservationRefusal]:
+    return slurm.parse_reservation_refusals(result.stdout + "\n" + result.stderr)
+
+
+def refusal(result: ssh.CommandResult) -> str:
+    """Slurm's reasons in one line: `update: Requested reservation overlaps with another reservation`."""
+    return "; ".join(str(r) for r in _refusals(result)) or f"exit status {result.exit_status}"
+
+
+def _shown(result: ssh.CommandResult, name: str) -> slurm.ReservationInfo | None:
+    return next((r for r in slurm.parse_reservations(result.stdout) if r.name == name), None)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt left on the cluster. `on_cluster` None: unknown (Slurm could not be asked);
+    `nodes` None: unknown (keep what is recorded)."""
+
+    action: str  # create, update, recreate, delete
+    ok: bool
+    on_cluster: bool | None
+    nodes: str | None = None
+    reason: str = ""
+    note: str = ""  # a success after a refused update: why it was recreated
 
 
 def pending(cluster: Cluster, now: dt.datetime) -> list[Reservation]:
     return list(
         Reservation.objects.filter(cluster=cluster)
         .exclude(sync_state=Reservation.Sync.SYNCED)
-        .filter(Q(sync_attempted_at__isnull=True) | Q(sync_attempted_at__lt=now - RETRY_AFTER))
+        .filter(Q(sync_retry_at__isnull=True) | Q(sync_retry_at__lte=now))
         .select_related("cluster", "subteam")
     )
 
 
 def sync_reservations(poll: Poll) -> None:
     """1. Time passes: active / finished / idle (database only).
-    2. Each booking whose Slurm copy is out of step: create, update or delete it; record the result."""
+    2. Each booking whose Slurm copy is out of step and whose retry time has come: create, update
+       (refused: delete and create anew) or delete it; record the result."""
     cluster, conn = poll.cluster, poll.conn
     now = timezone.now()
     services.advance(cluster, now)
@@ -85,44 +168,127 @@ def sync_reservations(poll: Poll) -> None:
 
 
 def _sync_one(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> None:
-    Reservation.objects.filter(pk=r.pk).update(sync_attempted_at=now)
+    # Until this attempt records what came of it, the next one waits the first pause (a worker that
+    # dies in the middle is retried, not looped on).
+    Reservation.objects.filter(pk=r.pk).update(sync_attempted_at=now, sync_retry_at=now + RETRY_FIRST)
     want_gone = r.state not in Reservation.BOOKED_STATES or r.end <= now
     if want_gone and not r.on_cluster:  # never made it to the cluster: nothing to delete
-        _done(r, on_cluster=False, synced_from=r.sync_state, ran=False)
+        _succeeded(r, Outcome("delete", ok=True, on_cluster=False), ran=False)
         return
+    action = "delete" if r.sync_state == Reservation.Sync.DELETE or want_gone else r.sync_state
     try:
-        if r.sync_state == Reservation.Sync.DELETE or want_gone:
-            result = conn.run(slurm.delete_reservation_command(r.slurm_name))
-            if not result.ok and not slurm.reservation_missing(result.stderr + result.stdout):
-                result.check()  # gone already (it ended, or someone deleted it) counts as deleted
-            _done(r, on_cluster=False, synced_from=r.sync_state)
-        elif r.sync_state == Reservation.Sync.CREATE:
-            result = conn.run_shell(create_command(r, now)).check()
-            nodes = slurm.reserved_nodes(result.stdout, r.slurm_name)
-            _done(r, on_cluster=True, synced_from=r.sync_state, nodes=nodes)
-        elif r.sync_state == Reservation.Sync.UPDATE:
-            result = conn.run_shell(update_command(r, now)).check()
-            nodes = slurm.reserved_nodes(result.stdout, r.slurm_name)
-            _done(r, on_cluster=True, synced_from=r.sync_state, nodes=nodes)
+        if action == "delete":
+            outcome = _delete(r, conn)
+        elif action == Reservation.Sync.CREATE:
+            outcome = _create(r, conn, now)
+        else:
+            outcome = _update(r, conn, now)
     except ssh.ClusterUnreachable:
         raise
-    except ssh.SlurmError as error:
-        log.warning("reservation %s on %s: %s", r.slurm_name, r.cluster, error)
-        Reservation.objects.filter(pk=r.pk).update(sync_error=str(error)[:2000])
+    except ssh.SlurmError as error:  # no answer from the command (it timed out): nothing is known
+        outcome = Outcome(action, ok=False, on_cluster=None, reason=str(error))
+    if outcome.ok:
+        _succeeded(r, outcome)
+    else:
+        log.warning("reservation %s on %s: %s", r.slurm_name, r.cluster, outcome.reason)
+        _failed(r, outcome, now)
 
 
-def _done(
-    r: Reservation, *, on_cluster: bool, synced_from: str, nodes: str | None = None, ran: bool = True
-) -> None:
-    """Synced, unless the booking changed while the command ran (then the next cycle acts on it)."""
-    fields: dict[str, object] = {"on_cluster": on_cluster, "sync_error": ""}
-    if nodes is not None:
-        fields["slurm_nodes"] = nodes[:500]
-    Reservation.objects.filter(pk=r.pk).update(**fields)
-    Reservation.objects.filter(pk=r.pk, sync_state=synced_from).update(sync_state=Reservation.Sync.SYNCED)
-    if on_cluster:  # cancelled while being created: delete what was just made
-        Reservation.objects.filter(pk=r.pk).exclude(state__in=Reservation.BOOKED_STATES).update(
-            sync_state=Reservation.Sync.DELETE, sync_attempted_at=None
-        )
-    if ran:
-        services.record_sync(r, "delete" if not on_cluster else synced_from, nodes)
+def _delete(r: Reservation, conn: ssh.Connection) -> Outcome:
+    result = conn.run(slurm.delete_reservation_command(r.slurm_name))
+    if result.ok or any(x.kind == "missing" for x in _refusals(result)):
+        return Outcome("delete", ok=True, on_cluster=False)  # gone already (it ended, or was deleted)
+    return Outcome("delete", ok=False, on_cluster=True, reason=refusal(result))
+
+
+def _create(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> Outcome:
+    spec = reservation_spec(r, now)
+    result = conn.run_shell(create_command(r, now))
+    shown = _shown(result, r.slurm_name)
+    if shown is not None:
+        short = shortfall(shown, spec)
+        return Outcome("create", ok=not short, on_cluster=True, nodes=shown.nodes, reason=short)
+    created = result.ok or "Reservation created" in result.stdout
+    return Outcome("create", ok=False, on_cluster=created, reason=refusal(result))
+
+
+def _update(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> Outcome:
+    """1. `scontrol update` (it keeps the reservation's nodes, and jobs already in it) and show.
+    2. Refused, or not what the booking asks: delete ; create ; show, in a second round trip (Slurm
+       picks free nodes, or takes the named ones). Not when the controller could not be reached."""
+    result = conn.run_shell(update_command(r, now))
+    shown = _shown(result, r.slurm_name)
+    if result.ok and shown is not None:
+        short = shortfall(shown, update_spec(r, now))
+        if not short:
+            return Outcome("update", ok=True, on_cluster=True, nodes=shown.nodes)
+        first = short
+    else:
+        first = refusal(result)
+    if any(x.kind == "unreachable" for x in _refusals(result)):
+        return Outcome("update", ok=False, on_cluster=None, reason=first)
+    again = conn.run_shell(recreate_command(r, now))
+    shown = _shown(again, r.slurm_name)
+    if shown is not None:
+        short = shortfall(shown, reservation_spec(r, now))
+        if not short:
+            return Outcome("recreate", ok=True, on_cluster=True, nodes=shown.nodes, note=first)
+        # Still there but not as asked: the delete was refused (jobs in it), or Slurm gave fewer nodes.
+        why = refusal(again) if _refusals(again) else short
+        return Outcome("recreate", ok=False, on_cluster=True, nodes=shown.nodes, reason=f"{first}; {why}")
+    gone = any(x.command == "show" and x.kind == "missing" for x in _refusals(again))
+    return Outcome(
+        "recreate",
+        ok=False,
+        on_cluster=False if gone else None,
+        nodes="" if gone else None,
+        reason=f"{first}; {refusal(again)}",
+    )
+
+
+def _succeeded(r: Reservation, outcome: Outcome, *, ran: bool = True) -> None:
+    """Synced, unless the booking changed while the command ran (then the next cycle acts on it);
+    enforced again (and said so) when it was not. One transaction."""
+    fields: dict[str, object] = {
+        "on_cluster": outcome.on_cluster,
+        "sync_error": "",
+        "sync_attempts": 0,
+        "sync_retry_at": None,
+    }
+    if outcome.nodes is not None:
+        fields["slurm_nodes"] = outcome.nodes[:500]
+    with transaction.atomic():
+        Reservation.objects.filter(pk=r.pk).update(**fields)
+        synced = Reservation.objects.filter(
+            pk=r.pk, sync_state=r.sync_state, start=r.start, end=r.end
+        ).update(sync_state=Reservation.Sync.SYNCED)
+        if outcome.on_cluster:  # cancelled while being created: delete what was just made
+            Reservation.objects.filter(pk=r.pk).exclude(state__in=Reservation.BOOKED_STATES).update(
+                sync_state=Reservation.Sync.DELETE, sync_attempted_at=None
+            )
+        if ran:
+            services.record_sync(r, outcome.action, outcome.nodes, note=outcome.note)
+        if synced or not outcome.on_cluster:
+            services.mark_enforced(r, outcome.nodes, announce=bool(outcome.on_cluster) and r.is_booked)
+
+
+def _failed(r: Reservation, outcome: Outcome, now: dt.datetime) -> None:
+    """Slurm's reason, one more failure in a row, the next try after the pause; what is on the cluster
+    when that is known (a reservation deleted but not made anew needs a create next time). A booking
+    that Slurm does not enforce is flagged (with its event) the first time. One transaction."""
+    attempts = r.sync_attempts + 1
+    retry_at = now + retry_delay(attempts)
+    reason = outcome.reason[:2000]
+    fields: dict[str, object] = {"sync_error": reason, "sync_attempts": attempts, "sync_retry_at": retry_at}
+    if outcome.on_cluster is not None:
+        fields["on_cluster"] = outcome.on_cluster
+    if outcome.nodes is not None:
+        fields["slurm_nodes"] = outcome.nodes[:500]
+    with transaction.atomic():
+        Reservation.objects.filter(pk=r.pk).update(**fields)
+        if outcome.on_cluster is not None and outcome.action != "delete":
+            Reservation.objects.filter(
+                pk=r.pk, sync_state__in=(Reservation.Sync.CREATE, Reservation.Sync.UPDATE)
+            ).update(sync_state=Reservation.Sync.UPDATE if outcome.on_cluster else Reservation.Sync.CREATE)
+        if outcome.action != "delete" and r.is_booked:
+            services.mark_not_enforced(r, reason, attempts=attempts, retry_at=retry_at, now=now)

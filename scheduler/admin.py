@@ -75,7 +75,16 @@ class ClusterAdmin(ManagementOnly, admin.ModelAdmin[Cluster]):
         ("SSH", {"fields": ["host", "port", "username", "key_path", "key_path_env", "host_key"]}),
         (
             "Slurm",
-            {"fields": ["default_partition", "default_account", "work_dir", "env_preamble", "time_zone"]},
+            {
+                "fields": [
+                    "default_partition",
+                    "default_account",
+                    "work_dir",
+                    "env_preamble",
+                    "time_zone",
+                    "allow_trust_remote_code",
+                ]
+            },
         ),
         (
             _("Status"),

@@ -14,12 +14,14 @@ from django.utils.translation import gettext_lazy as _
 from portal import access
 from portal.forms import model_choice
 from portal.models import Subteam
-from scheduler import services
+from scheduler import inputs, services
 from scheduler.models import Cluster, Job
-from scheduler.services import MIN_GPUS_PER_NODE
+from scheduler.services import MAX_COMMAND_BYTES, MIN_GPUS_PER_NODE
 
 # The portal submits GPU jobs: every step asks for at least one GPU per node (the API says the same).
 GPUS_REQUIRED = _("Ask for at least one GPU per node.")
+# Shell lines: tabs and newlines, no other control characters or direction overrides (the API's too).
+COMMAND_TEXT = inputs.bounded_text(MAX_COMMAND_BYTES, multiline=True)
 
 
 def default_name(kind: str = Job.Kind.CUSTOM) -> str:
@@ -56,6 +58,7 @@ class JobForm(forms.Form):
     command = forms.CharField(
         label=_("Command"),
         strip=False,
+        validators=[COMMAND_TEXT],
         help_text=_("Shell lines run in the job's own directory on the cluster."),
         widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false", "class": "mono"}),
     )
@@ -83,6 +86,7 @@ class JobForm(forms.Form):
         label=_("Then run (optional)"),
         required=False,
         strip=False,
+        validators=[COMMAND_TEXT],
         help_text=_("A second job with the same resources, started only if the first one succeeds."),
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "mono"}),
     )

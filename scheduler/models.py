@@ -92,6 +92,14 @@ class Cluster(models.Model):
         help_text=_("Shell lines run before every job's command, e.g. module load or source …/activate."),
     )
     time_zone = models.CharField(_("cluster time zone"), max_length=64, default="UTC")
+    allow_trust_remote_code = models.BooleanField(
+        _("allow trust_remote_code"),
+        default=False,
+        help_text=_(
+            "Let members' run.yaml set model.trust_remote_code: true, which runs Python code shipped with "
+            "a model on this cluster's nodes. Off: such jobs are refused."
+        ),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.UNKNOWN)
     last_error = models.TextField(_("last error"), blank=True)
@@ -479,6 +487,9 @@ class Job(models.Model):
     submit_attempted_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=100, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # The fencing token: raised by every claim; a worker records what it did only while it still holds
+    # the claim it made (same token), so a worker that froze and woke up cannot overwrite a successor.
+    claim_token = models.PositiveBigIntegerField(default=0)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.ForeignKey(
         Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

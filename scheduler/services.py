@@ -23,7 +23,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from portal.models import Member, Subteam
-from scheduler import identity, ssh, training_jobs
+from scheduler import identity, ssh, training_jobs, wakeups
 from scheduler.models import (
     AccessEvent,
     Cluster,
@@ -106,6 +106,7 @@ def validate_spec(spec: JobSpec) -> JobSpec:
                 nodes=spec.nodes,
                 gpus_per_node=spec.gpus_per_node,
                 model_from_previous=spec.model_from_previous,
+                cluster=spec.cluster,
             ).items():
                 errors.setdefault(field, []).extend(messages)
         spec.command = "python -m training." + training_jobs.ENTRY_POINTS.get(spec.kind, spec.kind)
@@ -228,7 +229,9 @@ def render_script(job: Job, reservation: str = "") -> str:
 
 
 def _wake() -> None:
+    """After commit: wake this process's loop (the embedded deployment) and every worker process."""
     transaction.on_commit(wakeup.set)
+    transaction.on_commit(wakeups.notify_workers)
 
 
 def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **extra: Any) -> Job:
@@ -366,6 +369,9 @@ def save_template(
     actor: Member, *, subteam: Subteam, name: str, kind: str, fields: dict[str, Any], description: str = ""
 ) -> JobTemplate:
     """Save (or replace) a subteam's template of the same name."""
+    errors = training_jobs.template_errors(name, description, fields)  # lengths, control characters
+    if errors:
+        raise ValidationError(errors)
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise ValidationError({"name": [_("Give the template a name (at most 100 characters).")]})

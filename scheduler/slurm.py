@@ -617,3 +617,76 @@ def association_unchanged(output: str) -> bool:
     """sacctmgr's words for "already so": nothing to add, nothing to delete."""
     text = output.lower()
     return "nothing new added" in text or "already exists" in text or "nothing deleted" in text
+
+
+# --- reservations Slurm refused (lending's sync converges on them) -------------------------------------
+# Added at the end of the file for lending.sync: a refused `scontrol update reservation` is followed by
+# a delete and a create (Slurm 22.05's update keeps the nodes it holds, so a move onto a time when
+# another reservation holds them is refused although other nodes are free).
+
+# scontrol's prefixes for a refusal, and the command each belongs to. `slurm_update error: …` repeats the
+# `Error updating …` line and is skipped; create adds two `Note, …`/`If no partition …` lines (skipped).
+_REFUSAL_PREFIXES = (
+    ("Error creating the reservation: ", "create"),
+    ("Error updating the reservation: ", "update"),
+    ("delete_reservation ", "delete"),  # `delete_reservation reservationname=x: why`
+    ("slurm_load_reservations error: ", "show"),
+)
+# Slurm's words -> a kind (first match wins: "Requested reservation is invalid" before anything else).
+_REFUSAL_KINDS = (
+    ("requested reservation is invalid", "missing"),  # `Reservation x not found` (show) is read whole
+    ("overlaps with another reservation", "overlap"),
+    ("nodes are busy", "busy"),
+    ("is in use", "in_use"),
+    ("duplicate reservation name", "duplicate"),
+    ("unable to contact slurm controller", "unreachable"),
+    ("invalid account", "invalid_account"),
+)
+
+
+@dataclass(frozen=True)
+class ReservationRefusal:
+    """One thing scontrol refused: the command (create, update, delete, show), a kind (overlap, busy,
+    in_use, missing, duplicate, unreachable, invalid_account, other) and Slurm's own words."""
+
+    command: str
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.command}: {self.message}" if self.command else self.message
+
+
+def refusal_kind(message: str) -> str:
+    text = message.lower()
+    return next((kind for words, kind in _REFUSAL_KINDS if words in text), "other")
+
+
+def parse_reservation_refusals(text: str) -> list[ReservationRefusal]:
+    """The refusals in scontrol's output (stdout and stderr together), in order. Output that names none
+    of scontrol's prefixes (a shell error, say) gives one refusal of kind "other" with its last line."""
+    found = []
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("Reservation ") and line.endswith(" not found"):
+            found.append(ReservationRefusal("show", "missing", line))
+            continue
+        for prefix, command in _REFUSAL_PREFIXES:
+            if line.startswith(prefix):
+                message = line[len(prefix) :]
+                if command == "delete":
+                    message = message.partition(": ")[2] or message
+                found.append(ReservationRefusal(command, refusal_kind(message), message))
+                break
+    if not found and lines and not any(line.startswith("ReservationName=") for line in lines):
+        found.append(ReservationRefusal("", refusal_kind(lines[-1]), lines[-1][:500]))
+    return found
+
+
+def recreate_reservation_commands(spec: ReservationSpec) -> tuple[list[str], list[str], list[str]]:
+    """Delete, create anew (`node_count`: Slurm picks free nodes; or the named `nodes`), show. Run them
+    with `;`, not `&&`: each runs whatever the one before did (deleting a reservation that is gone
+    fails harmlessly; a delete refused while jobs use it leaves the old one, and create then fails on
+    its name), and the final show says what came of it."""
+    create, show = create_reservation_commands(spec)
+    return delete_reservation_command(spec.name), create, show

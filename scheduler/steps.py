@@ -8,10 +8,15 @@ one batched `sacct` for what left the queue. Each submission adds one round trip
 (`Poll.for_job`); so do reading a job's logs and files and cancelling one's own job.
 
 Crash safety of a submission:
-1. The job is claimed with a conditional UPDATE (two workers never take the same row).
-2. `submit_attempted_at` is committed *before* sbatch runs.
-3. sbatch runs; the Slurm id is committed.
-A worker killed between 2 and 3 leaves a job with `submit_attempted_at` and no Slurm id; the next
+1. The job is claimed with a conditional UPDATE that sets a fresh fencing token (`claim_token`); two
+   workers never take the same row, and a claim lasts `CLAIM_LEASE` unless its worker's heartbeat
+   renews it (scheduler.worker), so a dead or frozen worker's claims pass on within seconds.
+2. `submit_attempted_at` is committed *before* sbatch runs, only while the claim (token) holds.
+3. The files are staged; the claim is checked again right before sbatch.
+4. sbatch runs; the Slurm id is committed only while the claim (token) still holds. When it no longer
+   does (the worker froze and a successor took the job over), the Slurm job just made is cancelled
+   and a warning logged, unless the successor adopted that very job.
+A worker killed between 2 and 4 leaves a job with `submit_attempted_at` and no Slurm id; the next
 cycle looks for its UUID (job name / comment) in squeue and sacct and adopts it instead of
 submitting again. Only a job found nowhere after `ADOPT_GRACE` is submitted again.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +51,8 @@ from scheduler.transitions import transition
 log = logging.getLogger("scheduler.worker")
 
 ADOPT_GRACE = dt.timedelta(seconds=30)
-CLAIM_LEASE = dt.timedelta(seconds=120)
+CLAIM_LEASE = dt.timedelta(seconds=6)  # renewed every HEARTBEAT by a living worker (scheduler.worker)
+HEARTBEAT = dt.timedelta(seconds=2)
 INVENTORY_EVERY = dt.timedelta(seconds=30)
 LOG_BYTES_PER_CYCLE = 256 * 1024
 LOG_JOBS_PER_CYCLE = 50
@@ -222,12 +229,27 @@ def refresh_inventory(poll: Poll, *, force: bool = False) -> None:
 
 
 def claim_job(job: Job, worker: str) -> bool:
+    """Take the job for this worker with a fresh fencing token (kept on `job.claim_token`)."""
     now = timezone.now()
-    return bool(
+    token = secrets.randbits(62)
+    claimed = bool(
         Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now) | Q(claimed_by=worker))
-        .update(claimed_by=worker, claimed_until=now + CLAIM_LEASE)
+        .update(claimed_by=worker, claimed_until=now + CLAIM_LEASE, claim_token=token)
     )
+    if claimed:
+        job.claimed_by, job.claim_token = worker, token
+    return claimed
+
+
+def holds_claim(job: Job, worker: str) -> dict[str, Any]:
+    """The conditions under which `worker` still holds the claim it made on `job` (for a conditional
+    UPDATE): its name, its token, a lease not yet run out."""
+    return {
+        "claimed_by": worker,
+        "claim_token": job.claim_token,
+        "claimed_until__gt": timezone.now(),
+    }
 
 
 def submit_pending(poll: Poll) -> None:
@@ -254,22 +276,24 @@ def submit_pending(poll: Poll) -> None:
         if not claim_job(job, poll.worker):
             continue
         if job.id in found:
-            _adopt(job, found[job.id])
-            poll.stats.adopted += 1
+            if _adopt(job, found[job.id], poll.worker):
+                poll.stats.adopted += 1
             continue
         if job.submit_attempted_at is not None and timezone.now() - job.submit_attempted_at < ADOPT_GRACE:
             continue  # accounting may lag a few seconds: look again before submitting twice
         if job.cancel_requested_at is not None:
             # Cancelled while an earlier attempt was in doubt, and that attempt never reached Slurm.
-            _finish_unsubmitted(job, "Cancelled before it reached the cluster.")
-            poll.stats.transitions += 1
+            if _finish_unsubmitted(job, "Cancelled before it reached the cluster.", worker=poll.worker):
+                poll.stats.transitions += 1
             continue
         dependency = job.depends_on
         after_ok: str | None = None
         if dependency is not None:
             if dependency.is_terminal and not dependency.succeeded:
-                _finish_unsubmitted(job, f"{dependency.name} ended {dependency.state}; not run.")
-                poll.stats.transitions += 1
+                if _finish_unsubmitted(
+                    job, f"{dependency.name} ended {dependency.state}; not run.", worker=poll.worker
+                ):
+                    poll.stats.transitions += 1
                 continue
             if not dependency.is_terminal:
                 if not dependency.slurm_job_id:
@@ -278,25 +302,29 @@ def submit_pending(poll: Poll) -> None:
         try:
             conn = poll.for_job(job)
         except identity.AccountError as error:
-            _waiting_for_login(job, str(error))
+            _waiting_for_login(job, str(error), poll.worker)
             continue
         _submit(job, poll, after_ok, conn)
 
 
-def _waiting_for_login(job: Job, message: str) -> None:
+def _waiting_for_login(job: Job, message: str, worker: str) -> None:
     """The member's login was refused: nothing is sent, the job waits (and says why) until an admin
     fixes the account or the member cancels it."""
     reason = f"cannot log in as {job.cluster_user}: {message}"[:500]
     Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).exclude(reason=reason).update(
         reason=reason, updated_at=timezone.now()
     )
-    Job.objects.filter(pk=job.pk).update(claimed_by="", claimed_until=None)
+    Job.objects.filter(pk=job.pk, claimed_by=worker, claim_token=job.claim_token).update(
+        claimed_by="", claimed_until=None
+    )
 
 
 def _submit(job: Job, poll: Poll, after_ok: str | None = None, conn: ssh.Connection | None = None) -> None:
     conn = conn or poll.for_job(job)
-    # Conditional: a job cancelled (cancel_job) since it was claimed is not sent.
-    if not Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING, claimed_by=poll.worker).update(
+    # Conditional: a job cancelled (cancel_job) since it was claimed, or claimed by another worker
+    # since (this one froze past its lease), is not sent.
+    fenced = {"pk": job.pk, "state": Job.State.SUBMITTING}
+    if not Job.objects.filter(**fenced, **holds_claim(job, poll.worker)).update(
         submit_attempted_at=timezone.now(), reason=""
     ):
         return
@@ -313,6 +341,9 @@ def _submit(job: Job, poll: Poll, after_ok: str | None = None, conn: ssh.Connect
         ["chmod", "700", job.run_dir],
         slurm.sbatch_command(after_ok),
     )
+    if not Job.objects.filter(**fenced, **holds_claim(job, poll.worker)).exists():
+        log.warning("job %s: the claim passed to another worker while staging; not sent", job.pk)
+        return
     # ClusterUnreachable propagates: the attempt stays recorded; the next cycle adopts or retries.
     result = conn.run_shell(command, stdin=job.script.encode())
     if not result.ok:
@@ -321,26 +352,47 @@ def _submit(job: Job, poll: Poll, after_ok: str | None = None, conn: ssh.Connect
             # The controller is down or slow: the job may or may not be queued. It stays
             # `submitting` with its attempt recorded, so the next cycles adopt it or send it again.
             raise ssh.SlurmError(f"sbatch for {job.slurm_name}: {message}")
-        _finish_unsubmitted(job, message, state=Job.State.FAILED)
-        poll.stats.transitions += 1
+        if _finish_unsubmitted(job, message, state=Job.State.FAILED, worker=poll.worker):
+            poll.stats.transitions += 1
         return
     slurm_id = slurm.parse_sbatch(result.stdout)
-    now = timezone.now()
     recorded = transition(
         job,
         Job.State.PENDING,
         expect_from=Job.State.SUBMITTING,
         event=JobEvent.Kind.SENT,
         message=f"Slurm job {slurm_id}",
+        where={"claimed_by": poll.worker, "claim_token": job.claim_token},
         slurm_job_id=slurm_id,
-        submitted_at=now,
+        submitted_at=timezone.now(),
         claimed_by="",
         claimed_until=None,
     )
-    if not recorded:
-        log.warning("sbatch for %s gave Slurm job %s, but the job had left `submitting`", job.pk, slurm_id)
+    if recorded:
+        poll.stats.submitted += 1
         return
-    poll.stats.submitted += 1
+    _unrecorded_sbatch(job, slurm_id, conn, poll.worker)
+
+
+def _unrecorded_sbatch(job: Job, slurm_id: str, conn: ssh.Connection, worker: str) -> None:
+    """This worker's sbatch worked but the job is no longer its to record (it froze past its lease and a
+    successor took over, or the job was cancelled meanwhile): unless the successor adopted this very
+    Slurm job, it is one too many: cancel it, and say so."""
+    now_known = Job.objects.filter(pk=job.pk).values_list("slurm_job_id", "state").first()
+    if now_known is not None and now_known[0] == slurm_id:
+        log.info("job %s: Slurm job %s was adopted by another worker meanwhile", job.pk, slurm_id)
+        return
+    log.warning(
+        "job %s: sbatch gave Slurm job %s after worker %s lost its claim (the job is %s, Slurm job %s); "
+        "cancelling %s so that it does not run twice",
+        job.pk,
+        slurm_id,
+        worker,
+        now_known[1] if now_known else "gone",
+        (now_known[0] if now_known else "") or "none yet",
+        slurm_id,
+    )
+    conn.run(slurm.scancel_command([slurm_id])).check()
 
 
 def _job_secrets(job: Job) -> dict[str, bytes]:
@@ -356,13 +408,14 @@ def _job_secrets(job: Job) -> dict[str, bytes]:
     return {"judge_api_key": key.encode()} if key else {}
 
 
-def _adopt(job: Job, slurm_id: str) -> None:
-    transition(
+def _adopt(job: Job, slurm_id: str, worker: str) -> bool:
+    return transition(
         job,
         Job.State.PENDING,
         expect_from=Job.State.SUBMITTING,
         event=JobEvent.Kind.ADOPTED,
         message=f"Slurm job {slurm_id} found by its UUID; not submitted again",
+        where={"claimed_by": worker, "claim_token": job.claim_token},
         slurm_job_id=slurm_id,
         submitted_at=job.submit_attempted_at or timezone.now(),
         claimed_by="",
@@ -370,13 +423,14 @@ def _adopt(job: Job, slurm_id: str) -> None:
     )
 
 
-def _finish_unsubmitted(job: Job, reason: str, state: str = Job.State.CANCELLED) -> None:
-    transition(
+def _finish_unsubmitted(job: Job, reason: str, state: str = Job.State.CANCELLED, *, worker: str) -> bool:
+    return transition(
         job,
         state,
         expect_from=Job.State.SUBMITTING,
         event=JobEvent.Kind.ERROR if state == Job.State.FAILED else JobEvent.Kind.STATE,
         message=reason,
+        where={"claimed_by": worker, "claim_token": job.claim_token},
         reason=reason,
         ended_at=timezone.now(),
         claimed_by="",
@@ -388,14 +442,33 @@ def _finish_unsubmitted(job: Job, reason: str, state: str = Job.State.CANCELLED)
 # --- tracking --------------------------------------------------------------------------------------------
 
 
+TRACKED_FIELDS = (
+    "id",
+    "kind",
+    "state",
+    "subteam_id",
+    "cluster_id",
+    "slurm_job_id",
+    "reason",
+    "node_list",
+    "gpus",
+    "started_at",
+    "cancel_requested_at",
+    "cancel_requested_by_id",
+    "cancel_sent_at",
+)
+
+
 def track_jobs(poll: Poll) -> None:
     """Pending and running jobs: their squeue entry, or sacct's record once they left the queue.
     squeue runs every visit, jobs or not: it is also the sign that the controller answers."""
     queue = poll.queue
+    # Only the columns tracking reads: the script, run config and parameters of hundreds of jobs would
+    # cost more to load than squeue does to answer.
     live_jobs = list(
-        Job.objects.filter(cluster=poll.cluster, state__in=[Job.State.PENDING, Job.State.RUNNING]).exclude(
-            slurm_job_id=""
-        )
+        Job.objects.filter(cluster=poll.cluster, state__in=[Job.State.PENDING, Job.State.RUNNING])
+        .exclude(slurm_job_id="")
+        .only(*TRACKED_FIELDS)
     )
     poll.stats.tracked = len(live_jobs)
     if not live_jobs:
@@ -450,7 +523,18 @@ def _finish(job: Job, record: slurm.AccountingRecord, cluster: Cluster) -> bool:
         if job.cancel_requested_at is not None:
             reason = "cancelled from the portal"
             actor = job.cancel_requested_by  # who asked, whichever cluster user carried it out
-    if record.state == Job.State.FAILED and record.signal:
+    if (
+        job.cancel_requested_at is not None
+        and job.cancel_sent_at is None
+        and record.state != Job.State.CANCELLED
+    ):
+        # The cancel was asked for, but the job ended before it reached Slurm (no worker ran then).
+        reason = (
+            f"ended {record.state} before the cancel asked for at "
+            f"{job.cancel_requested_at:%Y-%m-%d %H:%M:%S %Z} reached Slurm"
+        )
+        actor = job.cancel_requested_by
+    elif record.state == Job.State.FAILED and record.signal:
         reason = f"killed by signal {record.signal}"
     elif job.is_training and record.exit_code == EXIT_CONFIG:
         reason = "the run's config was refused (the message is the last line of stderr)"

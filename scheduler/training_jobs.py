@@ -30,7 +30,8 @@ import yaml
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from scheduler.models import Job, JudgeEndpoint
+from scheduler import inputs
+from scheduler.models import Cluster, Job, JudgeEndpoint
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -62,12 +63,11 @@ SCHEDULERS = (
     "cosine_with_min_lr",
     "warmup_stable_decay",
 )
-# A path or hub name goes into YAML (safe_dump quotes it), never into the shell; still no control chars.
-PATH_RE = re.compile(r"^[^\x00-\x1f]{1,1000}\Z")
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}\Z")
 PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 MASTER_PORT_BASE = 20000
+MAX_LIST_ITEMS = 64  # data files, W&B tags
 
 # --- the fields, declared once ----------------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ class TrainingField:
     help: StrOrPromise = ""  # the form's help text
     api_help: str = ""  # the API schema's description (the API takes lists as lists, not lines)
     choices: tuple[tuple[str, StrOrPromise], ...] = ()
-    max_length: int | None = None  # the form's limit; the API leaves lengths to `check`
+    max_length: int | None = None  # the form's limit, and `check`'s (default: inputs.MAX_LINE)
     rows: int = 0  # a textarea of this many rows
     mono: bool = False  # a path, a name or YAML: monospace, no spellcheck
     strip: bool = True  # surrounding whitespace is dropped
@@ -316,7 +316,8 @@ class TrainingRequest:
             _EVERY,
             "advanced",
             help=gettext_lazy("Merged over the fields above, e.g. training: {seed: 1, logging_steps: 1}."),
-            api_help="More run.yaml, merged over the fields.",
+            api_help="More run.yaml, merged over the fields (at most 16 KiB; no anchors or aliases).",
+            max_length=inputs.MAX_YAML_BYTES,
             rows=3,
             mono=True,
             strip=False,
@@ -362,6 +363,55 @@ def _declared(request_class: type[TrainingRequest]) -> tuple[DeclaredField, ...]
     return tuple(found)
 
 
+# --- templates (the form's fields, saved to start new runs from) ---------------------------------------
+
+MAX_TEMPLATE_FIELDS = 200
+MAX_TEMPLATE_TEXT = 64 * 1024  # a custom job's command
+MAX_TEMPLATE_DESCRIPTION = 2000
+TEMPLATE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}\Z")  # a form field's name, e.g. sft-learning_rate
+MULTILINE_FORM_FIELDS = frozenset({"command", "then_command"})
+
+
+def _template_value_problem(key: str, value: Any) -> str | None:
+    if value is None or isinstance(value, bool | int | float):
+        return None
+    if not isinstance(value, str):
+        return _("Text, a number or true/false.")
+    declared = {d.name: d for d in declared_fields()}.get(key.split("-", 1)[-1])
+    if declared is not None and declared.base is str and declared.how.max_length:
+        multiline, limit = bool(declared.how.rows), declared.how.max_length
+    elif declared is not None and declared.base is list:
+        multiline, limit = bool(declared.how.rows), MAX_TEMPLATE_TEXT
+    elif key in MULTILINE_FORM_FIELDS:
+        multiline, limit = True, MAX_TEMPLATE_TEXT
+    else:
+        multiline, limit = False, inputs.MAX_LINE
+    return inputs.text_problem(value, max_length=limit, multiline=multiline)
+
+
+def template_errors(name: str, description: str, fields: Any) -> dict[str, list[str]]:
+    """What `services.save_template` refuses in a template: the text rules (`inputs.text_problem`) on
+    its name, description and every saved field, with each training field's own limit."""
+    errors: dict[str, list[str]] = {}
+    if (problem := inputs.text_problem(name or "", max_length=100)) is not None:
+        _field(errors, "name", problem)
+    limit = MAX_TEMPLATE_DESCRIPTION
+    if (problem := inputs.text_problem(description or "", max_length=limit, multiline=True)) is not None:
+        _field(errors, "description", problem)
+    if not isinstance(fields, dict):
+        _field(errors, "fields", _("A mapping of form fields."))
+        return errors
+    if len(fields) > MAX_TEMPLATE_FIELDS:
+        _field(errors, "fields", _("At most %(max)d fields.") % {"max": MAX_TEMPLATE_FIELDS})
+        return errors
+    for key, value in fields.items():
+        if not isinstance(key, str) or not TEMPLATE_KEY_RE.match(key):
+            _field(errors, "fields", _("Field names are letters, digits, - and _ (at most 100)."))
+        elif (problem := _template_value_problem(key, value)) is not None:
+            _field(errors, "fields", f"{key}: {problem}")
+    return errors
+
+
 def data_parallel_size(nodes: int, gpus_per_node: int) -> int:
     return max(1, nodes) * max(1, gpus_per_node)
 
@@ -389,7 +439,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def _extra(request: TrainingRequest) -> dict[str, Any]:
     if not request.extra_yaml.strip():
         return {}
-    loaded = yaml.safe_load(request.extra_yaml)
+    loaded = inputs.load_yaml(request.extra_yaml)
     return loaded if isinstance(loaded, dict) else {}
 
 
@@ -506,19 +556,54 @@ CONFIG_FIELDS = {
 }
 
 
-def check(
-    request: TrainingRequest, *, nodes: int, gpus_per_node: int, model_from_previous: bool = False
-) -> dict[str, list[str]]:
-    """Field errors ({request field: [message]}); empty when the job may be submitted."""
+def text_errors(request: TrainingRequest) -> dict[str, list[str]]:
+    """The text rules (`inputs.text_problem`) on every text field: its length, no NUL, no control
+    characters (a textarea keeps newlines and tabs), no direction overrides; lists at most 64 items."""
     errors: dict[str, list[str]] = {}
+    for declared in declared_fields():
+        value, how = getattr(request, declared.name), declared.how
+        if declared.base is str:
+            limit = how.max_length or inputs.MAX_LINE
+            problem = inputs.text_problem(str(value), max_length=limit, multiline=bool(how.rows))
+        elif declared.base is list:
+            problem = _list_problem(value)
+        else:
+            continue
+        if problem is not None:
+            _field(errors, declared.name, problem)
+    return errors
+
+
+def _list_problem(values: list[Any]) -> str | None:
+    if len(values) > MAX_LIST_ITEMS:
+        return _("At most %(max)d items.") % {"max": MAX_LIST_ITEMS}
+    for number, value in enumerate(values, start=1):
+        problem = inputs.text_problem(str(value))
+        if problem is not None:
+            return _("Item %(n)d: %(problem)s") % {"n": number, "problem": problem}
+    return None
+
+
+def check(
+    request: TrainingRequest,
+    *,
+    nodes: int,
+    gpus_per_node: int,
+    model_from_previous: bool = False,
+    cluster: Cluster | None = None,
+) -> dict[str, list[str]]:
+    """Field errors ({request field: [message]}); empty when the job may be submitted. `cluster`: where
+    it runs (without one, nothing a cluster must allow is allowed: model.trust_remote_code)."""
     if request.kind not in ENTRY_POINTS:
-        _field(errors, "kind", _("Unknown job kind %(kind)s.") % {"kind": request.kind})
-        return errors
+        return {"kind": [_("Unknown job kind %(kind)s.") % {"kind": request.kind}]}
+    errors = text_errors(request)
+    if errors:
+        return errors  # the rest would quote what was sent
     if not request.model.strip():
         if not model_from_previous:
             _field(errors, "model", _("Say which model: a directory on the cluster or a hub name."))
-    elif not PATH_RE.match(request.model):
-        _field(errors, "model", _("Control characters are not allowed in a path."))
+    elif (problem := inputs.path_problem(request.model)) is not None:
+        _field(errors, "model", problem)
     if request.kind == Job.Kind.EVAL and judge_endpoint(request) is None:
         names = ", ".join(JudgeEndpoint.objects.filter(is_active=True).values_list("name", flat=True))
         _field(
@@ -533,10 +618,8 @@ def check(
             _field(errors, "train_files", _("Give at least one training data file."))
         for name in ("train_files", "eval_files"):
             for path in getattr(request, name):
-                if not PATH_RE.match(path) or not path.startswith("/"):
-                    _field(
-                        errors, name, _("%(path)s: give an absolute path on the cluster.") % {"path": path}
-                    )
+                if (problem := inputs.path_problem(path, absolute=True)) is not None:
+                    _field(errors, name, _("%(path)s: %(problem)s") % {"path": path, "problem": problem})
                 elif not path.endswith(DATA_SUFFIXES):
                     _field(errors, name, _("%(path)s: use .jsonl, .json or .parquet files.") % {"path": path})
         if not LR_MIN <= request.learning_rate <= LR_MAX:
@@ -594,13 +677,10 @@ def check(
                 "checkpoint_signal_seconds",
                 _("Between 0 and %(max)d seconds.") % {"max": MAX_SIGNAL_SECONDS},
             )
-    else:
-        if (
-            not request.questions
-            or not request.questions.startswith("/")
-            or not PATH_RE.match(request.questions)
-        ):
-            _field(errors, "questions", _("Give the absolute path of a question.jsonl on the cluster."))
+    elif not request.questions.startswith("/"):
+        _field(errors, "questions", _("Give the absolute path of a question.jsonl on the cluster."))
+    elif (problem := inputs.path_problem(request.questions, absolute=True)) is not None:
+        _field(errors, "questions", problem)
     if request.launcher not in LAUNCHERS:
         _field(errors, "launcher", _("Use srun or torchrun."))
     if request.dtype not in DTYPES:
@@ -613,9 +693,9 @@ def check(
         if not TAG_RE.match(tag):
             _field(errors, "wandb_tags", _("%(tag)s: letters, digits and . _ : / - only.") % {"tag": tag})
     try:
-        extra = yaml.safe_load(request.extra_yaml) if request.extra_yaml.strip() else {}
-    except yaml.YAMLError as error:
-        _field(errors, "extra_yaml", _("Not valid YAML: %(error)s") % {"error": error})
+        extra = inputs.load_yaml(request.extra_yaml) if request.extra_yaml.strip() else {}
+    except inputs.YAMLRefused as error:
+        _field(errors, "extra_yaml", str(error))
         extra = {}
     if extra is not None and not isinstance(extra, dict):
         _field(errors, "extra_yaml", _("Give a mapping of run.yaml sections, e.g. training: {seed: 1}."))
@@ -623,29 +703,48 @@ def check(
         _field(errors, "extra_yaml", _("output and kind are set by the portal."))
     if errors:
         return errors
-    return _check_with_training(request, nodes, gpus_per_node, model_from_previous)
+    allow_code = cluster is not None and cluster.allow_trust_remote_code
+    return _check_with_training(request, nodes, gpus_per_node, model_from_previous, allow_code)
+
+
+def _config_field(key: str) -> str:
+    """The request field that sets a run.yaml key (extra_yaml when no field does)."""
+    return next(
+        (name for prefix, name in CONFIG_FIELDS.items() if key == prefix or key.startswith(prefix + "[")),
+        "extra_yaml",
+    )
+
+
+def _from_extra(extra: Any, key: str) -> bool:
+    """Whether the extra YAML sets this run.yaml key (`data.train_files[0]`: data.train_files)."""
+    for part in key.split("[", 1)[0].split("."):
+        if not isinstance(extra, dict) or part not in extra:
+            return False
+        extra = extra[part]
+    return True
 
 
 def _check_with_training(
-    request: TrainingRequest, nodes: int, gpus_per_node: int, model_from_previous: bool
+    request: TrainingRequest, nodes: int, gpus_per_node: int, model_from_previous: bool, allow_code: bool
 ) -> dict[str, list[str]]:
-    """The run.yaml through training.config (types, unknown keys, ranges); file existence is the job's."""
+    """The merged run.yaml by the same path and text rules as the fields (`inputs.config_problems`), then
+    through training.config (types, unknown keys, ranges); file existence is the job's. A problem in
+    what the extra YAML sets is reported on extra_yaml, naming the key."""
     from training.config import ConfigError, config_from_dict
 
     placeholder = "/previous-step/out" if model_from_previous and not request.model else None
     config = build_config(request, nodes=nodes, gpus_per_node=gpus_per_node, model=placeholder)
+    extra = _extra(request)
+    errors: dict[str, list[str]] = {}
+    for key, problem in inputs.config_problems(config, allow_trust_remote_code=allow_code):
+        target = "extra_yaml" if _from_extra(extra, key) else _config_field(key)
+        _field(errors, target, f"{key}: {problem}")
+    if errors:
+        return errors
     try:
         config_from_dict(config, kind=ENTRY_POINTS[request.kind], check_files=False)
     except ConfigError as error:
-        target = next(
-            (
-                name
-                for key, name in CONFIG_FIELDS.items()
-                if error.key == key or error.key.startswith(key + "[")
-            ),
-            "extra_yaml",
-        )
-        return {target: [f"{error.key}: {error.message}"]}
+        return {_config_field(error.key): [inputs.short(f"{error.key}: {error.message}")]}
     return {}
 
 

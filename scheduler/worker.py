@@ -21,9 +21,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from scheduler import identity, ssh
+from scheduler import identity, ssh, wakeups
 from scheduler.models import Cluster, Job
-from scheduler.steps import CLAIM_LEASE, CycleStats, Poll
+from scheduler.steps import CLAIM_LEASE, HEARTBEAT, CycleStats, Poll
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +50,53 @@ class Worker:
         self.cluster_steps, self.cycle_steps = load_steps()
 
     def run(self, stop: threading.Event, wakeup: threading.Event | None = None) -> None:
+        """Cycle until `stop`. Beside the loop: a heartbeat that renews this worker's claims (so they
+        last while it lives, and pass on within `CLAIM_LEASE` when it dies or freezes), and, on
+        PostgreSQL, a listener that wakes the loop when a job is submitted or cancelled in another
+        process (`wakeups.notify_workers`)."""
+        wakeup = wakeup or threading.Event()
+        helpers = [
+            threading.Thread(target=self.heartbeat, args=(stop,), name="scheduler-heartbeat", daemon=True),
+            threading.Thread(
+                target=wakeups.listen, args=(stop, wakeup), name="scheduler-listen", daemon=True
+            ),
+        ]
+        for thread in helpers:
+            thread.start()
         interval = FAST_INTERVAL
-        while not stop.is_set():
-            try:
-                busy = self.cycle()
-            except Exception:  # never let one bad cycle end the loop
-                log.exception("scheduler cycle failed")
-                busy = False
-            interval = FAST_INTERVAL if busy else min(SLOW_INTERVAL, interval * 1.5)
-            if wakeup is not None:
+        try:
+            while not stop.is_set():
+                try:
+                    busy = self.cycle()
+                except Exception:  # never let one bad cycle end the loop
+                    log.exception("scheduler cycle failed")
+                    busy = False
+                interval = FAST_INTERVAL if busy else min(SLOW_INTERVAL, interval * 1.5)
                 if wakeup.wait(interval):
                     wakeup.clear()
                     interval = FAST_INTERVAL
-            else:
-                stop.wait(interval)
-        self.release_claims()
+        finally:
+            stop.set()
+            wakeup.set()
+            self.release_claims()
+
+    def heartbeat(self, stop: threading.Event) -> None:
+        """Renew this worker's claims every `HEARTBEAT` while it runs (its own DB connection)."""
+        from django.db import connection
+
+        try:
+            while not stop.wait(HEARTBEAT.total_seconds()):
+                try:
+                    self.renew_claims()
+                except Exception:
+                    log.exception("renewing the claims of %s failed", self.name)
+        finally:
+            connection.close()
+
+    def renew_claims(self) -> None:
+        until = timezone.now() + CLAIM_LEASE
+        Cluster.objects.filter(poll_claimed_by=self.name).update(poll_claimed_until=until)
+        Job.objects.filter(claimed_by=self.name).update(claimed_until=until)
 
     def cycle(self) -> bool:
         """One pass over every active cluster, then the per-cycle steps. True when there is work in
@@ -72,6 +104,9 @@ class Worker:
         busy = False
         for cluster in Cluster.objects.filter(is_active=True):
             if not self._claim_cluster(cluster):
+                # Another worker polls it. Ask again soon: when that worker dies, its claim runs out
+                # within CLAIM_LEASE and this one takes over at once.
+                busy = True
                 continue
             stats = self.poll_cluster(cluster)
             self.last_stats[cluster.pk] = stats

@@ -81,7 +81,7 @@ def job_text(job: Job) -> str:
 
 # --- reservations (lending list) ----------------------------------------------------------------------------
 
-RESERVATION_EVENTS = ("approved", "rejected", "starting", "idle")
+RESERVATION_EVENTS = ("approved", "rejected", "starting", "idle", "not_enforced", "enforced")
 
 
 def reservation_text(reservation: Reservation, event: str) -> str:
@@ -92,6 +92,8 @@ def reservation_text(reservation: Reservation, event: str) -> str:
             "rejected": _("GPU reservation rejected"),
             "starting": _("GPU reservation starting"),
             "idle": _("Reserved GPUs are idle"),
+            "not_enforced": _("GPU reservation NOT enforced by Slurm"),
+            "enforced": _("GPU reservation enforced by Slurm again"),
         }
         start, end = timezone.localtime(reservation.start), timezone.localtime(reservation.end)
         window = (
@@ -110,6 +112,17 @@ def reservation_text(reservation: Reservation, event: str) -> str:
         note = reservation.decision_note
         if event == "rejected" and note:
             parts.append(_("Reason: %(note)s") % {"note": esc(note)})
+        if event == "not_enforced":
+            # Slurm's reason as recorded when the message is made; the booking page keeps the latest.
+            if reservation.sync_error:
+                parts.append(_("Slurm says: %(reason)s") % {"reason": esc(reservation.sync_error)})
+            parts.append(
+                _(
+                    "Until Slurm holds it, other jobs can take these GPUs. The portal keeps trying, less often each time, and says so here when Slurm holds it."
+                )
+            )
+            if reservation.requester.slack_user_id:
+                parts.append(f"<@{esc(reservation.requester.slack_user_id)}>")
         parts.append(link(reservation.get_absolute_url()))
         return "\n".join(parts)
 

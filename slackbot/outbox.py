@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from evals.models import EvalResultEvent
 from lending.models import ReservationEvent
+from portal.models import Subteam
 from scheduler.models import Job, JobEvent
 from slackbot import notify
 from slackbot.models import Notification, OutboxCursor
@@ -55,12 +56,33 @@ def _reservation_message(event: ReservationEvent) -> Message | None:
     reservation = event.reservation
     if event.kind not in notify.RESERVATION_EVENTS or not reservation.subteam.slack_channel:
         return None
-    # "idle" may repeat for one booking: one message per hour at most.
+    # "idle" may repeat for one booking: one message per hour at most. A booking may lose and regain
+    # its enforcement more than once: each episode is told.
     suffix = ":" + timezone.localtime(event.at).strftime("%Y%m%d%H") if event.kind == "idle" else ""
+    if event.kind in ENFORCEMENT_KINDS:
+        suffix = f":{event.pk}"
     text = notify.reservation_text(reservation, event.kind)
     return Message(
         reservation.subteam.slack_channel, f"reservation:{reservation.pk}:{event.kind}{suffix}", text
     )
+
+
+ENFORCEMENT_KINDS = ("not_enforced", "enforced")
+
+
+def _admin_alert(event: ReservationEvent) -> Message | None:
+    """A booking Slurm does not enforce is also told to the management team (the admins), whose
+    channel is the management subteam's."""
+    channel = (
+        Subteam.objects.filter(is_management=True)
+        .exclude(slack_channel="")
+        .values_list("slack_channel", flat=True)
+        .first()
+    )
+    if not channel or channel == event.reservation.subteam.slack_channel:
+        return None
+    text = notify.reservation_text(event.reservation, event.kind)
+    return Message(channel, f"reservation-admins:{event.reservation_id}:{event.kind}:{event.pk}", text)
 
 
 def _eval_message(event: EvalResultEvent) -> Message | None:
@@ -93,6 +115,13 @@ SOURCES = (
             "reservation__subteam", "reservation__cluster"
         ),
         _reservation_message,
+    ),
+    Source(
+        "reservation-alerts",
+        lambda: ReservationEvent.objects.filter(kind="not_enforced").select_related(
+            "reservation__subteam", "reservation__cluster"
+        ),
+        _admin_alert,
     ),
     Source("eval-events", lambda: EvalResultEvent.objects.select_related("result__subteam"), _eval_message),
 )

@@ -17,7 +17,7 @@ from rest_framework import serializers
 from portal import access
 from portal.api.serializers import SubteamSlugField, UsernameField
 from scheduler import services, training_jobs
-from scheduler.forms import GPUS_REQUIRED, default_name, spec_errors, step_name
+from scheduler.forms import COMMAND_TEXT, GPUS_REQUIRED, default_name, spec_errors, step_name
 from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Node, Partition, Pipeline
 from scheduler.services import MIN_GPUS_PER_NODE
 
@@ -261,7 +261,7 @@ def pipeline_errors(error: DjangoValidationError) -> dict[str, Any]:
 class StepSerializer(serializers.Serializer[dict[str, Any]]):
     """A later step of a chain; what it leaves out is taken from the first job."""
 
-    command = serializers.CharField(trim_whitespace=False)
+    command = serializers.CharField(trim_whitespace=False, validators=[COMMAND_TEXT])
     name = serializers.CharField(required=False, allow_blank=True, max_length=64)
     nodes = serializers.IntegerField(required=False)
     gpus_per_node = _gpus_field(required=False)
@@ -297,7 +297,11 @@ class JobRequestSerializer(serializers.Serializer[dict[str, Any]]):
         help_text="Letters, digits, dots, dashes, underscores; made up when left out.",
     )
     command = serializers.CharField(
-        trim_whitespace=False, required=False, allow_blank=True, help_text="Shell lines to run (custom jobs)."
+        trim_whitespace=False,
+        required=False,
+        allow_blank=True,
+        validators=[COMMAND_TEXT],
+        help_text="Shell lines to run (custom jobs).",
     )
     training = TrainingSerializer(
         required=False, help_text="The run's fields, for pretrain/sft/dpo/eval jobs."

@@ -19,6 +19,7 @@ from scheduler.models import Cluster, Job, SubteamAccount
 from scheduler.slurm import parse_oneliner
 from scheduler.steps import CycleStats, Poll
 from scheduler.worker import Worker
+from tests.lending.conftest import soon
 from tests.personas import Team
 from tests.scheduler.conftest import Remote
 
@@ -119,7 +120,9 @@ def test_a_refused_reservation_records_the_error_and_a_quiet_cycle_runs_nothing(
     sync.sync_reservations(Poll(cluster, conn, "test", CycleStats(cluster.name)))
     r.refresh_from_db()
     assert conn.commands_run - before == 1
-    assert not r.on_cluster and r.sync_state == "create" and "exited" in r.sync_error
+    assert not r.on_cluster and r.sync_state == "create"
+    assert r.sync_error == "create: Invalid account or account/partition combination specified"
+    assert r.is_not_enforced and r.sync_attempts == 1 and r.events.filter(kind="not_enforced").exists()
     assert show(remote, r.slurm_name) == {}
     before = conn.commands_run
     sync.sync_reservations(
@@ -131,3 +134,102 @@ def test_a_refused_reservation_records_the_error_and_a_quiet_cycle_runs_nothing(
         Poll(cluster, conn, "test", CycleStats(cluster.name))
     )  # never created: nothing to delete
     assert conn.commands_run == before and fresh(r).sync_state == "synced"
+    assert not fresh(r).is_not_enforced and not fresh(r).events.filter(kind="enforced").exists()
+
+
+def sync_once(cluster: Cluster, worker: Worker) -> int:
+    """The worker's reservation step once, as the service account; the commands it ran."""
+    conn = worker.pool.connect((cluster.pk, cluster.username), connection_for(cluster))
+    before = conn.commands_run
+    sync.sync_reservations(Poll(cluster, conn, "test", CycleStats(cluster.name)))
+    return conn.commands_run - before
+
+
+def two_bookings_on_one_node(
+    team: Team, cluster: Cluster, worker: Worker, booked_names: list[str]
+) -> tuple[Reservation, Reservation]:
+    """The measured case: A (8 GPUs) tomorrow, B (8 GPUs) the day after, each reserved by count: Slurm
+    puts both on the same node (it is free on either day)."""
+    worker.cycle()  # the inventory
+    a, b = (
+        services.request_reservation(
+            team.member("member"), subteam=team.sft, cluster=cluster, gpus=8, purpose=purpose,
+            start=soon(hours), end=soon(hours + 2),
+        )
+        for purpose, hours in (("a", 24), ("b", 48))
+    )  # fmt: skip
+    for r in (a, b):
+        services.approve(team.member("admin"), r)
+        r.refresh_from_db()
+        booked_names.append(r.slurm_name)
+    assert sync_once(cluster, worker) == 2
+    a, b = fresh(a), fresh(b)
+    assert a.on_cluster and b.on_cluster and a.sync_state == b.sync_state == "synced"
+    assert a.slurm_nodes == b.slurm_nodes, "Slurm put the two bookings on different nodes"
+    return a, b
+
+
+def test_a_move_slurm_refuses_to_update_is_recreated_on_a_free_node_in_one_cycle(
+    team: Team, cluster: Cluster, worker: Worker, remote: Remote, booked_names: list[str]
+) -> None:
+    a, b = two_bookings_on_one_node(team, cluster, worker, booked_names)
+    services.change_window(team.member("member"), a, start=b.start, end=b.end)  # the portal has room
+
+    assert sync_once(cluster, worker) == 2  # the refused update, then delete ; create ; show
+    a = fresh(a)
+    assert (a.on_cluster, a.sync_state, a.sync_error, a.not_enforced_since) == (True, "synced", "", None)
+    shown = show(remote, a.slurm_name)
+    assert (int(shown["StartTime"]), int(shown["EndTime"])) == (
+        int(b.start.timestamp()),
+        int(b.end.timestamp()),
+    )
+    assert shown["NodeCnt"] == "1" and shown["Nodes"] == a.slurm_nodes != b.slurm_nodes
+    assert shown["Accounts"] == "sft"
+    recreated = a.events.get(kind="slurm_recreate")
+    assert "update: Requested reservation overlaps with another reservation" in recreated.note
+    assert not a.events.filter(kind="not_enforced").exists()
+    assert sync_once(cluster, worker) == 0  # converged: nothing more to do
+
+
+def test_with_no_free_node_the_booking_is_not_enforced_and_retried_with_backoff_until_it_is(
+    team: Team, cluster: Cluster, worker: Worker, remote: Remote, booked_names: list[str]
+) -> None:
+    a, b = two_bookings_on_one_node(team, cluster, worker, booked_names)
+    # Someone else's reservation (the portal does not know it) takes the other nodes on B's day.
+    others = sorted(
+        set(cluster.nodes.values_list("name", flat=True)) - set(slurm.expand_hostlist(b.slurm_nodes))
+    )
+    wall = slurm.ReservationSpec(
+        name=f"{a.slurm_name}-wall", start=b.start, end=b.end, tz=cluster.tz, partition="gpu",
+        nodes=tuple(others), accounts=("tanuki",),
+    )  # fmt: skip
+    booked_names.append(wall.name)
+    assert remote.run(*slurm.create_reservation_commands(wall)[0]).ok
+    services.change_window(team.member("member"), a, start=b.start, end=b.end)
+
+    assert sync_once(cluster, worker) == 2
+    a = fresh(a)
+    assert (a.on_cluster, a.sync_state, a.slurm_nodes, a.sync_attempts) == (False, "create", "", 1)
+    assert a.is_not_enforced and a.sync_retry_at is not None and a.sync_attempted_at is not None
+    assert a.sync_retry_at - a.sync_attempted_at == dt.timedelta(minutes=2)
+    assert a.sync_error.startswith("update: Requested reservation overlaps with another reservation; ")
+    assert a.sync_error.endswith("create: Requested nodes are busy")
+    [event] = a.events.filter(kind="not_enforced")
+    assert event.note == a.sync_error and event.changes["attempts"] == 1
+    assert show(remote, a.slurm_name) == {}  # deleted, not made anew: Slurm holds nothing for it
+
+    assert sync_once(cluster, worker) == 0  # before its retry time nothing runs
+    Reservation.objects.filter(pk=a.pk).update(sync_retry_at=timezone.now())  # two minutes later
+    assert sync_once(cluster, worker) == 1  # a create
+    a = fresh(a)
+    assert (a.sync_attempts, a.sync_error) == (2, "create: Requested nodes are busy")
+    assert a.sync_retry_at - a.sync_attempted_at == dt.timedelta(minutes=4)  # type: ignore[operator]
+    assert a.events.filter(kind="not_enforced").count() == 1
+
+    assert remote.run(*slurm.delete_reservation_command(wall.name)).ok  # a node comes free
+    Reservation.objects.filter(pk=a.pk).update(sync_retry_at=timezone.now())
+    assert sync_once(cluster, worker) == 1
+    a = fresh(a)
+    assert (a.on_cluster, a.sync_state, a.sync_attempts, a.not_enforced_since) == (True, "synced", 0, None)
+    assert int(show(remote, a.slurm_name)["StartTime"]) == int(b.start.timestamp())
+    assert list(a.events.values_list("kind", flat=True))[-2:] == ["slurm_create", "enforced"]

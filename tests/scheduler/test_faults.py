@@ -201,7 +201,7 @@ def die_after_sbatch(monkeypatch: pytest.MonkeyPatch, cluster: Cluster, job: Job
 
 
 def leases_expire(cluster: Cluster) -> None:
-    """What CLAIM_LEASE (two minutes) does for a dead worker's claims, without the wait."""
+    """What CLAIM_LEASE does for a dead worker's claims (its heartbeat stopped), without the wait."""
     past = timezone.now() - dt.timedelta(seconds=1)
     Cluster.objects.filter(pk=cluster.pk).update(poll_claimed_until=past)
     Job.objects.filter(cluster=cluster, claimed_by="doomed").update(claimed_until=past)

@@ -98,10 +98,13 @@ def test_sft_job_from_the_api_runs_training_sft_on_a_node_and_leaves_its_wandb_r
     assert summary["global_step"] == 6
     assert summary["last_loss"] < summary["first_loss"]
     # W&B offline run named after the job's UUID, under the job's run directory.
-    runs = remote.conn.listdir(f"{job.run_dir}/wandb")
+    runs = remote.for_job(job).conn.listdir(f"{job.run_dir}/wandb")
     run_dirs = [name for name, _size, is_dir in runs if is_dir and name.endswith(str(job.id))]
     assert run_dirs and run_dirs[0].startswith("offline-run-"), runs
-    files = dict((name, size) for name, size, _ in remote.conn.listdir(f"{job.run_dir}/wandb/{run_dirs[0]}"))
+    files = dict(
+        (name, size)
+        for name, size, _ in remote.for_job(job).conn.listdir(f"{job.run_dir}/wandb/{run_dirs[0]}")
+    )
     assert files.get(f"run-{job.id}.wandb", 0) > 0, files
 
 

@@ -1,17 +1,20 @@
 """Capture the recorded Slurm output the parser tests read (run once against the real dev cluster).
 
-    .venv/bin/python tests/scheduler/recorded/capture.py [jobs|reservations]
+    .venv/bin/python tests/scheduler/recorded/capture.py [jobs|reservations|convergence]
 
 Every command is the portal's own (`scheduler.slurm.*_command`), run as the cluster user over
 `scheduler.ssh.Connection`, so the files hold exactly what the worker parses. `jobs` takes about two
 minutes (one job must run into its one-minute time limit); it drains node3 and crashes node4 for a
 moment and restores both before it exits. `reservations` takes a few seconds: two reservations a
-month ahead (they hold no node now), shown, updated and deleted. With no argument, both.
+month ahead (they hold no node now), shown, updated and deleted. `convergence` takes about ten seconds:
+refused updates and what lending's sync does about them (capture_convergence). With no argument, jobs
+and reservations.
 Not collected by pytest (no `test_` prefix).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -130,6 +133,72 @@ def capture_reservations(conn: ssh.Connection, info: dict[str, str]) -> None:
     record("reservation_delete_missing.txt", gone.stdout + gone.stderr)
 
 
+def capture_convergence(conn: ssh.Connection, info: dict[str, str]) -> None:
+    """What lending's sync meets when Slurm refuses a change (about ten seconds, reservations 40 days
+    ahead): an update refused because the reservation's node is held at the new time although others
+    are free; the delete ; create ; show that moves it; the same when no node is free; a NodeCnt create
+    that gets fewer nodes than asked; a delete refused while a (held) job waits in the reservation."""
+    tz = dt.datetime.now().astimezone().tzinfo or dt.UTC
+    day1 = (dt.datetime.now(tz) + dt.timedelta(days=40)).replace(hour=10, minute=0, second=0, microsecond=0)
+    day2 = day1 + dt.timedelta(days=1)
+    hours = dt.timedelta(hours=2)
+
+    def spec(name: str, start: dt.datetime, **kw: object) -> slurm.ReservationSpec:
+        kw.setdefault("node_count", 1)
+        return slurm.ReservationSpec(
+            name=name, start=start, end=start + hours, tz=tz, partition=info["partition"],
+            accounts=(info["account"],), **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def semi(*argvs: list[str]) -> ssh.CommandResult:
+        return conn.run_shell(" ; ".join(ssh.quote_command(argv) for argv in argvs))
+
+    def record(name: str, result: ssh.CommandResult) -> None:
+        (HERE / name).write_text(result.stdout + result.stderr)
+
+    names = ["rec-a", "rec-b", "rec-wall", "rec-c", "rec-short", "rec-used"]
+    for name in names:
+        conn.run(slurm.delete_reservation_command(name))
+    job = ""
+    try:
+        a, b = spec("rec-a", day1), spec("rec-b", day2)
+        for made in (a, b):  # both on node1: it is free on either day
+            conn.run_shell(ssh.chain_commands(*slurm.create_reservation_commands(made))).check()
+        moved = dataclasses.replace(a, start=day2, end=day2 + hours)
+        record(
+            "reservation_update_overlap.txt",
+            conn.run_shell(ssh.chain_commands(*slurm.update_reservation_commands(moved))),
+        )
+        record("reservation_recreate.txt", semi(*slurm.recreate_reservation_commands(moved)))
+        wall = spec("rec-wall", day2, nodes=("node3", "node4"))  # day 2: node1 (b), node2 (a), node3-4
+        conn.run_shell(ssh.chain_commands(*slurm.create_reservation_commands(wall))).check()
+        c = spec("rec-c", day1)
+        conn.run_shell(ssh.chain_commands(*slurm.create_reservation_commands(c))).check()
+        record(
+            "reservation_recreate_busy.txt",
+            semi(*slurm.recreate_reservation_commands(dataclasses.replace(c, start=day2, end=day2 + hours))),
+        )
+        conn.run(slurm.delete_reservation_command("rec-wall")).check()  # day 2: two nodes free
+        short = spec("rec-short", day2, node_count=3)
+        record(
+            "reservation_create_short.txt",
+            conn.run_shell(ssh.chain_commands(*slurm.create_reservation_commands(short))),
+        )
+        used = spec("rec-used", day1 + dt.timedelta(days=2))
+        conn.run_shell(ssh.chain_commands(*slurm.create_reservation_commands(used))).check()
+        job = slurm.parse_sbatch(
+            conn.run(["sbatch", "--parsable", "--hold", f"--reservation={used.name}", f"--account={info['account']}",
+                      "--time=5", "--output=/dev/null", "--wrap", "true"]).check().stdout
+        )  # fmt: skip
+        record("reservation_recreate_in_use.txt", semi(*slurm.recreate_reservation_commands(used)))
+    finally:
+        if job:
+            conn.run(slurm.scancel_command([job]))
+            time.sleep(2)
+        for name in names:
+            conn.run(slurm.delete_reservation_command(name))
+
+
 def capture_jobs(conn: ssh.Connection, info: dict[str, str]) -> None:
     ids: dict[str, str] = {}
     for name, (options, body) in JOBS.items():
@@ -229,6 +298,8 @@ def main() -> None:
         capture_jobs(conn, info)
     if "reservations" in which:
         capture_reservations(conn, info)
+    if "convergence" in which:
+        capture_convergence(conn, info)
     print("done")
 
 
