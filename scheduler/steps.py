@@ -442,7 +442,7 @@ def _finish_unsubmitted(job: Job, reason: str, state: str = Job.State.CANCELLED,
 # --- tracking --------------------------------------------------------------------------------------------
 
 
-TRACKED_FIELDS = (
+TRACKED_FIELDS = (  # the columns tracking reads, in TrackedRow's order
     "id",
     "kind",
     "state",
@@ -459,28 +459,64 @@ TRACKED_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class TrackedRow:
+    """A live job as tracking reads it (the `TRACKED_FIELDS`, in order)."""
+
+    id: uuid.UUID
+    kind: str
+    state: str
+    subteam_id: int
+    cluster_id: int
+    slurm_job_id: str
+    reason: str
+    node_list: str
+    gpus: int
+    started_at: dt.datetime | None
+    cancel_requested_at: dt.datetime | None
+    cancel_requested_by_id: int | None
+    cancel_sent_at: dt.datetime | None
+
+    def differs_from(self, entry: slurm.QueueEntry) -> bool:
+        """Whether squeue says anything new: another state, pending reason, node list, or a start."""
+        if entry.state != self.state:
+            return True
+        if entry.state == Job.State.PENDING and entry.reason != self.reason:
+            return True
+        if entry.state == Job.State.RUNNING and (self.reason or (entry.start and self.started_at is None)):
+            return True
+        return bool(entry.nodes) and entry.nodes != self.node_list
+
+    def job(self) -> Job:
+        """The Job these columns are of (the others deferred). Django's `from_db` takes the values in the
+        model's field order."""
+        names = [f.attname for f in Job._meta.concrete_fields if f.attname in TRACKED_FIELDS]
+        return Job.from_db("default", names, tuple(getattr(self, name) for name in names))
+
+
 def track_jobs(poll: Poll) -> None:
     """Pending and running jobs: their squeue entry, or sacct's record once they left the queue.
     squeue runs every visit, jobs or not: it is also the sign that the controller answers."""
     queue = poll.queue
-    # Only the columns tracking reads: the script, run config and parameters of hundreds of jobs would
-    # cost more to load than squeue does to answer.
-    live_jobs = list(
+    # Tuples of the columns tracking compares, not model instances: a cycle over hundreds of unchanged
+    # jobs then costs little more than squeue's answer. Only a job that changed becomes a Job.
+    rows = list(
         Job.objects.filter(cluster=poll.cluster, state__in=[Job.State.PENDING, Job.State.RUNNING])
         .exclude(slurm_job_id="")
-        .only(*TRACKED_FIELDS)
+        .values_list(*TRACKED_FIELDS)
     )
-    poll.stats.tracked = len(live_jobs)
-    if not live_jobs:
+    poll.stats.tracked = len(rows)
+    if not rows:
         return
     by_id = {e.job_id: e for e in queue}
-    leaving = []
-    for job in live_jobs:
-        entry = by_id.get(job.slurm_job_id)
-        if entry is not None and entry.state not in slurm.TERMINAL:
-            poll.stats.transitions += int(_apply_queue_entry(job, entry, poll.cluster))
-        else:
-            leaving.append(job)
+    leaving: list[Job] = []
+    for row in rows:
+        tracked = TrackedRow(*row)
+        entry = by_id.get(tracked.slurm_job_id)
+        if entry is None or entry.state in slurm.TERMINAL:
+            leaving.append(tracked.job())
+        elif tracked.differs_from(entry):
+            poll.stats.transitions += int(_apply_queue_entry(tracked.job(), entry, poll.cluster))
     if not leaving:
         return
     records = slurm.parse_sacct(
