@@ -227,6 +227,11 @@ SCHEDULER_STEPS = [
 SCHEDULER_CYCLE_STEPS = [
     "slackbot.delivery.run_from_worker",  # new job/booking/eval events → Slack messages, posted
 ]
+# --- Metrics ingest (metrics.ingest): the first read of a run's W&B file per cycle, and how long a visit
+# reads on, in growing chunks, into runs that are behind.
+METRICS_READ_BYTES = env_int("METRICS_READ_BYTES", 4 << 20)
+METRICS_INGEST_SECONDS_PER_CYCLE = float(env_str("METRICS_INGEST_SECONDS_PER_CYCLE", "2.0") or "2.0")
+
 # --- Identity on the clusters (scheduler.identity; docs/cluster-access.md) ---
 # The SSH user CA's private key file (OpenSSH format): the portal signs a certificate valid for
 # SSH_CERTIFICATE_SECONDS for a member's own cluster user for each connection. Never in the database.

@@ -13,11 +13,21 @@ TOKENS_KEY = "train/num_input_tokens_seen"
 TOKENS_PER_S_KEY = "perf/tokens_per_s"  # derived at ingestion from TOKENS_KEY (or the step) over time
 
 MAX_RECORD_BYTES = 64 << 20  # a run-file read grows up to this to take in one large record
+MAX_CHUNK_BYTES = 16 << 20  # a run that is behind is read in chunks growing up to this (one transaction each)
+MIN_CHUNK_BYTES = 256 << 10  # less than this left to read in a cycle's time: not worth a transaction
 
 
 def read_bytes() -> int:
-    """Bytes read per job per cycle from a run file (setting METRICS_READ_BYTES, default 4 MiB)."""
+    """Bytes of a run file read first per job per cycle, the first chunk of a catch-up (setting
+    METRICS_READ_BYTES, default 4 MiB)."""
     return int(getattr(settings, "METRICS_READ_BYTES", 4 << 20))
+
+
+def seconds_per_cycle() -> float:
+    """How long one cluster's visit may go on reading runs that are behind (setting
+    METRICS_INGEST_SECONDS_PER_CYCLE, default 2 s): each job gets its first read whatever the time,
+    further chunks only while time is left."""
+    return float(getattr(settings, "METRICS_INGEST_SECONDS_PER_CYCLE", 2.0))
 
 
 def training_config(job: Job) -> dict[str, object]:

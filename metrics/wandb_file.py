@@ -67,6 +67,7 @@ class ParseResult:
     events: list[Event] = field(default_factory=list)
     offset: int = 0  # where the next read starts: just after the last whole record consumed
     corrupt_chunks: int = 0  # chunks whose CRC did not match (skipped with the rest of their block)
+    more: bool = False  # `read_new` filled its window: the file may hold more after `offset`
 
 
 class RunFiles(Protocol):
@@ -95,13 +96,15 @@ def find_run_file(files: RunFiles, run_dir: str, run_id: UUID) -> str | None:
 def read_new(files: RunFiles, path: str, offset: int, read_bytes: int, max_bytes: int) -> ParseResult:
     """The whole records written to the file since `offset` (a record boundary), without summaries. A
     record larger than `read_bytes` makes the read grow (by 4×, up to `max_bytes`), else it waits for
-    the next call. Nothing new: a result whose offset is `offset`."""
+    the next call. Nothing new: a result whose offset is `offset`. `more`: the read came back full, so
+    the file may already hold more (a reader that is behind reads on)."""
     limit = read_bytes
     while True:
         data = files.read_from(path, offset, limit)
         if not data:
             return ParseResult(offset=offset)
         result = parse(data, offset, summaries=False)
+        result.more = len(data) >= limit
         if result.offset > offset or len(data) < limit or limit >= max_bytes:
             return result
         limit *= 4

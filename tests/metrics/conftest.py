@@ -25,7 +25,7 @@ def write_run(directory: Path, run_id: str, steps: int, spike_at: int | None = N
     argv = [sys.executable, "-m", "tests.metrics.make_run", str(directory), run_id, str(steps)]
     if spike_at is not None:
         argv.append(str(spike_at))
-    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, timeout=600)
     (path,) = directory.glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb")
     return path
 
@@ -35,6 +35,16 @@ def run_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """The bytes of one real run: 300 steps with a loss spike at step 150."""
     directory = tmp_path_factory.mktemp("wandb-run")
     return write_run(directory, "sessionrun1", 300, SPIKE_STEP).read_bytes()
+
+
+LONG_RUN_STEPS = 20_000
+
+
+@pytest.fixture(scope="session")
+def long_run_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of one long real run: 20,000 steps (about 13 MB), more than one default read."""
+    directory = tmp_path_factory.mktemp("wandb-long-run")
+    return write_run(directory, "sessionlongrun1", LONG_RUN_STEPS).read_bytes()
 
 
 @dataclass
@@ -47,6 +57,7 @@ class LocalRunFiles:
     visible: dict[str, int] = field(default_factory=dict)
     reads: int = 0
     listings: int = 0
+    read_sizes: list[int] = field(default_factory=list)  # max_bytes of each read, in order
 
     def local(self, path: str) -> Path:
         assert path.startswith(REMOTE_WORK_DIR + "/"), path
@@ -54,6 +65,7 @@ class LocalRunFiles:
 
     def read_from(self, path: str, offset: int, max_bytes: int = 1 << 20) -> bytes:
         self.reads += 1
+        self.read_sizes.append(max_bytes)
         local = self.local(path)
         if not local.is_file():
             return b""

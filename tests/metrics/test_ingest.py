@@ -4,19 +4,21 @@ the worker step."""
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
 
 from metrics import cloud, ingest, keys, store, wandb_file
-from metrics.models import MetricCursor, MetricPoint
+from metrics.models import MetricBucket, MetricCursor, MetricPoint
 from metrics.points import RunState, points_of
 from metrics.progress import job_progress
 from scheduler.models import Job
 from scheduler.steps import CycleStats, Poll
-from tests.metrics.conftest import LocalRunFiles, MakeJob
+from tests.metrics.conftest import LONG_RUN_STEPS, LocalRunFiles, MakeJob
 
 KEYS_PER_ROW = 6  # loss, learning rate, grad norm, epoch, global step, tokens seen
 
@@ -90,6 +92,164 @@ def test_a_crash_before_commit_stores_nothing_and_the_next_cycle_stores_all(
 
     monkeypatch.setattr(store, "add_points", real)
     assert ingest.ingest_job(job, files) == expected_points()
+
+
+def snapshot(job: Job) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[float]]:
+    """A job's points (with their times) and rollups, in order; rollup totals apart, since float sums
+    merged from other chunk boundaries may differ in the last bits."""
+    points = list(
+        MetricPoint.objects.filter(job=job)
+        .order_by("key", "step", "id")
+        .values_list("key", "step", "value", "time")
+    )
+    buckets = MetricBucket.objects.filter(job=job).order_by("key", "level", "bucket")
+    fields = (
+        "key",
+        "level",
+        "bucket",
+        "count",
+        "min_value",
+        "max_value",
+        "first_step",
+        "last_step",
+        "last_value",
+    )
+    return list(buckets.values_list(*fields)), points, list(buckets.values_list("total", flat=True))
+
+
+def test_a_run_that_is_behind_is_whole_after_one_call_when_time_allows(
+    make_job: MakeJob, files: LocalRunFiles, long_run_file: bytes, settings: Any
+) -> None:
+    settings.METRICS_INGEST_SECONDS_PER_CYCLE = 600
+    job = make_job()
+    files.place(job, long_run_file)
+
+    assert ingest.ingest_job(job, files) == expected_points(LONG_RUN_STEPS)
+
+    mib = 1 << 20
+    assert files.read_sizes == [4 * mib, 8 * mib, 16 * mib]  # 13 MB: chunks that grow, the last one short
+    cursor = MetricCursor.objects.get(job=job)
+    assert (cursor.offset, cursor.last_step, cursor.points) == (
+        len(long_run_file),
+        LONG_RUN_STEPS,
+        expected_points(LONG_RUN_STEPS),
+    )
+    for key in ("train/loss", keys.TOKENS_PER_S_KEY):  # every step once: no gap, no duplicate
+        steps = MetricPoint.objects.filter(job=job, key=key).order_by("step").values_list("step", flat=True)
+        assert list(steps) == list(range(1 if key == "train/loss" else 2, LONG_RUN_STEPS + 1))
+    reads = files.reads
+    assert ingest.ingest_job(job, files) == 0
+    assert files.reads - reads == 1  # caught up: one read per cycle again
+
+
+def test_with_no_time_left_each_call_reads_one_chunk_and_stores_the_same_in_the_end(
+    make_job: MakeJob, files: LocalRunFiles, long_run_file: bytes, settings: Any
+) -> None:
+    settings.METRICS_INGEST_SECONDS_PER_CYCLE = 600
+    whole = make_job()
+    files.place(whole, long_run_file)
+    ingest.ingest_job(whole, files)
+
+    settings.METRICS_INGEST_SECONDS_PER_CYCLE = 0
+    settings.METRICS_READ_BYTES = 1 << 20
+    job = make_job()
+    files.place(job, long_run_file)
+    reads = files.reads
+    calls = 0
+    while ingest.ingest_job(job, files):
+        calls += 1
+        assert files.reads - reads == calls  # one read per call: the budget is spent
+    assert calls >= len(long_run_file) // (1 << 20)
+    assert set(files.read_sizes[-calls:]) == {1 << 20}  # 1 MiB at a time: no chunk grew
+
+    got, expected = snapshot(job), snapshot(whole)
+    assert got[0] == expected[0]  # the same buckets: counts, extremes, first and last steps and values
+    assert got[1] == expected[1]  # the same points, each once
+    assert got[2] == pytest.approx(expected[2])
+
+
+def test_a_visit_reads_on_only_while_its_time_lasts_and_every_job_gets_a_read(
+    make_job: MakeJob,
+    files: LocalRunFiles,
+    long_run_file: bytes,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.METRICS_READ_BYTES = 1 << 20
+    settings.METRICS_INGEST_SECONDS_PER_CYCLE = 2.5
+    clock = [0.0]  # a clock that moves one second per MiB read: a slow cluster, whatever this machine
+    real_read = files.read_from
+
+    def slow_read(path: str, offset: int, max_bytes: int = 1 << 20) -> bytes:
+        data = real_read(path, offset, max_bytes)
+        clock[0] += len(data) / (1 << 20)
+        return data
+
+    monkeypatch.setattr(files, "read_from", slow_read)
+    monkeypatch.setattr(ingest, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    first, second = make_job(), make_job()
+    files.place(first, long_run_file)
+    files.place(second, long_run_file)
+    poll = Poll(first.cluster, files, "test", CycleStats("lab"))  # type: ignore[arg-type]
+
+    ingest.ingest_cluster(poll)
+
+    # The job read first: 1 MiB in 1 s, then what the 1.5 s left allow at that rate; the other one still
+    # gets its first read, and nothing more, once the 2.5 s are spent.
+    assert files.read_sizes[0] == files.read_sizes[2] == 1 << 20
+    assert 1.4 * (1 << 20) < files.read_sizes[1] < 1.5 * (1 << 20)
+    assert len(files.read_sizes) == 3
+    less, more = sorted(MetricCursor.objects.get(job=job).offset for job in (first, second))
+    assert 0 < less < 1 << 20 < 2 << 20 < more
+
+
+def test_a_crash_in_the_middle_of_a_catch_up_keeps_the_chunks_stored_before_it(
+    make_job: MakeJob, files: LocalRunFiles, run_file: bytes, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.METRICS_INGEST_SECONDS_PER_CYCLE = 600
+    settings.METRICS_READ_BYTES = 16 << 10  # the 300-step file in chunks of 16, 32, 64 … KiB
+    job = make_job()
+    files.place(job, run_file)
+    real, calls = store.add_points, []
+
+    def crash_on_the_third_chunk(*args: Any) -> int:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("worker killed")
+        return real(*args)
+
+    monkeypatch.setattr(store, "add_points", crash_on_the_third_chunk)
+    with pytest.raises(RuntimeError):
+        ingest.ingest_job(job, files)
+
+    cursor = MetricCursor.objects.get(job=job)
+    assert 0 < cursor.offset < len(run_file)
+    rows = sum(
+        isinstance(e, wandb_file.HistoryRow) for e in wandb_file.parse(run_file[: cursor.offset]).events
+    )
+    assert MetricPoint.objects.filter(job=job).count() == cursor.points == expected_points(rows)
+    monkeypatch.setattr(store, "add_points", real)
+    ingest.ingest_job(job, files)
+    assert MetricPoint.objects.filter(job=job).count() == expected_points()
+    duplicated = (
+        MetricPoint.objects.filter(job=job).values("key", "step").annotate(n=Count("id")).filter(n__gt=1)
+    )
+    assert not duplicated.exists()
+
+
+def test_a_chunk_costs_the_same_few_queries_whatever_its_size(
+    make_job: MakeJob, files: LocalRunFiles, run_file: bytes
+) -> None:
+    small, large = make_job(), make_job()
+    files.visible[files.place(small, run_file)] = wandb_file.parse(run_file[:5000]).offset  # a few rows
+    files.place(large, run_file)
+
+    with CaptureQueriesContext(connection) as few:
+        assert ingest.ingest_job(small, files) < 50
+    with CaptureQueriesContext(connection) as many:
+        assert ingest.ingest_job(large, files) == expected_points()
+
+    assert len(many) == len(few) <= 14  # the cursor (made, path, moved) and a few per table
 
 
 def test_a_second_worker_with_a_stale_cursor_stores_nothing(

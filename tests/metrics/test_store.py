@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -91,6 +93,19 @@ def test_rollups_hold_one_row_per_bucket_and_level(make_job: MakeJob) -> None:
     assert top.total == 100 * 1.0 + 100 * 3.0
     assert MetricPoint.objects.filter(job=job).count() == 200
     assert store.keys([job.pk]) == ["k"]
+
+
+def test_storing_points_takes_the_same_few_statements_whatever_their_number(make_job: MakeJob) -> None:
+    counts = []
+    for size in (10, 1_000, 50_000):
+        job = make_job()
+        points = [store.Point(f"k{s % 7}", s // 7, float(s)) for s in range(size)]
+        with CaptureQueriesContext(connection) as queries:
+            store.add_points(job.pk, points)
+        counts.append(len(queries))
+        assert MetricPoint.objects.filter(job=job).count() == size
+
+    assert counts[0] == counts[1] == counts[2] <= 5  # O(1) statements, not O(points)
 
 
 def test_an_unknown_series_is_empty(make_job: MakeJob) -> None:
