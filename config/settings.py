@@ -218,6 +218,7 @@ SCHEDULER_STEPS = [
     "scheduler.steps.send_cancels",  # scancel what was asked for, first: as the member, or the service
     "scheduler.steps.track_jobs",  # one squeue, one batched sacct: state changes become JobEvents
     "scheduler.steps.read_logs",  # stdout/stderr tails over SFTP, as each job's member
+    "scheduler.triage.diagnose_jobs",  # why a job ended badly, from its stored log tails (no command)
     "scheduler.associations.sync_associations",  # memberships → sacctmgr user→account, every minute
     "lending.sync.sync_reservations",  # bookings → scontrol create/update/delete reservation
     "metrics.ingest.ingest_cluster",  # .wandb run files over SFTP → metric points

@@ -498,6 +498,11 @@ class Job(models.Model):
     stdout_offset = models.BigIntegerField(default=0)
     stderr_offset = models.BigIntegerField(default=0)
     logs_final = models.BooleanField(default=False)
+    # Why it ended badly (scheduler.triage): the matched signature's code, the log lines that prove it,
+    # the node to blame; set once the logs are read to the end.
+    diagnosis = models.JSONField(null=True, blank=True)
+    # Nodes the job must not run on (sbatch --exclude), e.g. after one failed under it.
+    exclude_nodes = models.CharField(_("excluded nodes"), max_length=500, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

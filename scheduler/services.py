@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import hostlist
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -44,6 +45,7 @@ wakeup = threading.Event()
 # \Z, not $: `$` also matches before a trailing newline, which would let "name\n" through.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 SLURM_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+HOST_LIST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._,\[\]-]*\Z")
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_NODES = 64
 MIN_GPUS_PER_NODE = 1  # the cluster is for GPU work: a job asks for at least one GPU per node
@@ -67,6 +69,7 @@ class JobSpec:
     kind: str = Job.Kind.CUSTOM
     training: training_jobs.TrainingRequest | None = None  # the training kinds' fields (not for custom)
     model_from_previous: bool = False  # a pipeline step whose model is the previous step's output
+    exclude_nodes: str = ""  # a Slurm host list the job must not run on (sbatch --exclude)
 
 
 def _check_text(value: str, field: str, errors: dict[str, list[str]]) -> None:
@@ -131,6 +134,8 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         )
     if spec.time_limit_minutes < 1:
         errors.setdefault("time_limit_minutes", []).append(_("At least one minute."))
+    if spec.exclude_nodes and not _valid_host_list(spec.exclude_nodes):
+        errors.setdefault("exclude_nodes", []).append(_("A Slurm host list, such as node3 or node[1-2]."))
     partition = Partition.objects.filter(cluster=spec.cluster, name=spec.partition).first()
     if spec.partition and not errors.get("partition"):
         if partition is None and spec.cluster.partitions.exists():
@@ -149,6 +154,15 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     if errors:
         raise ValidationError(errors)
     return spec
+
+
+def _valid_host_list(value: str) -> bool:
+    if len(value) > 500 or not HOST_LIST_RE.match(value):
+        return False
+    try:
+        return bool(hostlist.expand_hostlist(value))
+    except hostlist.BadHostlist:
+        return False
 
 
 def slurm_account_of(subteam: Subteam, cluster: Cluster) -> str:
@@ -205,6 +219,8 @@ def render_script(job: Job, reservation: str = "") -> str:
     ]
     if job.gpus_per_node:
         lines.append(f"#SBATCH --gres=gpu:{job.gpus_per_node}")
+    if job.exclude_nodes:
+        lines.append(f"#SBATCH --exclude={job.exclude_nodes}")
     if job.depends_on_id:
         lines.append("#SBATCH --kill-on-invalid-dep=yes")
     if request is not None:
@@ -254,6 +270,7 @@ def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **ext
         nodes=spec.nodes,
         gpus_per_node=spec.gpus_per_node,
         time_limit_minutes=spec.time_limit_minutes,
+        exclude_nodes=spec.exclude_nodes,
         depends_on=depends_on,
         gpus=spec.nodes * spec.gpus_per_node,
         parameters={
@@ -457,6 +474,7 @@ def resubmit_job(actor: Member, job: Job, changes: dict[str, Any] | None = None)
         account=changes.get("account", job.account),
         kind=job.kind,
         training=request,
+        exclude_nodes=changes.get("exclude_nodes", job.exclude_nodes),
     )
     new = submit_job(actor, spec, resubmitted_from=job)
     _record(job, JobEvent.Kind.RESUBMITTED, actor, message=str(new.id))

@@ -17,6 +17,7 @@ urlpatterns = [
     path("jobs/<uuid:pk>/", jobs.job_detail, name="job"),
     path("jobs/<uuid:pk>/cancel/", jobs.job_cancel, name="job-cancel"),
     path("jobs/<uuid:pk>/resubmit/", jobs.job_resubmit, name="job-resubmit"),
+    path("jobs/<uuid:pk>/fix/", jobs.job_fix, name="job-fix"),
     path("jobs/<uuid:pk>/logs/<str:stream>/", jobs.job_log, name="job-log"),
     path("clusters/", clusters.cluster_list, name="clusters"),
     path("clusters/<int:pk>/", clusters.cluster_detail, name="cluster"),

@@ -40,12 +40,16 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def resume_from(cfg: RunConfig) -> str | None:
-    """``checkpoint.resume``: auto (latest complete checkpoint in output.dir, if any), never, or a path."""
+    """``checkpoint.resume``: auto (latest complete checkpoint in output.dir, if any), never, or a path:
+    a checkpoint, or an earlier run's output directory (its latest complete checkpoint; none: start)."""
     resume = cfg.checkpoint.resume
     if resume == "never":
         return None
     if resume == "auto":
         path = latest_checkpoint(cfg.output.dir)
+        return str(path) if path else None
+    if not is_complete(Path(resume)) and not _CHECKPOINT.match(Path(resume).name):
+        path = latest_checkpoint(resume)
         return str(path) if path else None
     return resume
 

@@ -16,10 +16,11 @@ from rest_framework import serializers
 
 from portal import access
 from portal.api.serializers import SubteamSlugField, UsernameField
-from scheduler import services, training_jobs
+from scheduler import fixes, services, training_jobs, triage
 from scheduler.forms import COMMAND_TEXT, GPUS_REQUIRED, default_name, spec_errors, step_name
 from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Node, Partition, Pipeline
 from scheduler.services import MIN_GPUS_PER_NODE
+from scheduler.triage import Fix
 
 SPEC_FIELDS = {"time_limit_minutes": "time_limit"}
 # The kinds a pipeline step may be (the schema names their enum after this list: config.settings).
@@ -106,6 +107,39 @@ class JobEventSerializer(serializers.ModelSerializer[JobEvent]):
         read_only_fields = fields
 
 
+class FixSerializer(serializers.Serializer[dict[str, Any]]):
+    action = serializers.CharField(help_text="What `POST /api/v1/jobs/{id}/fix/` takes as `action`.")
+    # The metaclass takes declared fields out of the class: this does not replace Field.label.
+    label = serializers.CharField()  # type: ignore[assignment]
+
+
+class EvidenceSerializer(serializers.Serializer[dict[str, Any]]):
+    stream = serializers.CharField()
+    line = serializers.IntegerField(help_text="Line number within the log's last 64 KiB.")
+    text = serializers.CharField()
+
+
+class DiagnosisSerializer(serializers.Serializer[dict[str, Any]]):
+    """Why a job ended badly (null while it runs, when it succeeded, or before its log is read)."""
+
+    code = serializers.CharField(
+        help_text="e.g. cuda_oom, nccl, loss_nan, node_failure, time_limit, unknown."
+    )
+    title = serializers.CharField()
+    explanation = serializers.CharField()
+    evidence = EvidenceSerializer(many=True, help_text="The log lines that prove it.")
+    node = serializers.CharField(help_text="The node to blame, when the log or Slurm names one.")
+    last_frame = serializers.CharField(help_text="A traceback's last frame: file:line in function.")
+    error = serializers.CharField(help_text="The exception line under it.")
+    fixes = FixSerializer(many=True)
+
+
+class FixRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    action = serializers.ChoiceField(
+        choices=[Fix.RESUME, Fix.EXCLUDE_NODE, Fix.HALVE_MICRO_BATCH, Fix.EXTEND_TIME]
+    )
+
+
 class JobSerializer(serializers.ModelSerializer[Job]):
     """A job as stored: what was asked for, and what the worker has seen of it on the cluster."""
 
@@ -117,6 +151,9 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         read_only=True, allow_null=True, help_text="Seconds run so far (in all, once ended)."
     )
     is_terminal = serializers.BooleanField(read_only=True)
+    diagnosis = serializers.SerializerMethodField(
+        help_text="Why it ended badly, the log lines that prove it, and the fixes (null otherwise)."
+    )
 
     class Meta:
         model = Job
@@ -154,8 +191,20 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "ended_at",
             "updated_at",
             "cancel_requested_at",
+            "diagnosis",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(DiagnosisSerializer(allow_null=True))
+    def get_diagnosis(self, job: Job) -> dict[str, Any] | None:
+        # One job: only the fixes that apply to it; a list: the diagnosis's fixes (no query per row).
+        if (
+            job.diagnosis
+            and self.context.get("view")
+            and getattr(self.context["view"], "action", "") != "list"
+        ):
+            return triage.summary(job, fixes.offered(job))
+        return triage.summary(job)
 
 
 class JobDetailSerializer(JobSerializer):

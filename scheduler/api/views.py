@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 from portal.access import member_of
 from portal.api.filters import UsernameFilter, subteam_filter
 from portal.api.permissions import require
-from scheduler import access, logs, services
+from scheduler import access, fixes, logs, services
 from scheduler.api import serializers as job_serializers
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk, JobTemplate, Node, Partition, Pipeline
 
@@ -51,6 +51,8 @@ class JobPermission(BasePermission):
         if request.method in SAFE_METHODS:
             return True
         assert isinstance(obj, Job)
+        if getattr(view, "action", None) == "fix":
+            return access.can_resubmit_job(request.user, obj)
         return access.can_cancel_job(request.user, obj)
 
 
@@ -131,6 +133,36 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Job]):
         services.cancel_job(member_of(request.user), job)
         fresh = self.get_queryset().get(pk=job.pk)
         return Response(job_serializers.JobSerializer(fresh, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Resubmit a failed job with its diagnosis's fix",
+        description=(
+            "`action` is one of the fixes the job's `diagnosis` offers: `resume` (from the run's last "
+            "checkpoint), `exclude_node` (sbatch --exclude the node to blame), `halve_micro_batch` "
+            "(accumulation doubled: the same global batch), `extend_time` (within the partition's limit). "
+            "Whoever may resubmit the job; answers the new job. Nothing is submitted when the fix does "
+            "not apply (400 with why)."
+        ),
+        request=job_serializers.FixRequestSerializer,
+        responses={201: job_serializers.JobSerializer},
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def fix(self, request: Request, pk: str | None = None) -> Response:
+        job = self.get_object()
+        body = job_serializers.FixRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        me = member_of(request.user)
+        require(me is not None)
+        assert me is not None
+        try:
+            new = fixes.fix_job(me, job, body.validated_data["action"])
+        except DjangoValidationError as error:
+            detail = error.message_dict if hasattr(error, "error_dict") else {"action": error.messages}
+            raise serializers.ValidationError(detail) from error
+        fresh = self.get_queryset().get(pk=new.pk)
+        data = job_serializers.JobSerializer(fresh, context=self.get_serializer_context()).data
+        location = reverse("api:job-detail", args=[new.pk])
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
     @extend_schema(
         summary="A job's stdout or stderr",

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.access import member_of, refuse_unoffered_subteam, require, require_member
 from portal.http import HtmxHttpRequest
 from portal.models import Member, Subteam
-from scheduler import access, logs, services
+from scheduler import access, fixes, logs, services, triage
 from scheduler.forms import JobForm, initial_from, spec_errors
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
 
@@ -195,17 +195,29 @@ def _live_context(request: HtmxHttpRequest, job: Job) -> dict[str, Any]:
     """What changes while a job runs: its state, facts, timeline, chain and logs."""
     events = list(JobEvent.objects.filter(job=job).select_related("actor__user"))
     chain = job.chain
+    can_resubmit = access.can_resubmit_job(request.user, job)
+    diagnosis = triage.summary(job, fixes.offered(job) if can_resubmit else [])
+    proof: dict[str, set[str]] = {}
+    for line in (diagnosis or {}).get("evidence", []):
+        proof.setdefault(line["stream"], set()).add(line["text"])
     streams = []
     for stream in JobLogChunk.Stream.values:
-        streams.append({"name": stream, "text": logs.tail(job, stream, TAIL_LINES)})
+        text = logs.tail(job, stream, TAIL_LINES)
+        marked = proof.get(stream, set())
+        lines = [
+            {"text": line, "mark": line.rstrip()[: triage.EVIDENCE_CHARS] in marked}
+            for line in text.splitlines()
+        ]
+        streams.append({"name": stream, "text": text, "lines": lines})
     return {
         "job": job,
         "events": events,
         "chain": chain if len(chain) > 1 else [],
         "streams": streams,
         "tail_lines": TAIL_LINES,
+        "diagnosis": diagnosis,
         "can_cancel": not job.is_terminal and access.can_cancel_job(request.user, job),
-        "can_resubmit": access.can_resubmit_job(request.user, job),
+        "can_resubmit": can_resubmit,
     }
 
 
@@ -243,6 +255,22 @@ def job_cancel(request: HtmxHttpRequest, pk: object) -> HttpResponse:
     else:
         messages.success(request, _("Cancel requested; the job stops once Slurm confirms it."))
     return redirect(job)
+
+
+@require_POST
+def job_fix(request: HtmxHttpRequest, pk: object) -> HttpResponse:
+    """One of the diagnosis's fixes: the job resubmitted with that one change."""
+    job = _job(pk)
+    require(access.can_resubmit_job(request.user, job))
+    me = require_member(request.user)
+    action = request.POST.get("action", "")
+    try:
+        new = fixes.fix_job(me, job, action)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect(job)
+    messages.success(request, _("Resubmitted: %(fix)s.") % {"fix": triage.Fix.LABELS.get(action, action)})
+    return redirect(new)
 
 
 def job_resubmit(request: HtmxHttpRequest, pk: object) -> HttpResponse:

@@ -192,3 +192,26 @@ def test_srun_tasks_become_torch_distributed_ranks() -> None:
     }
     assert slurm_distributed_env({**env, "RANK": "0"}) == {}  # torchrun set them already
     assert slurm_distributed_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == {}
+
+
+def test_resume_may_name_an_earlier_runs_output_directory(files: Path) -> None:
+    """A resubmission "from the last checkpoint" names the failed run's output directory: its latest
+    complete checkpoint is taken (a half-written later one is not), and none there means a fresh start."""
+    from training.checkpointing import resume_from
+
+    tmp_path = files
+    old = tmp_path / "old" / "out"
+    for step, complete in ((100, True), (200, True), (300, False)):
+        path = old / f"checkpoint-{step}"
+        path.mkdir(parents=True)
+        (path / "model.safetensors").write_bytes(b"w")
+        if complete:
+            (path / "trainer_state.json").write_text("{}")
+    cfg = load_config(write_config(files / "run.yaml", minimal(checkpoint={"resume": str(old)})), "sft")
+    assert resume_from(cfg) == str(old / "checkpoint-200")
+    cfg.checkpoint.resume = str(old / "checkpoint-100")
+    assert resume_from(cfg) == str(old / "checkpoint-100")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg.checkpoint.resume = str(empty)
+    assert resume_from(cfg) is None
