@@ -247,6 +247,8 @@ SSH_IDLE_SECONDS = env_int("SSH_IDLE_SECONDS", 300)
 # The Slurm reservation a job is submitted into (a subteam's jobs run inside its booking), asked for
 # when the job's script is built: a function (job) -> reservation name or None.
 JOB_RESERVATION = "lending.services.reservation_for_job"
+# How a job waiting in a booking names it ("booking #12 (8 GPUs, until …)"): scheduler.pending.
+JOB_RESERVATION_LABEL = "lending.waiting.describe_reservation"
 
 # --- Slack (slackbot app; docs/slack.md) ---
 # Without a signing secret the slash command answers 503; without a bot token notifications are

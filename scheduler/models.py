@@ -503,6 +503,10 @@ class Job(models.Model):
     diagnosis = models.JSONField(null=True, blank=True)
     # Nodes the job must not run on (sbatch --exclude), e.g. after one failed under it.
     exclude_nodes = models.CharField(_("excluded nodes"), max_length=500, blank=True)
+    # The Slurm reservation (a booking) it was sent into, if any; and, while it waits, when Slurm
+    # expects it to start (squeue's start column for pending jobs; scheduler.pending).
+    reservation = models.CharField(_("reservation"), max_length=64, blank=True, db_index=True)
+    expected_start_at = models.DateTimeField(_("expected start"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

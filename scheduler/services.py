@@ -307,7 +307,8 @@ def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **ext
         job.parameters["training"] = request.as_dict()
         job.parameters["config"] = config
         job.config_yaml = training_jobs.to_yaml(config)
-    job.script = render_script(job, reservation=reservation_for(job))
+    job.reservation = reservation_for(job)
+    job.script = render_script(job, reservation=job.reservation)
     return job
 
 

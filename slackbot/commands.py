@@ -21,7 +21,7 @@ from lending import services as lending
 from portal import access, services
 from portal.models import Member, Subteam
 from scheduler import access as job_access
-from scheduler import logs
+from scheduler import logs, pending, triage
 from scheduler import services as job_services
 from scheduler.models import Cluster, Job, Node
 from slackbot import timeparse
@@ -156,8 +156,22 @@ def cmd_job(member: Member, args: list[str]) -> Reply:
         },
         _("Run time: %(runtime)s") % {"runtime": duration(job.runtime)},
     ]
+    waiting = pending.explain(job)
+    if waiting is not None:
+        lines.append(_("Waiting: %(why)s") % {"why": esc(waiting.text)})
+        if waiting.detail:
+            lines.append(esc(waiting.detail))
+        if waiting.expected_start:
+            when = timezone.localtime(waiting.expected_start).strftime("%m-%d %H:%M")
+            lines.append(_("Expected start: ~%(when)s (Slurm's estimate)") % {"when": when})
     if job.exit_code is not None:
         lines.append(_("Exit code: %(code)s") % {"code": job.exit_code})
+    diagnosis = triage.summary(job)
+    if diagnosis is not None:
+        lines.append(
+            _("Why it failed: %(title)s — %(explanation)s")
+            % {k: esc(diagnosis[k]) for k in ("title", "explanation")}
+        )
     lines.append(link(job.get_absolute_url()))
     tail = logs.tail(job, "stdout", lines=10)
     if tail.strip():

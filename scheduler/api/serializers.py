@@ -16,7 +16,7 @@ from rest_framework import serializers
 
 from portal import access
 from portal.api.serializers import SubteamSlugField, UsernameField
-from scheduler import fixes, services, training_jobs, triage
+from scheduler import fixes, pending, services, training_jobs, triage
 from scheduler.forms import COMMAND_TEXT, GPUS_REQUIRED, default_name, spec_errors, step_name
 from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Node, Partition, Pipeline
 from scheduler.services import MIN_GPUS_PER_NODE
@@ -134,6 +134,20 @@ class DiagnosisSerializer(serializers.Serializer[dict[str, Any]]):
     fixes = FixSerializer(many=True)
 
 
+class WaitingSerializer(serializers.Serializer[dict[str, Any]]):
+    """Why a job is not running yet (null once it runs or ended)."""
+
+    code = serializers.CharField(help_text="squeue's reason code, e.g. Resources, Priority, Dependency.")
+    known = serializers.BooleanField(help_text="False: a code the portal does not explain; `text` quotes it.")
+    text = serializers.CharField(help_text="The reason in words (in the request's language).")
+    detail = serializers.CharField(
+        help_text="What the portal adds (one job's answer only): the booking, the step."
+    )
+    never = serializers.BooleanField(help_text="It can never start as asked.")
+    expected_start = serializers.DateTimeField(allow_null=True, help_text="Slurm's estimate.")
+    link = serializers.CharField(help_text="Page the detail is about.")
+
+
 class FixRequestSerializer(serializers.Serializer[dict[str, Any]]):
     action = serializers.ChoiceField(
         choices=[Fix.RESUME, Fix.EXCLUDE_NODE, Fix.HALVE_MICRO_BATCH, Fix.EXTEND_TIME]
@@ -151,6 +165,9 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         read_only=True, allow_null=True, help_text="Seconds run so far (in all, once ended)."
     )
     is_terminal = serializers.BooleanField(read_only=True)
+    waiting = serializers.SerializerMethodField(
+        help_text="Why it is not running yet, in words, and Slurm's start estimate (null once it runs)."
+    )
     diagnosis = serializers.SerializerMethodField(
         help_text="Why it ended badly, the log lines that prove it, and the fixes (null otherwise)."
     )
@@ -192,8 +209,18 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "updated_at",
             "cancel_requested_at",
             "diagnosis",
+            "waiting",
+            "expected_start_at",
+            "reservation",
+            "exclude_nodes",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(WaitingSerializer(allow_null=True))
+    def get_waiting(self, job: Job) -> dict[str, Any] | None:
+        view = self.context.get("view")
+        waiting = pending.explain(job, enrich=bool(view) and getattr(view, "action", "") != "list")
+        return waiting.as_dict() if waiting else None
 
     @extend_schema_field(DiagnosisSerializer(allow_null=True))
     def get_diagnosis(self, job: Job) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.access import member_of, refuse_unoffered_subteam, require, require_member
 from portal.http import HtmxHttpRequest
 from portal.models import Member, Subteam
-from scheduler import access, fixes, logs, services, triage
+from scheduler import access, fixes, logs, pending, services, triage
 from scheduler.forms import JobForm, initial_from, spec_errors
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
 
@@ -173,7 +173,9 @@ def job_preview(request: HtmxHttpRequest) -> HttpResponse:
     me = submitter_of(request, form)
     specs = form.check() if me is not None else None
     preview = _preview(me, specs) if me is not None and specs is not None else []
-    context = _form_context(form, preview=preview, previewed=True)
+    # Slurm's estimate for the first step (the later ones wait for it), asked as the member.
+    estimate = pending.estimate_start(preview[0]["job"]) if preview else None
+    context = _form_context(form, preview=preview, previewed=True, estimate=estimate)
     if request.htmx:
         return render(request, "scheduler/jobs/form.html#preview", context)
     return render(request, "scheduler/jobs/form.html", context)
@@ -216,6 +218,7 @@ def _live_context(request: HtmxHttpRequest, job: Job) -> dict[str, Any]:
         "streams": streams,
         "tail_lines": TAIL_LINES,
         "diagnosis": diagnosis,
+        "waiting": pending.explain(job),
         "can_cancel": not job.is_terminal and access.can_cancel_job(request.user, job),
         "can_resubmit": can_resubmit,
     }

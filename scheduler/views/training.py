@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.access import member_of, require, require_member
 from portal.http import HtmxHttpRequest
 from portal.models import Subteam
-from scheduler import access, services
+from scheduler import access, pending, services
 from scheduler.models import Cluster, Job, JobTemplate, Pipeline
 from scheduler.training_forms import KIND_LABELS, PipelineForm, TrainingJobForm
 from scheduler.views.jobs import _initial, submitter_of
@@ -154,7 +154,12 @@ def training_preview(request: HtmxHttpRequest) -> HttpResponse:
     spec = form.check() if me is not None else None
     if me is not None and spec is not None:
         job = services.build_job(me, spec)
-        preview = {"job": job, "script": job.script, "config": job.config_yaml}
+        preview = {
+            "job": job,
+            "script": job.script,
+            "config": job.config_yaml,
+            "estimate": pending.estimate_start(job),
+        }
     context = _context(request, form, kind, preview=preview, previewed=True)
     if request.htmx:
         return render(request, "scheduler/jobs/training_form.html#preview", context)
