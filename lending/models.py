@@ -146,6 +146,33 @@ class Reservation(models.Model):
         return self.start < end and start < self.end
 
 
+class KeptReservation(models.Model):
+    """A Slurm reservation a booking has moved away from but that still had jobs in it. Slurm refuses
+    to delete a reservation in use, and shortening it would stop its running jobs (Slurm ends a job at
+    its reservation's end). So the old reservation stays as it was, and the worker deletes it once its
+    jobs have ended (`lending.sync`); Slurm removes it by itself at `ends_at` at the latest."""
+
+    reservation = models.ForeignKey(
+        Reservation, on_delete=models.CASCADE, related_name="kept", verbose_name=_("GPU booking")
+    )
+    name = models.CharField(_("Slurm reservation"), max_length=64)
+    nodes = models.CharField(_("reserved nodes"), max_length=500, blank=True)
+    ends_at = models.DateTimeField(_("ends"))
+    kept_since = models.DateTimeField(_("kept since"), default=timezone.now)
+    # Deletes tried while jobs were still in it, the next one, and Slurm's last answer.
+    attempts = models.PositiveIntegerField(_("delete attempts"), default=0)
+    retry_at = models.DateTimeField(_("next delete attempt"), db_index=True)
+    last_error = models.TextField(_("last delete error"), blank=True)
+
+    class Meta:
+        ordering = ["kept_since", "pk"]
+        verbose_name = _("kept Slurm reservation")
+        verbose_name_plural = _("kept Slurm reservations")
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ReservationEvent(models.Model):
     reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

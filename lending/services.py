@@ -471,9 +471,12 @@ def _check_window_only(start: dt.datetime, end: dt.datetime) -> None:
         raise ValidationError(errors)
 
 
-def record_sync(reservation: Reservation, action: str, nodes: str | None, note: str = "") -> None:
-    """History of what the worker did on the cluster (create / update / recreate / delete)."""
-    _event(reservation, f"slurm_{action}", None, note, nodes=nodes or "")
+def record_sync(
+    reservation: Reservation, action: str, nodes: str | None, note: str = "", **names: str
+) -> None:
+    """History of what the worker did on the cluster (create / update / recreate / delete /
+    delete_kept); `names`: the reservation's new Slurm name and the old one kept while jobs are in it."""
+    _event(reservation, f"slurm_{action}", None, note, nodes=nodes or "", **names)
 
 
 def mark_not_enforced(

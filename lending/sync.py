@@ -10,8 +10,17 @@ Facts about Slurm 22.05 this relies on (checked on the dev cluster):
   when other nodes are free. A delete and a create lets Slurm pick free nodes again.
 - A `NodeCnt=2` create with one node free succeeds with one node: what Slurm reserved is read back
   and compared with what the booking asks.
-- A reservation with jobs in it (running or pending) cannot be deleted ("… is in use").
+- A reservation with jobs in it (running or pending) cannot be deleted ("… is in use"), and a job
+  still running when its reservation ends is stopped (TIMEOUT: `ResvOverRun` is 0 by default), so
+  shortening a reservation would end the jobs in it.
 - Slurm removes a reservation itself when it ends; the portal only marks the booking finished.
+
+A move Slurm refuses to make in place is made under a new reservation name (`_replace`): the old one
+is deleted first when it can be, so that its nodes are free for the new one; when jobs are in it, the
+new reservation is made beside it, the booking records the new name (jobs submitted from then on go
+into it), and the old one is kept as it is (`KeptReservation`) until its jobs end: the subteam never
+loses a running job, and the old nodes are held only while a job runs or waits there. The worker tries
+to delete it every `KEPT_RETRY` (one command) and stops at its end, when Slurm removes it anyway.
 
 The scontrol command lines and the parsers of their output are `scheduler.slurm`'s; this module
 decides what each booking needs of Slurm and records what came of it.
@@ -36,7 +45,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from lending import services
-from lending.models import Reservation
+from lending.models import KeptReservation, Reservation
 from scheduler import slurm, ssh
 from scheduler.models import Cluster
 from scheduler.steps import Poll
@@ -46,6 +55,9 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = dt.timedelta(minutes=2)
 RETRY_MAX = dt.timedelta(minutes=60)
 TIME_SLACK = dt.timedelta(seconds=60)  # Slurm's times are whole seconds; a create from now moves a little
+# How often a kept reservation's delete is tried while jobs are in it: its nodes stay held at most
+# this long after its last job ends.
+KEPT_RETRY = dt.timedelta(minutes=2)
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
@@ -53,14 +65,17 @@ def retry_delay(attempts: int) -> dt.timedelta:
     return min(RETRY_MAX, RETRY_FIRST * (1 << min(max(attempts - 1, 0), 10)))
 
 
-def reservation_spec(r: Reservation, now: dt.datetime | None = None) -> slurm.ReservationSpec:
+def reservation_spec(
+    r: Reservation, now: dt.datetime | None = None, *, name: str = ""
+) -> slurm.ReservationSpec:
     """What the booking asks of Slurm: its window (from a few seconds ahead at the earliest), whole
     nodes, and the subteam's Slurm account (else its members' own cluster users), so Slurm itself
-    refuses another subteam's job in it, whatever that job's command says."""
+    refuses another subteam's job in it, whatever that job's command says. Under the booking's Slurm
+    name, or `name` (a move under a new name)."""
     now = now or timezone.now()
     accounts = tuple(services.accounts_for(r.subteam_id, r.cluster))
     return slurm.ReservationSpec(
-        name=r.slurm_name,
+        name=name or r.slurm_name,
         start=max(r.start, now + dt.timedelta(seconds=5)),
         end=r.end,
         tz=r.cluster.tz,
@@ -88,10 +103,11 @@ def update_command(r: Reservation, now: dt.datetime | None = None) -> str:
     return ssh.chain_commands(*slurm.update_reservation_commands(update_spec(r, now)))
 
 
-def recreate_command(r: Reservation, now: dt.datetime | None = None) -> str:
-    """Delete ; create ; show, in one round trip: each runs whatever the one before did, and the show
-    says what came of it (`slurm.recreate_reservation_commands`)."""
-    argvs = slurm.recreate_reservation_commands(reservation_spec(r, now))
+def replace_command(r: Reservation, new_name: str, now: dt.datetime | None = None) -> str:
+    """Delete the old ; create under `new_name` ; show the new ; show the old, in one round trip: each
+    runs whatever the one before did, and the shows say what came of it
+    (`slurm.replace_reservation_commands`)."""
+    argvs = slurm.replace_reservation_commands(r.slurm_name, reservation_spec(r, now, name=new_name))
     return " ; ".join(ssh.quote_command(argv) for argv in argvs)
 
 
@@ -126,8 +142,11 @@ def _refusals(result: ssh.CommandResult) -> list[slurm.ReservationRefusal]:
 
 
 def refusal(result: ssh.CommandResult) -> str:
-    """Slurm's reasons in one line: `update: Requested reservation overlaps with another reservation`."""
-    return "; ".join(str(r) for r in _refusals(result)) or f"exit status {result.exit_status}"
+    """Slurm's reasons in one line: `update: Requested reservation overlaps with another reservation`.
+    A show's "not found" is left out when another refusal says why (it adds nothing to it)."""
+    found = _refusals(result)
+    said = [r for r in found if not (r.command == "show" and r.kind == "missing")] or found
+    return "; ".join(str(r) for r in said) or f"exit status {result.exit_status}"
 
 
 def _shown(result: ssh.CommandResult, name: str) -> slurm.ReservationInfo | None:
@@ -135,9 +154,19 @@ def _shown(result: ssh.CommandResult, name: str) -> slurm.ReservationInfo | None
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A reservation left on the cluster by a move because jobs were in it (`KeptReservation`)."""
+
+    name: str
+    nodes: str
+    ends_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one attempt left on the cluster. `on_cluster` None: unknown (Slurm could not be asked);
-    `nodes` None: unknown (keep what is recorded)."""
+    `nodes` None: unknown (keep what is recorded); `name`: the booking's reservation now has this
+    Slurm name; `kept`: its old reservation stays until its jobs end."""
 
     action: str  # create, update, recreate, delete
     ok: bool
@@ -145,6 +174,8 @@ class Outcome:
     nodes: str | None = None
     reason: str = ""
     note: str = ""  # a success after a refused update: why it was recreated
+    name: str | None = None
+    kept: Kept | None = None
 
 
 def pending(cluster: Cluster, now: dt.datetime) -> list[Reservation]:
@@ -156,15 +187,54 @@ def pending(cluster: Cluster, now: dt.datetime) -> list[Reservation]:
     )
 
 
+def kept_due(cluster: Cluster, now: dt.datetime) -> list[KeptReservation]:
+    return list(
+        KeptReservation.objects.filter(reservation__cluster=cluster, retry_at__lte=now).select_related(
+            "reservation"
+        )
+    )
+
+
 def sync_reservations(poll: Poll) -> None:
     """1. Time passes: active / finished / idle (database only).
-    2. Each booking whose Slurm copy is out of step and whose retry time has come: create, update
-       (refused: delete and create anew) or delete it; record the result."""
+    2. Kept reservations whose jobs may have ended: deleted (first, so their nodes are free for 3).
+    3. Each booking whose Slurm copy is out of step and whose retry time has come: create, update
+       (refused: delete and create anew under a new name) or delete it; record the result."""
     cluster, conn = poll.cluster, poll.conn
     now = timezone.now()
     services.advance(cluster, now)
+    for kept in kept_due(cluster, now):
+        _delete_kept(kept, conn, now)
     for r in pending(cluster, now):
         _sync_one(r, conn, now)
+
+
+def _delete_kept(kept: KeptReservation, conn: ssh.Connection, now: dt.datetime) -> None:
+    """Delete a kept reservation; while jobs are still in it, try again after `KEPT_RETRY` (other
+    refusals back off like a booking's). Past its end Slurm has removed it: no command."""
+    if kept.ends_at <= now:
+        kept.delete()
+        return
+    KeptReservation.objects.filter(pk=kept.pk).update(retry_at=now + RETRY_FIRST)  # a dying worker waits
+    try:
+        result = conn.run(slurm.delete_reservation_command(kept.name))
+    except ssh.ClusterUnreachable:
+        raise
+    except ssh.SlurmError as error:
+        in_use, why = False, str(error)
+    else:
+        output = result.stdout + "\n" + result.stderr
+        if result.ok or slurm.reservation_missing(output, kept.name):
+            with transaction.atomic():
+                kept.delete()
+                services.record_sync(kept.reservation, "delete_kept", kept.nodes, note=kept.name)
+            return
+        in_use, why = any(x.kind == "in_use" for x in _refusals(result)), refusal(result)
+    attempts = kept.attempts + 1
+    pause = KEPT_RETRY if in_use else retry_delay(attempts)
+    KeptReservation.objects.filter(pk=kept.pk).update(
+        attempts=attempts, last_error=why[:2000], retry_at=min(now + pause, kept.ends_at)
+    )
 
 
 def _sync_one(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> None:
@@ -196,7 +266,7 @@ def _sync_one(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> None:
 
 def _delete(r: Reservation, conn: ssh.Connection) -> Outcome:
     result = conn.run(slurm.delete_reservation_command(r.slurm_name))
-    if result.ok or any(x.kind == "missing" for x in _refusals(result)):
+    if result.ok or slurm.reservation_missing(result.stdout + "\n" + result.stderr, r.slurm_name):
         return Outcome("delete", ok=True, on_cluster=False)  # gone already (it ended, or was deleted)
     return Outcome("delete", ok=False, on_cluster=True, reason=refusal(result))
 
@@ -214,8 +284,8 @@ def _create(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> Outcome:
 
 def _update(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> Outcome:
     """1. `scontrol update` (it keeps the reservation's nodes, and jobs already in it) and show.
-    2. Refused, or not what the booking asks: delete ; create ; show, in a second round trip (Slurm
-       picks free nodes, or takes the named ones). Not when the controller could not be reached."""
+    2. Refused, or not what the booking asks: made anew under a new name in a second round trip
+       (`_replace`). Not when the controller could not be reached."""
     result = conn.run_shell(update_command(r, now))
     shown = _shown(result, r.slurm_name)
     if result.ok and shown is not None:
@@ -227,23 +297,73 @@ def _update(r: Reservation, conn: ssh.Connection, now: dt.datetime) -> Outcome:
         first = refusal(result)
     if any(x.kind == "unreachable" for x in _refusals(result)):
         return Outcome("update", ok=False, on_cluster=None, reason=first)
-    again = conn.run_shell(recreate_command(r, now))
-    shown = _shown(again, r.slurm_name)
+    return _replace(r, conn, now, first)
+
+
+def _replace(r: Reservation, conn: ssh.Connection, now: dt.datetime, first: str) -> Outcome:
+    """delete old ; create new (a new name) ; show new ; show old, in one round trip.
+    1. The new one is there: the booking takes its name (and nodes). If the old one is still there
+       (its delete was refused because jobs are in it), it is kept as it is until they end: not
+       shortened, which would stop them (see the module docstring).
+    2. The new one is not there: the booking keeps its old name; with the old reservation deleted it
+       needs a create next time, else (jobs in it) an update.
+    A new one short of the booking (fewer nodes) is held, and the booking is not enforced."""
+    new_name = r.new_slurm_name()
+    again = conn.run_shell(replace_command(r, new_name, now))
+    output = again.stdout + "\n" + again.stderr
+    old = _shown(again, r.slurm_name)
+    old_gone = old is None and slurm.reservation_missing(output, r.slurm_name)
+    shown = _shown(again, new_name)
     if shown is not None:
-        short = shortfall(shown, reservation_spec(r, now))
-        if not short:
-            return Outcome("recreate", ok=True, on_cluster=True, nodes=shown.nodes, note=first)
-        # Still there but not as asked: the delete was refused (jobs in it), or Slurm gave fewer nodes.
-        why = refusal(again) if _refusals(again) else short
-        return Outcome("recreate", ok=False, on_cluster=True, nodes=shown.nodes, reason=f"{first}; {why}")
-    gone = any(x.command == "show" and x.kind == "missing" for x in _refusals(again))
+        kept = None
+        if not old_gone:  # in use; or not known, and the kept reservation's delete will tell
+            fallback = now + dt.timedelta(days=services.max_days())
+            kept = Kept(
+                name=r.slurm_name,
+                nodes=old.nodes if old is not None else r.slurm_nodes,
+                ends_at=old.end if old is not None and old.end is not None else fallback,
+            )
+        short = shortfall(shown, reservation_spec(r, now, name=new_name))
+        return Outcome(
+            "recreate",
+            ok=not short,
+            on_cluster=True,
+            nodes=shown.nodes,
+            reason=f"{first}; {short}" if short else "",
+            note=first,
+            name=new_name,
+            kept=kept,
+        )
+    reason = f"{first}; {refusal(again)}"
+    if old is not None:  # jobs in it: it stays the booking's reservation, and the move is retried
+        return Outcome("recreate", ok=False, on_cluster=True, nodes=old.nodes, reason=reason)
     return Outcome(
         "recreate",
         ok=False,
-        on_cluster=False if gone else None,
-        nodes="" if gone else None,
-        reason=f"{first}; {refusal(again)}",
+        on_cluster=False if old_gone else None,
+        nodes="" if old_gone else None,
+        reason=reason,
     )
+
+
+def _keep(r: Reservation, outcome: Outcome) -> None:
+    """The booking's new Slurm name, and its old reservation kept while jobs are in it (inside the
+    caller's transaction)."""
+    if outcome.name is None:
+        return
+    Reservation.objects.filter(pk=r.pk).update(slurm_name=outcome.name)
+    r.slurm_name = outcome.name
+    if outcome.kept is not None:
+        k = outcome.kept
+        now = timezone.now()
+        KeptReservation.objects.create(
+            reservation=r,
+            name=k.name,
+            nodes=k.nodes[:500],
+            ends_at=k.ends_at,
+            kept_since=now,
+            retry_at=min(now + KEPT_RETRY, k.ends_at),  # its delete was just refused
+        )
 
 
 def _succeeded(r: Reservation, outcome: Outcome, *, ran: bool = True) -> None:
@@ -259,6 +379,7 @@ def _succeeded(r: Reservation, outcome: Outcome, *, ran: bool = True) -> None:
         fields["slurm_nodes"] = outcome.nodes[:500]
     with transaction.atomic():
         Reservation.objects.filter(pk=r.pk).update(**fields)
+        _keep(r, outcome)
         synced = Reservation.objects.filter(
             pk=r.pk, sync_state=r.sync_state, start=r.start, end=r.end
         ).update(sync_state=Reservation.Sync.SYNCED)
@@ -267,7 +388,7 @@ def _succeeded(r: Reservation, outcome: Outcome, *, ran: bool = True) -> None:
                 sync_state=Reservation.Sync.DELETE, sync_attempted_at=None
             )
         if ran:
-            services.record_sync(r, outcome.action, outcome.nodes, note=outcome.note)
+            services.record_sync(r, outcome.action, outcome.nodes, note=outcome.note, **_names(outcome))
         if synced or not outcome.on_cluster:
             services.mark_enforced(r, outcome.nodes, announce=bool(outcome.on_cluster) and r.is_booked)
 
@@ -286,9 +407,20 @@ def _failed(r: Reservation, outcome: Outcome, now: dt.datetime) -> None:
         fields["slurm_nodes"] = outcome.nodes[:500]
     with transaction.atomic():
         Reservation.objects.filter(pk=r.pk).update(**fields)
+        if outcome.name is not None:  # made anew, short of the booking: what Slurm holds is recorded
+            _keep(r, outcome)
+            services.record_sync(r, outcome.action, outcome.nodes, note=reason, **_names(outcome))
         if outcome.on_cluster is not None and outcome.action != "delete":
             Reservation.objects.filter(
                 pk=r.pk, sync_state__in=(Reservation.Sync.CREATE, Reservation.Sync.UPDATE)
             ).update(sync_state=Reservation.Sync.UPDATE if outcome.on_cluster else Reservation.Sync.CREATE)
         if outcome.action != "delete" and r.is_booked:
             services.mark_not_enforced(r, reason, attempts=attempts, retry_at=retry_at, now=now)
+
+
+def _names(outcome: Outcome) -> dict[str, str]:
+    """For the history: the new Slurm name, and the old one kept while jobs are in it."""
+    names = {"name": outcome.name} if outcome.name else {}
+    if outcome.kept is not None:
+        names["kept"] = outcome.kept.name
+    return names

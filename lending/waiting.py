@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -10,8 +11,10 @@ from lending.models import Reservation
 
 def describe_reservation(cluster_id: int, slurm_name: str) -> tuple[str, str] | None:
     """(label, link) of the booking a Slurm reservation enforces: "booking #12 (8 GPUs, until 14:20)"."""
+    # The booking's current reservation, or one it moved away from that is kept while jobs run in it.
     booking = (
-        Reservation.objects.filter(cluster_id=cluster_id, slurm_name=slurm_name)
+        Reservation.objects.filter(cluster_id=cluster_id)
+        .filter(Q(slurm_name=slurm_name) | Q(kept__name=slurm_name))
         .only("id", "gpus", "gpus_per_node", "nodes", "end")
         .first()
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from lending import services, sync
-from lending.models import Reservation
+from lending.models import KeptReservation, Reservation
 from scheduler import services as scheduler_services
 from scheduler import slurm, ssh
 from scheduler.models import Cluster, SubteamAccount
@@ -84,10 +85,14 @@ def test_without_an_account_the_subteams_own_cluster_users_are_admitted(team: Te
     assert fields(r, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))[-1] == "users=tanuki"
 
 
-class RecordedConnection:
-    """Answers each command with the next recorded result, and keeps the command lines it was given."""
+Answer = tuple[int, str, str] | Callable[[str], tuple[int, str, str]]
 
-    def __init__(self, *results: tuple[int, str, str]) -> None:
+
+class RecordedConnection:
+    """Answers each command with the next recorded result (or what a function of the command line
+    makes of it), and keeps the command lines it was given."""
+
+    def __init__(self, *results: Answer) -> None:
         self.results = list(results)
         self.commands: list[str] = []
 
@@ -96,17 +101,19 @@ class RecordedConnection:
 
     def run_shell(self, command: str) -> ssh.CommandResult:
         self.commands.append(command)
-        status, stdout, stderr = self.results.pop(0)
+        answer = self.results.pop(0)
+        status, stdout, stderr = answer(command) if callable(answer) else answer
         return ssh.CommandResult(command, status, stdout, stderr)
 
 
-def recorded(file: str, r: Reservation | None = None, name: str = "") -> str:
-    """A recorded output as if it were about booking `r`: its Slurm name, and its window in place of
-    the recorded times (sync compares what Slurm shows with what the booking asks)."""
+def recorded(file: str, r: Reservation | None = None, name: str = "", as_name: str = "") -> str:
+    """A recorded output as if it were about booking `r`: its Slurm name (or `as_name`), and its window
+    in place of the recorded times (sync compares what Slurm shows with what the booking asks)."""
     text = (RECORDED / file).read_text()
     if r is None:
         return text
-    text = re.sub(r"\brec-[a-z-]+", r.slurm_name, text) if not name else text.replace(name, r.slurm_name)
+    as_name = as_name or r.slurm_name
+    text = re.sub(r"\brec-[a-z-]+", as_name, text) if not name else text.replace(name, as_name)
     start = max(r.start, timezone.now() + dt.timedelta(seconds=5))
     text = re.sub(r"StartTime=\d+", f"StartTime={int(start.timestamp())}", text)
     return re.sub(r"EndTime=\d+", f"EndTime={int(r.end.timestamp())}", text)
@@ -202,19 +209,20 @@ def test_a_refusal_keeps_slurms_words_without_scontrols_prefixes() -> None:
     assert (odd.command, odd.kind, odd.message) == ("", "other", "bash: scontrol: command not found")
 
 
-def test_the_recreation_deletes_creates_by_count_or_by_name_and_shows_in_one_line(
+def test_the_recreation_deletes_the_old_creates_under_a_new_name_and_shows_both_in_one_line(
     team: Team, lab: Cluster
 ) -> None:
     now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     by_count = booking(team, lab, gpus=12)
-    assert sync.recreate_command(by_count, now) == (
+    assert sync.replace_command(by_count, "tanuki-5-b", now) == (
         "scontrol delete reservationname=tanuki-5 ; "
-        "scontrol create reservation reservationname=tanuki-5 starttime=2030-01-07T01:00:00 "
+        "scontrol create reservation reservationname=tanuki-5-b starttime=2030-01-07T01:00:00 "
         "endtime=2030-01-07T04:30:00 partition=gpu nodecnt=2 accounts=tanuki ; "
+        "env SLURM_TIME_FORMAT=%s scontrol --oneliner show reservation tanuki-5-b ; "
         "env SLURM_TIME_FORMAT=%s scontrol --oneliner show reservation tanuki-5"
     )
     by_name = booking(team, lab, nodes=["node3", "node4"])
-    assert " partition=gpu nodes=node3,node4 accounts=tanuki ; " in sync.recreate_command(by_name, now)
+    assert " partition=gpu nodes=node3,node4 accounts=tanuki ; " in sync.replace_command(by_name, "x", now)
 
 
 def test_the_retries_back_off_to_an_hour() -> None:
@@ -236,37 +244,67 @@ def kinds(r: Reservation) -> list[str]:
     return list(r.events.values_list("kind", flat=True))
 
 
+def created_name(command: str) -> str:
+    """The new Slurm name a move's command line creates."""
+    found = re.search(r"scontrol create reservation reservationname=(\S+)", command)
+    assert found, command
+    return found[1]
+
+
+def moved_to(r: Reservation, file: str, *, old: str = "", status: int = 0, stderr: str = "") -> Answer:
+    """What Slurm answers a move (delete ; create ; show new ; show old): `file`'s output about the
+    new name, then the old reservation as shown (`old`), or "not found" when it was deleted."""
+    old_name = r.slurm_name
+
+    def answer(command: str) -> tuple[int, str, str]:
+        stdout = recorded(file, r, as_name=created_name(command))
+        return status, stdout + (old or f"Reservation {old_name} not found\n"), stderr
+
+    return answer
+
+
 def test_a_refused_update_is_recreated_on_free_nodes_in_the_same_visit(
     team: Team, lab: Cluster, book: Any
 ) -> None:
     r = moved_booking(team, lab, book)
+    before, old = Reservation.objects.get(pk=r.pk), r.slurm_name
     conn = RecordedConnection(
-        (1, "", recorded("reservation_update_overlap.txt")), (0, recorded("reservation_recreate.txt", r), "")
+        (1, "", recorded("reservation_update_overlap.txt")), moved_to(r, "reservation_recreate.txt")
     )
     run_sync(lab, conn)
     r.refresh_from_db()
-    assert conn.commands[0].startswith(f"scontrol update reservationname={r.slurm_name} ")
-    assert conn.commands[1] == sync.recreate_command(r)
-    assert (r.on_cluster, r.sync_state, r.slurm_nodes, r.sync_error) == (True, "synced", "node2", "")
+    assert conn.commands[0].startswith(f"scontrol update reservationname={old} ")
+    new = created_name(conn.commands[1])
+    assert new != old and re.fullmatch(rf"tanuki-{r.pk}-[0-9a-f]{{6}}", new)
+    assert conn.commands[1].startswith(f"scontrol delete reservationname={old} ; ")
+    assert conn.commands[1] == sync.replace_command(before, new)
+    assert (r.slurm_name, r.on_cluster, r.sync_state, r.slurm_nodes, r.sync_error) == (
+        new, True, "synced", "node2", ""
+    )  # fmt: skip
     assert (r.sync_attempts, r.sync_retry_at, r.not_enforced_since) == (0, None, None)
-    assert kinds(r)[-1] == "slurm_recreate"
-    assert "overlaps with another reservation" in r.events.get(kind="slurm_recreate").note
+    assert kinds(r)[-1] == "slurm_recreate" and not r.kept.exists()  # the old one was deleted
+    moved = r.events.get(kind="slurm_recreate")
+    assert "overlaps with another reservation" in moved.note
+    assert moved.changes == {"nodes": "node2", "name": new}
 
 
 def test_no_free_node_leaves_the_booking_not_enforced_with_slurms_reason_and_a_backoff(
     team: Team, lab: Cluster, book: Any
 ) -> None:
     r = moved_booking(team, lab, book)
-    busy = recorded("reservation_recreate_busy.txt", r)
-    conn = RecordedConnection((1, "", recorded("reservation_update_overlap.txt")), (1, busy, ""))
+    old = r.slurm_name
+    conn = RecordedConnection(
+        (1, "", recorded("reservation_update_overlap.txt")),
+        moved_to(r, "reservation_recreate_busy.txt", status=1),
+    )
     before = timezone.now()
     run_sync(lab, conn)
     r.refresh_from_db()
-    # Deleted, not made anew: the next attempt is a create, after two minutes.
+    # Deleted, not made anew: the next attempt is a create (of the old name), after two minutes.
     assert (r.on_cluster, r.sync_state, r.slurm_nodes, r.sync_attempts) == (False, "create", "", 1)
+    assert r.slurm_name == old and not r.kept.exists()
     assert r.sync_error == (
-        "update: Requested reservation overlaps with another reservation; "
-        f"show: Reservation {r.slurm_name} not found; create: Requested nodes are busy"
+        "update: Requested reservation overlaps with another reservation; create: Requested nodes are busy"
     )
     assert r.is_not_enforced and r.not_enforced_since is not None and r.not_enforced_since >= before
     assert r.sync_retry_at is not None
@@ -292,18 +330,99 @@ def test_no_free_node_leaves_the_booking_not_enforced_with_slurms_reason_and_a_b
     assert kinds(r)[-2:] == ["slurm_create", "enforced"]
 
 
-def test_a_reservation_with_jobs_in_it_stays_as_it_was(team: Team, lab: Cluster, book: Any) -> None:
+def in_use(r: Reservation) -> str:
+    """The old reservation as `show` prints it while a job is in it (its delete refused)."""
+    text = recorded("reservation_recreate_in_use.txt", r)
+    text = re.sub(r"StartTime=\d+", "StartTime=1800266400", text)  # the old window, still held
+    text = re.sub(r"EndTime=\d+", "EndTime=1800273600", text)
+    return "".join(line + "\n" for line in text.splitlines() if line.startswith("ReservationName="))
+
+
+IN_USE = "delete_reservation reservationname={}: Requested reservation is in use\n"
+
+
+def test_with_jobs_in_it_the_old_reservation_is_kept_and_the_booking_moves_to_a_new_name(
+    team: Team, lab: Cluster, book: Any
+) -> None:
     r = moved_booking(team, lab, book)
-    in_use = recorded("reservation_recreate_in_use.txt", r)
-    in_use = re.sub(r"StartTime=\d+", "StartTime=1800266400", in_use)  # the old window, still held
-    in_use = re.sub(r"EndTime=\d+", "EndTime=1800273600", in_use)
-    run_sync(lab, RecordedConnection((1, "", recorded("reservation_update_overlap.txt")), (0, in_use, "")))
+    old = r.slurm_name
+    answer = moved_to(r, "reservation_recreate.txt", old=in_use(r), stderr=IN_USE.format(old))
+    run_sync(lab, RecordedConnection((1, "", recorded("reservation_update_overlap.txt")), answer))
     r.refresh_from_db()
-    assert (r.on_cluster, r.sync_state, r.slurm_nodes) == (True, "update", "node1")
-    assert r.sync_error.endswith(
-        "delete: Requested reservation is in use; create: Duplicate reservation name"
+    assert r.slurm_name != old and r.slurm_name.startswith(f"tanuki-{r.pk}-")
+    assert (r.on_cluster, r.sync_state, r.slurm_nodes, r.sync_error) == (True, "synced", "node2", "")
+    assert not r.is_not_enforced
+    kept = r.kept.get()
+    assert (kept.name, kept.nodes, kept.attempts) == (old, "node1", 0)
+    assert kept.ends_at == dt.datetime.fromtimestamp(1800273600, dt.UTC)  # as Slurm shows it: not shortened
+    assert kept.retry_at - kept.kept_since == sync.KEPT_RETRY  # its delete was just refused
+    assert r.events.get(kind="slurm_recreate").changes == {
+        "nodes": "node2",
+        "name": r.slurm_name,
+        "kept": old,
+    }
+
+    def due() -> None:
+        KeptReservation.objects.filter(pk=kept.pk).update(retry_at=timezone.now())
+
+    due()
+    conn = RecordedConnection((1, "", IN_USE.format(old)))
+    run_sync(lab, conn)
+    assert conn.commands == [f"scontrol delete reservationname={old}"]
+    kept.refresh_from_db()
+    assert (kept.attempts, kept.last_error) == (1, "delete: Requested reservation is in use")
+    assert kept.retry_at - timezone.now() > sync.KEPT_RETRY - dt.timedelta(seconds=30)  # not backed off
+    run_sync(lab, RecordedConnection())  # not due: nothing runs
+
+    due()
+    run_sync(lab, RecordedConnection((1, "", "delete_reservation: Access/permission denied\n")))
+    kept.refresh_from_db()
+    assert kept.attempts == 2 and "permission denied" in kept.last_error
+    assert kept.retry_at - timezone.now() > dt.timedelta(minutes=3)  # other refusals back off (4 minutes)
+
+    due()
+    run_sync(lab, RecordedConnection((0, "", "")))  # its job ended: deleted
+    assert not r.kept.exists()
+    assert kinds(r)[-1] == "slurm_delete_kept" and r.events.get(kind="slurm_delete_kept").note == old
+
+
+def test_a_kept_reservation_past_its_end_is_forgotten_without_a_command(
+    team: Team, lab: Cluster, book: Any
+) -> None:
+    r = book("member", gpus=8)
+    services.approve(team.member("admin"), r)
+    Reservation.objects.filter(pk=r.pk).update(on_cluster=True, sync_state="synced")
+    now = timezone.now()
+    KeptReservation.objects.create(reservation=r, name="tanuki-x-1", ends_at=now, retry_at=now)
+    run_sync(lab, RecordedConnection())  # Slurm removed it at its end: no command (an empty script)
+    assert not KeptReservation.objects.exists()
+    KeptReservation.objects.create(
+        reservation=r, name="tanuki-x-2", ends_at=now + dt.timedelta(hours=1), retry_at=now
     )
-    assert r.is_not_enforced
+    gone = "delete_reservation reservationname=tanuki-x-2: Requested reservation is invalid\n"
+    run_sync(lab, RecordedConnection((1, "", gone)))  # deleted by someone else: done
+    assert not KeptReservation.objects.exists()
+
+
+def test_with_jobs_in_it_and_no_room_for_a_new_one_the_booking_stays_on_the_old_and_is_retried(
+    team: Team, lab: Cluster, book: Any
+) -> None:
+    r = moved_booking(team, lab, book)
+    old = r.slurm_name
+
+    def answer(command: str) -> tuple[int, str, str]:
+        stdout = f"Reservation {created_name(command)} not found\n" + in_use(r)
+        return 0, stdout, IN_USE.format(old) + "Error creating the reservation: Requested nodes are busy\n"
+
+    run_sync(lab, RecordedConnection((1, "", recorded("reservation_update_overlap.txt")), answer))
+    r.refresh_from_db()
+    assert (r.slurm_name, r.on_cluster, r.sync_state, r.slurm_nodes) == (old, True, "update", "node1")
+    assert r.sync_error == (
+        "update: Requested reservation overlaps with another reservation; "
+        "delete: Requested reservation is in use; create: Requested nodes are busy"
+    )
+    assert r.is_not_enforced and r.sync_attempts == 1 and not r.kept.exists()
+    assert r.sync_retry_at is not None
 
 
 def test_fewer_nodes_than_booked_is_not_enforced(team: Team, lab: Cluster, book: Any) -> None:

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from lending import services, sync
-from lending.models import Reservation
+from lending.models import KeptReservation, Reservation
 from scheduler import services as job_services
 from scheduler import slurm
 from scheduler.identity import service_connection as connection_for
@@ -175,8 +175,10 @@ def test_a_move_slurm_refuses_to_update_is_recreated_on_a_free_node_in_one_cycle
     a, b = two_bookings_on_one_node(team, cluster, worker, booked_names)
     services.change_window(team.member("member"), a, start=b.start, end=b.end)  # the portal has room
 
-    assert sync_once(cluster, worker) == 2  # the refused update, then delete ; create ; show
-    a = fresh(a)
+    assert sync_once(cluster, worker) == 2  # the refused update, then delete ; create ; show ; show
+    old_name, a = a.slurm_name, fresh(a)
+    booked_names.append(a.slurm_name)
+    assert a.slurm_name != old_name and show(remote, old_name) == {} and not a.kept.exists()
     assert (a.on_cluster, a.sync_state, a.sync_error, a.not_enforced_since) == (True, "synced", "", None)
     shown = show(remote, a.slurm_name)
     assert (int(shown["StartTime"]), int(shown["EndTime"])) == (
@@ -233,3 +235,86 @@ def test_with_no_free_node_the_booking_is_not_enforced_and_retried_with_backoff_
     assert (a.on_cluster, a.sync_state, a.sync_attempts, a.not_enforced_since) == (True, "synced", 0, None)
     assert int(show(remote, a.slurm_name)["StartTime"]) == int(b.start.timestamp())
     assert list(a.events.values_list("kind", flat=True))[-2:] == ["slurm_create", "enforced"]
+
+
+def test_a_booking_with_a_running_job_is_moved_under_a_new_name_and_the_job_runs_on(
+    team: Team,
+    cluster: Cluster,
+    worker: Worker,
+    run_until: Callable[..., None],
+    remote: Remote,
+    booked_names: list[str],
+) -> None:
+    """Slurm refuses the in-place update (the new end runs into another reservation on the node) and
+    the delete (a job runs in the reservation): the booking is made anew under a new name on a free
+    node, the old reservation is kept until its job ends, then deleted."""
+    worker.cycle()  # the inventory
+    now = timezone.now()
+    r = services.request_reservation(
+        team.member("member"), subteam=team.sft, cluster=cluster, gpus=8, purpose="in use",
+        start=now, end=now + dt.timedelta(minutes=6),
+    )  # fmt: skip
+    services.approve(team.member("admin"), r)
+    r.refresh_from_db()
+    old_name = r.slurm_name
+    booked_names.append(old_name)
+    assert sync_once(cluster, worker) == 1
+    r = fresh(r)
+    assert r.on_cluster and r.sync_state == "synced" and r.slurm_nodes
+    job = job_services.submit_job(
+        team.member("member"),
+        job_services.JobSpec(
+            subteam=team.sft, cluster=cluster, name="runs-on", command="sleep 40", time_limit_minutes=2
+        ),
+    )
+    assert f"#SBATCH --reservation={old_name}\n" in job.script
+    run_until(lambda: Job.objects.get(pk=job.pk).state == Job.State.RUNNING, timeout=60)
+    # Someone else's reservation (the portal does not know it) holds the node right after the booking.
+    wall = slurm.ReservationSpec(
+        name=f"{old_name}-wall", start=r.end, end=r.end + dt.timedelta(minutes=5), tz=cluster.tz,
+        partition="gpu", nodes=(r.slurm_nodes,), accounts=("tanuki",),
+    )  # fmt: skip
+    booked_names.append(wall.name)
+    assert remote.run(*slurm.create_reservation_commands(wall)[0]).ok
+    later = r.end + dt.timedelta(minutes=4)
+    services.change_window(team.member("member"), r, start=r.start, end=later)
+
+    assert sync_once(cluster, worker) == 2  # the refused update, then delete ; create ; show ; show
+    r = fresh(r)
+    booked_names.append(r.slurm_name)
+    assert r.slurm_name != old_name and r.slurm_name.startswith(f"tanuki-{r.pk}-")
+    assert (r.on_cluster, r.sync_state, r.sync_error, r.not_enforced_since) == (True, "synced", "", None)
+    shown = show(remote, r.slurm_name)
+    assert int(shown["EndTime"]) == int(later.timestamp()) and shown["Accounts"] == "sft"
+    assert shown["Nodes"] == r.slurm_nodes != wall.nodes[0]
+    kept = r.kept.get()
+    assert (kept.name, kept.nodes, kept.attempts) == (old_name, wall.nodes[0], 0)
+    assert show(remote, old_name)["Nodes"] == wall.nodes[0]  # as it was: not shortened
+    assert kept.retry_at <= kept.ends_at and int(kept.ends_at.timestamp()) == int(wall.start.timestamp())
+    moved = r.events.get(kind="slurm_recreate")
+    assert "overlaps with another reservation" in moved.note
+    assert moved.changes == {"nodes": r.slurm_nodes, "name": r.slurm_name, "kept": old_name}
+    assert not r.events.filter(kind="not_enforced").exists()
+    after = job_services.submit_job(
+        team.member("member"),
+        job_services.JobSpec(
+            subteam=team.sft, cluster=cluster, name="after-move", command="hostname", time_limit_minutes=1
+        ),
+    )
+    assert f"#SBATCH --reservation={r.slurm_name}\n" in after.script  # the subteam's next job: the new one
+
+    # While the job runs, the kept reservation's delete is refused and tried again after a pause.
+    KeptReservation.objects.filter(pk=kept.pk).update(retry_at=timezone.now())
+    assert sync_once(cluster, worker) == 1
+    kept.refresh_from_db()
+    assert kept.attempts == 1 and "in use" in kept.last_error
+    assert kept.retry_at - timezone.now() > dt.timedelta(minutes=1)
+    assert Job.objects.get(pk=job.pk).state == Job.State.RUNNING
+
+    run_until(lambda: Job.objects.get(pk=job.pk).is_terminal, timeout=90)
+    assert Job.objects.get(pk=job.pk).state == Job.State.COMPLETED  # it ran to its end
+    KeptReservation.objects.filter(pk=kept.pk).update(retry_at=timezone.now())
+    assert sync_once(cluster, worker) == 1
+    assert not r.kept.exists() and show(remote, old_name) == {}
+    assert fresh(r).events.filter(kind="slurm_delete_kept", note=old_name).exists()
+    assert sync_once(cluster, worker) == 0  # nothing more to do

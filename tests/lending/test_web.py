@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lending import services
-from lending.models import Reservation
+from lending.models import KeptReservation, Reservation
 from lending.views import feed_token
 from scheduler.models import Cluster
 from tests.lending.conftest import soon
@@ -240,3 +240,16 @@ def test_the_preview_agrees_with_the_request_when_nodes_are_drained(team: Team, 
     body = team.client("member").get(reverse("lending:preview"), data).content.decode()
     assert "only" not in body and 'data-testid="drained"' in body and "node3 (disk check)" in body
     assert team.client("member").post(reverse("lending:create"), data).status_code == 302
+
+
+def test_the_booking_page_shows_an_old_reservation_kept_while_jobs_run_in_it(team: Team, book) -> None:  # type: ignore[no-untyped-def]
+    r = book("member")
+    services.approve(team.member("admin"), r)
+    ends = soon(2)
+    kept = KeptReservation.objects.create(
+        reservation=r, name="tanuki-1-0ld000", nodes="node3", ends_at=ends, retry_at=timezone.now()
+    )
+    page = team.client("member").get(r.get_absolute_url()).content.decode()
+    until = timezone.localtime(ends).strftime("%m-%d %H:%M")
+    assert f'id="kept-{kept.pk}"><code>tanuki-1-0ld000</code> · node3 · ' in page
+    assert f"kept while jobs run in it (until {until} at the latest)" in page
