@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
 
@@ -25,7 +25,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from scheduler import identity, slurm, ssh
+from scheduler import identity, preflight, slurm, ssh
 from scheduler.models import Job, Node, Partition
 
 # code → (the reason in words, whether the job can never start as asked)
@@ -161,7 +161,7 @@ def _dependency(job: Job, waiting: Waiting) -> bool:
     if waiting.code not in ("Dependency", "DependencyNeverSatisfied") or job.depends_on_id is None:
         return False
     before = Job.objects.only("id", "name", "state", "pipeline_step").get(pk=job.depends_on_id)
-    values = {"name": before.name, "state": before.get_state_display().lower()}
+    values: dict[str, object] = {"name": before.name, "state": before.get_state_display().lower()}
     if before.pipeline_step:
         values["step"] = before.pipeline_step
         waiting.detail = (
@@ -238,7 +238,7 @@ def describe_reservation(job: Job) -> tuple[str, str]:
     if path:
         found = _describer(path)(job.cluster_id, job.reservation)
         if found:
-            return found
+            return str(found[0]), str(found[1])
     return _("reservation %(name)s") % {"name": job.reservation}, ""
 
 
@@ -251,6 +251,7 @@ class Estimate:
     nodes: str = ""
     partition: str = ""
     error: str = ""  # why there is no estimate: Slurm refused the job, no login, cluster unreachable
+    problems: list[str] = field(default_factory=list)  # preflight: paths the member cannot read
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -260,10 +261,12 @@ class Estimate:
 
 def estimate_start(job: Job, pool: ssh.Pool | None = None) -> Estimate:
     """Slurm's estimate for an unsaved job (`services.build_job`), asked as its member with `sbatch
-    --test-only` (nothing is queued). Never raises: a failure becomes `error`, in words."""
+    --test-only` (nothing is queued), and the preflight's problems (paths the member cannot read).
+    Never raises: a failure becomes `error`, in words."""
     pool = pool or ssh.pool
     try:
         conn = identity.connect_user(job.cluster, job.cluster_user, pool)
+        problems = [str(p) for p in preflight.check(job, conn)]
         result = conn.run(slurm.test_only_command(), stdin=job.script.encode(), timeout=30)
     except identity.AccountError as error:
         return Estimate(error=str(error))
@@ -281,4 +284,4 @@ def estimate_start(job: Job, pool: ssh.Pool | None = None) -> Estimate:
         if found.start is None or found.start.tzinfo
         else found.start.replace(tzinfo=job.cluster.tz)
     )
-    return Estimate(start=start, nodes=found.nodes, partition=found.partition)
+    return Estimate(start=start, nodes=found.nodes, partition=found.partition, problems=problems)

@@ -427,6 +427,38 @@ class Connection:
                 self.close()
                 raise ClusterUnreachable(f"SFTP read of {path} failed: {error}") from error
 
+    def access_problem(self, path: str, directory: bool | None = None) -> str | None:
+        """Why this connection's user cannot read `path` ("does not exist", "cannot be read", "is a
+        directory", "is not a directory"), or None when it can. `directory`: what it must be (None:
+        either). A file is opened for reading and a directory listed, so permissions are the server's
+        own answer, not a guess from mode bits."""
+        with self._lock:
+            try:
+                sftp = self._sftp_client()
+                self.sftp_ops += 1
+                try:
+                    attributes = sftp.stat(path)
+                except FileNotFoundError:
+                    return "does not exist"
+                is_dir = stat.S_ISDIR(attributes.st_mode or 0)
+                if directory is True and not is_dir:
+                    return "is not a directory"
+                if directory is False and is_dir:
+                    return "is a directory, not a file"
+                self.sftp_ops += 1
+                if is_dir:
+                    sftp.listdir(path)
+                else:
+                    sftp.open(path, "rb").close()
+                return None
+            except PermissionError:
+                return "cannot be read (permission denied)"
+            except (paramiko.SSHException, OSError, EOFError) as error:
+                if isinstance(error, OSError) and getattr(error, "errno", None) is not None:
+                    return f"cannot be read ({error.strerror or error})"
+                self.close()
+                raise ClusterUnreachable(f"SFTP check of {path} failed: {error}") from error
+
     def listdir(self, path: str) -> list[tuple[str, int, bool]]:
         """(name, size, is_dir) of each entry of a remote directory ([] when it does not exist)."""
         with self._lock:
