@@ -32,6 +32,7 @@ MAX_EVIDENCE = 6
 EVIDENCE_CHARS = 300
 # Jobs diagnosed per cluster per cycle (the rest wait for the next one).
 JOBS_PER_CYCLE = 50
+SLURM_STREAM = "slurm"  # the evidence "stream" of what Slurm itself said (Job.reason)
 BAD_STATES = frozenset(
     {
         Job.State.FAILED,
@@ -82,6 +83,21 @@ def _re(*alternatives: str) -> re.Pattern[str]:
 
 # The table. Order matters: the first match wins.
 SIGNATURES: tuple[Signature, ...] = (
+    Signature(
+        "unsatisfiable",
+        _("Slurm has no nodes that match what it asks for"),
+        _(
+            "Slurm refused the job at submission: no nodes of the partition can give what it asks for "
+            "(more nodes than the partition has, or more GPUs, CPUs or memory per node). Ask for less, "
+            "or another partition."
+        ),
+        _re(
+            r"Requested node configuration is not available",
+            r"Node count specification invalid",
+            r"Requested partition configuration not available",
+        ),
+        fixes=(Fix.EDIT,),
+    ),
     Signature(
         "node_failure",
         _("A node failed"),
@@ -375,7 +391,7 @@ def diagnose_jobs(poll: Any) -> None:
         Job.objects.filter(
             cluster=poll.cluster, state__in=BAD_STATES, logs_final=True, diagnosis__isnull=True
         )
-        .only("id", "state", "exit_code", "node_list", "kind")
+        .only("id", "state", "exit_code", "node_list", "kind", "reason")
         .order_by("ended_at")[:JOBS_PER_CYCLE]
     )
     for job in jobs:
@@ -384,7 +400,8 @@ def diagnose_jobs(poll: Any) -> None:
 
 def diagnose(job: Job) -> Diagnosis:
     """Classify a job from its stored logs and record the result on it."""
-    streams = [
+    # What Slurm said (sbatch's refusal, a pending reason) first, then the log tails.
+    streams = [(SLURM_STREAM, job.reason)] + [
         (stream, tail_text(job, stream)) for stream in (JobLogChunk.Stream.STDERR, JobLogChunk.Stream.STDOUT)
     ]
     diagnosis = classify(job.state, job.exit_code, streams, job.node_list)

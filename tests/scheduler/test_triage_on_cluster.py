@@ -20,7 +20,11 @@ from tests.scheduler.conftest import Remote
 RECORDED = Path(__file__).parent / "recorded" / "triage"
 # Cases a custom job can reproduce by itself (Slurm decides the node-failure, time-limit and
 # memory-kill states; the table's tests cover those from recorded logs).
-CASES = [c for c in json.loads((RECORDED / "cases.json").read_text()) if c["state"] == "failed"]
+CASES = [
+    c
+    for c in json.loads((RECORDED / "cases.json").read_text())
+    if c["state"] == "failed" and c["exit_code"] is not None
+]
 
 
 def _printing(log: str, exit_code: int) -> str:
