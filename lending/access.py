@@ -6,6 +6,8 @@ call `lending.services`, which assume the caller may.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.shortcuts import get_object_or_404
 
 from lending.models import Reservation
@@ -37,3 +39,10 @@ def get_reservation_to_change(user: AnyUser, pk: int) -> Reservation:
     reservation = get_object_or_404(Reservation.objects.select_related("subteam", "cluster"), pk=pk)
     require(can_change_reservation(user, reservation.requester_id, reservation.subteam_id))
     return reservation
+
+
+def get_reservations_to_decide(user: AnyUser, pks: Iterable[int]) -> list[Reservation]:
+    """The bookings an admin approves or rejects together, earliest first (403 for anyone else, before
+    anything is read; ids of no booking are left out)."""
+    require(can_decide_reservation(user))
+    return list(Reservation.objects.filter(pk__in=list(pks)).select_related("cluster", "subteam"))

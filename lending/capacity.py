@@ -16,6 +16,7 @@ from lending.models import Reservation
 from scheduler.models import Cluster, Node, whole_nodes
 
 HOUR = dt.timedelta(hours=1)
+SEARCH_DAYS = 14  # how far after the asked start `next_free_window` looks
 
 
 @dataclass(frozen=True)
@@ -181,3 +182,43 @@ def describe_conflicts(slots: list[Slot], need: int) -> list[str]:
             text += ": " + who
         lines.append(text)
     return lines
+
+
+def _fits(
+    others: list[Reservation], start: dt.datetime, end: dt.datetime, need: int, total: int, nodes: set[str]
+) -> bool:
+    if peak_gpus(others, start, end) + need > total:
+        return False
+    return not nodes or not any(nodes & set(r.nodes) for r in others if r.overlaps(start, end))
+
+
+def next_free_window(
+    cluster: Cluster,
+    start: dt.datetime,
+    end: dt.datetime,
+    need: int,
+    *,
+    nodes: Iterable[str] = (),
+    exclude: Reservation | int | None = None,
+    days: int = SEARCH_DAYS,
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The earliest window as long as [start, end), starting at `start` or later (within `days`), in
+    which `need` GPUs fit beside the booked bookings (the invariant's rule: the partition's GPUs, by the
+    exact peak) and none of `nodes` is booked. None when there is none, or `need` exceeds the cluster.
+
+    1. Read the bookings over the whole search range once (one query).
+    2. Room only grows where a booking ends, so the candidates are `start` and each booking end after it.
+    3. Return the first candidate whose window fits (the exact sweep of `peak_gpus`)."""
+    total = capacity(cluster).total_gpus
+    if need > total or end <= start:
+        return None
+    length = end - start
+    horizon = start + dt.timedelta(days=days)
+    excluded = _exclude_pk(exclude) or 0
+    others = list(booked(cluster, start, horizon + length).exclude(pk=excluded))
+    wanted = set(nodes)
+    candidates = sorted({start, *(r.end for r in others if start < r.end <= horizon)})
+    for candidate in candidates:
+        if _fits(others, candidate, candidate + length, need, total, wanted):
+            return candidate, candidate + length
+    return None

@@ -52,11 +52,27 @@ class ReservationForm(forms.Form):
         text: str = self.cleaned_data.get("nodes") or ""
         return [name.strip() for name in text.replace(" ", ",").split(",") if name.strip()]
 
+    def clean(self) -> dict[str, Any]:
+        """A window that ends before it starts is told at once, next to the end, whatever else is
+        missing (the service says the same when it is reached)."""
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start is not None and end is not None and end <= start:
+            self.add_error("end", _("The end must be after the start."))
+        return data
+
 
 class DecisionForm(forms.Form):
     note = forms.CharField(
         label=_("Note"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
     )
+
+
+class BulkDecisionForm(forms.Form):
+    """Approve or reject the bookings ticked in the list (a rejection needs its reason)."""
+
+    action = forms.ChoiceField(choices=[("approve", _("Approve")), ("reject", _("Reject"))])
+    note = forms.CharField(label=_("Note"), required=False, max_length=2000)
 
 
 class WindowForm(forms.Form):

@@ -13,6 +13,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from portal.models import Member, Subteam
 from scheduler.models import Cluster, whole_nodes
@@ -174,6 +175,34 @@ class KeptReservation(models.Model):
 
 
 class ReservationEvent(models.Model):
+    class Kind(models.TextChoices):
+        """Every event a booking's history records (`lending.services._event` refuses any other): the
+        code is what the API and the Slack outbox read, the label what the pages show (in the context
+        "booking event": what happened, translated apart from the state a booking is in)."""
+
+        REQUESTED = "requested", pgettext_lazy("booking event", "Requested")
+        APPROVED = "approved", pgettext_lazy("booking event", "Approved")
+        REJECTED = "rejected", pgettext_lazy("booking event", "Rejected")
+        CANCELLED = "cancelled", pgettext_lazy("booking event", "Cancelled")
+        CHANGED = "changed", pgettext_lazy("booking event", "Window changed")
+        STARTING = "starting", pgettext_lazy("booking event", "Started")
+        IDLE = "idle", pgettext_lazy("booking event", "Idle: no job of the subteam ran")
+        IN_USE = "in_use", pgettext_lazy("booking event", "In use again")
+        FINISHED = "finished", pgettext_lazy("booking event", "Finished")
+        NOT_ENFORCED = "not_enforced", pgettext_lazy("booking event", "Not enforced by Slurm")
+        ENFORCED = "enforced", pgettext_lazy("booking event", "Enforced by Slurm again")
+        SLURM_CREATE = "slurm_create", pgettext_lazy("booking event", "Slurm reservation created")
+        SLURM_UPDATE = "slurm_update", pgettext_lazy("booking event", "Slurm reservation updated")
+        SLURM_RECREATE = (
+            "slurm_recreate",
+            pgettext_lazy("booking event", "Slurm reservation made anew under a new name"),
+        )
+        SLURM_DELETE = "slurm_delete", pgettext_lazy("booking event", "Slurm reservation deleted")
+        SLURM_DELETE_KEPT = (
+            "slurm_delete_kept",
+            pgettext_lazy("booking event", "Previous Slurm reservation deleted"),
+        )
+
     reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     at = models.DateTimeField(_("when"), default=timezone.now)
@@ -186,6 +215,13 @@ class ReservationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reservation_id} {self.kind} {self.at:%Y-%m-%d %H:%M}"
+
+    @property
+    def label(self) -> str:
+        """The event in the reader's language (the code itself for a row older than its label)."""
+        if self.kind in self.Kind.values:
+            return str(self.Kind(self.kind).label)
+        return self.kind
 
 
 class SubteamQuota(models.Model):

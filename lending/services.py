@@ -21,11 +21,12 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from lending.capacity import (
+    SEARCH_DAYS,
     Capacity,
     Slot,
     availability,
@@ -33,30 +34,37 @@ from lending.capacity import (
     capacity,
     describe_conflicts,
     free_gpus_now,
+    next_free_window,
     peak_gpus,
     span,
 )
+from lending.jobs import accounts_for, idle_changes, idle_minutes, reservation_for_job, users_for
 from lending.models import Reservation, ReservationEvent, SubteamQuota
 from lending.usage import HELD_STATES, Usage, job_gpu_hours_in, usage, usage_by_subteam
-from portal.models import Member, Membership, Subteam
-from scheduler.models import Cluster, ClusterAccount, Job, SubteamAccount
+from portal.models import Member, Subteam
+from scheduler.models import Cluster
 
 __all__ = [  # the reads other apps use, re-exported: everything goes through this module
     "HELD_STATES",
+    "SEARCH_DAYS",
     "Capacity",
+    "Decision",
     "Slot",
     "Usage",
     "accounts_for",
     "advance",
     "approve",
     "availability",
+    "awaiting_approval",
     "booked",
     "cancel",
     "capacity",
     "change_window",
+    "decide_each",
     "describe_conflicts",
     "free_gpus_now",
     "job_gpu_hours_in",
+    "next_free_window",
     "peak_gpus",
     "reject",
     "request_reservation",
@@ -67,10 +75,6 @@ __all__ = [  # the reads other apps use, re-exported: everything goes through th
 ]  # fmt: skip
 
 PAST_GRACE = dt.timedelta(minutes=5)  # a form filled in at 10:00 and sent at 10:02 still books "now"
-
-
-def idle_minutes() -> int:
-    return int(getattr(settings, "LENDING_IDLE_MINUTES", 60))
 
 
 def max_days() -> int:
@@ -213,6 +217,8 @@ def _cluster_lock(cluster: Cluster) -> Iterator[None]:
 def _event(
     reservation: Reservation, kind: str, actor: Member | None, note: str = "", **changes: Any
 ) -> ReservationEvent:
+    if kind not in ReservationEvent.Kind.values:  # the history shows each kind's label
+        raise ValueError(f"no label for the booking event {kind!r}: add it to ReservationEvent.Kind")
     return ReservationEvent.objects.create(
         reservation=reservation, kind=kind, actor=actor, note=note, changes=changes
     )
@@ -372,6 +378,42 @@ def approve(actor: Member, reservation: Reservation, note: str = "") -> Reservat
     return locked
 
 
+def awaiting_approval() -> QuerySet[Reservation]:
+    """Requested bookings an admin can still decide on (a window in the past can only be rejected by
+    time: `approve` refuses it)."""
+    return Reservation.objects.filter(state=Reservation.State.REQUESTED, end__gt=timezone.now())
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What came of one booking of a decision on several: `problem` is '' when it was made."""
+
+    reservation: Reservation
+    problem: str = ""
+
+
+def decide_each(
+    actor: Member, reservations: list[Reservation], *, approve_them: bool, note: str = ""
+) -> list[Decision]:
+    """Approve (or reject, which needs a note) each booking in turn, earliest start first, through
+    `approve` / `reject` with all their checks, each in its own transaction: one that no longer fits
+    (or was decided meanwhile) is reported and the others are still decided."""
+    if not approve_them and not (note or "").strip():
+        raise ValidationError({"note": [_("Say why the booking is rejected.")]})
+    decisions = []
+    for r in sorted(reservations, key=lambda r: (r.start, r.pk)):
+        try:
+            if approve_them:
+                approve(actor, r, note)
+            else:
+                reject(actor, r, note)
+        except ValidationError as error:
+            decisions.append(Decision(r, " ".join(error.messages)))
+        else:
+            decisions.append(Decision(r))
+    return decisions
+
+
 def _request_of(r: Reservation) -> Request:
     return Request(
         subteam=r.subteam,
@@ -511,60 +553,13 @@ def mark_enforced(reservation: Reservation, nodes: str | None, *, announce: bool
     return True
 
 
-# --- jobs and accounts -------------------------------------------------------------------------------
-
-
-def accounts_for(subteam_id: int, cluster: Cluster) -> list[str]:
-    """The Slurm accounts a subteam's reservation admits: its mapping, else the cluster's default."""
-    mapped = sorted(
-        SubteamAccount.objects.filter(subteam_id=subteam_id, cluster=cluster).values_list(
-            "account", flat=True
-        )
-    )  # the scheduler's mapping: the same account the subteam's jobs run under
-    if mapped:
-        return mapped
-    return [cluster.default_account] if cluster.default_account else []
-
-
-def users_for(subteam_id: int, cluster: Cluster) -> list[str]:
-    """The cluster users a subteam's reservation admits when it has no Slurm account: its current
-    members' own users (the service account's alone on a cluster in the shared mode)."""
-    if cluster.is_shared:
-        return [cluster.username]
-    members = Membership.objects.filter(subteam_id=subteam_id, ended__isnull=True).values("member_id")
-    users = ClusterAccount.objects.filter(cluster=cluster, member_id__in=members).values_list(
-        "username", flat=True
-    )
-    return sorted(users) or [cluster.username]
-
-
-def reservation_for_job(job: Job) -> str | None:
-    """The Slurm reservation a job of job.subteam on job.cluster should use if submitted now: a booked
-    window of its subteam that covers now, exists on the cluster, admits the job's account and lasts
-    for the job's time limit (a job longer than the reservation would wait in vain)."""
-    now = timezone.now()
-    candidates = Reservation.objects.filter(
-        cluster_id=job.cluster_id,
-        subteam_id=job.subteam_id,
-        state__in=Reservation.BOOKED_STATES,
-        on_cluster=True,
-        start__lte=now,
-        end__gt=now + dt.timedelta(minutes=job.time_limit_minutes),
-    ).order_by("end")
-    for reservation in candidates:
-        accounts = accounts_for(reservation.subteam_id, job.cluster)
-        account = job.account or job.cluster.default_account
-        if not accounts or account in accounts:
-            return reservation.slurm_name
-    return None
-
-
 # --- time passing (called by the worker through lending.sync) -----------------------------------------
 
 
 def advance(cluster: Cluster, now: dt.datetime | None = None) -> int:
-    """Mark bookings active when they start and finished when they end; flag active bookings whose
-    subteam has run nothing for LENDING_IDLE_MINUTES (once). Database only. Returns rows changed."""
+    """Mark bookings active when they start and finished when they end; flag active bookings for which
+    no job ran for LENDING_IDLE_MINUTES, and clear the flag when one runs again (`lending.jobs`).
+    Database only. Returns rows changed."""
     now = now or timezone.now()
     changed = 0
     for r in Reservation.objects.filter(cluster=cluster, state__in=Reservation.BOOKED_STATES, end__lte=now):
@@ -583,20 +578,28 @@ def advance(cluster: Cluster, now: dt.datetime | None = None) -> int:
             changes={"state": "active"},
         ):
             changed += 1
-    quiet = dt.timedelta(minutes=idle_minutes())
-    for r in Reservation.objects.filter(
-        cluster=cluster, state=Reservation.State.ACTIVE, idle_flagged_at__isnull=True, start__lte=now - quiet
-    ):
-        ran = Job.objects.filter(
-            cluster=cluster, subteam_id=r.subteam_id, started_at__isnull=False, started_at__lt=now
-        ).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now - quiet))
-        if ran.exists():
-            continue
+    changed += _watch_idle(cluster, now)
+    return changed
+
+
+def _watch_idle(cluster: Cluster, now: dt.datetime) -> int:
+    """Raise and clear the idle flags `lending.jobs.idle_changes` finds, each with its event ("idle",
+    "in_use"), conditionally (a flag another worker moved meanwhile is left alone)."""
+    changed = 0
+    found = idle_changes(cluster, now)
+    for r in found.quiet:
         with transaction.atomic():  # not a state change: a flag and its event, together
             if Reservation.objects.filter(pk=r.pk, idle_flagged_at__isnull=True).update(idle_flagged_at=now):
                 r.idle_flagged_at = now
-                _event(
-                    r, "idle", None, _("No job of the subteam ran for %(n)d minutes.") % {"n": idle_minutes()}
-                )
+                note = _("No job of the subteam ran for %(n)d minutes.") % {"n": idle_minutes()}
+                _event(r, ReservationEvent.Kind.IDLE, None, note)
+                changed += 1
+    for r in found.busy_again:
+        with transaction.atomic():
+            if Reservation.objects.filter(pk=r.pk, idle_flagged_at__isnull=False).update(
+                idle_flagged_at=None
+            ):
+                r.idle_flagged_at = None
+                _event(r, ReservationEvent.Kind.IN_USE, None)
                 changed += 1
     return changed

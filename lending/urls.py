@@ -13,6 +13,7 @@ urlpatterns = [
     path("gpus/new/", views.reservation_create, name="create"),
     path("gpus/preview/", views.reservation_preview, name="preview"),
     path("gpus/calendar/", views.calendar, name="calendar"),
+    path("gpus/decide/", views.reservation_decide_many, name="decide_many"),
     path("gpus/<int:pk>/", views.reservation_detail, name="detail"),
     path("gpus/<int:pk>/approve/", views.reservation_approve, name="approve"),
     path("gpus/<int:pk>/reject/", views.reservation_reject, name="reject"),

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from lending.models import Reservation
 from portal.models import Subteam
@@ -33,8 +33,26 @@ class Usage:
     used_gpu_hours: float = 0.0
 
     @property
+    def share(self) -> float:
+        """Used of booked, in percent, unrounded (the width of its bar)."""
+        return 100 * self.used_gpu_hours / self.booked_gpu_hours if self.booked_gpu_hours else 0.0
+
+    @property
     def percent(self) -> int:
-        return round(100 * self.used_gpu_hours / self.booked_gpu_hours) if self.booked_gpu_hours else 0
+        return round(self.share)
+
+    @property
+    def percent_label(self) -> str:
+        """The share in words a reader can trust: "0.5%" for 1.3 of 288 GPU-hours, not "0%" (a whole
+        number from 10% on; "<0.1%" when something was used but less than that)."""
+        share = self.share
+        if share == 0:
+            return "0%"
+        if share < 0.05:
+            return "<" + formats.number_format(0.1, 1) + "%"
+        if share < 9.95:  # rounded here: number_format cuts the digits off
+            return formats.number_format(round(share, 1), 1) + "%"
+        return f"{round(share)}%"
 
 
 def usage(reservations: list[Reservation]) -> dict[int, Usage]:

@@ -14,16 +14,18 @@ from django.contrib import messages
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, QuerySet
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from lending import access, calendars, services
-from lending.forms import DecisionForm, ReservationForm, WindowForm
+from lending.forms import BulkDecisionForm, DecisionForm, ReservationForm, WindowForm
 from lending.models import Reservation, ReservationEvent
 from portal.access import (
     member_of,
@@ -37,6 +39,7 @@ from portal.http import HtmxHttpRequest
 from portal.models import Member, Subteam
 from scheduler.models import Cluster
 
+AWAITING = "awaiting"  # the list's filter: requested bookings an admin can still decide on
 CALENDAR_DAYS = 14
 PREVIEW_MAX_HOURS = 14 * 24
 
@@ -83,6 +86,8 @@ def _filtered(request: HtmxHttpRequest) -> tuple[QuerySet[Reservation], dict[str
         bookings = bookings.filter(subteam__slug=chosen["subteam"])
     if chosen["state"] in Reservation.State.values:
         bookings = bookings.filter(state=chosen["state"])
+    elif chosen["state"] == AWAITING:
+        bookings = bookings.filter(pk__in=services.awaiting_approval().values("pk"))
     elif chosen["state"] == "open":
         bookings = bookings.filter(state__in=Reservation.OPEN_STATES)
     else:
@@ -119,7 +124,13 @@ def reservation_list(request: HtmxHttpRequest) -> HttpResponse:
     bookings, chosen = _filtered(request)
     listed = list(bookings.order_by("-start")[:200])
     per = services.usage(listed)
+    can_decide = access.can_decide_reservation(request.user)
     context = {
+        # The tick boxes and the decision form, where there is a request to decide on.
+        "can_decide": can_decide and any(r.state == Reservation.State.REQUESTED for r in listed),
+        # Read by the nav's badge too (`lending_nav`), so the page counts once.
+        "awaiting_count": services.awaiting_approval().count() if can_decide else 0,
+        "query": _list_query(chosen),
         "bookings": [BookingRow(r, per[r.pk]) for r in listed],
         "chosen": chosen,
         "clusters": Cluster.objects.all(),
@@ -133,10 +144,72 @@ def reservation_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "lending/list.html", context)
 
 
+def _list_query(chosen: dict[str, str]) -> str:
+    return urlencode({key: value for key, value in chosen.items() if value})
+
+
+def _ids(values: list[str]) -> list[int]:
+    return [int(value) for value in values if value.isdigit()]
+
+
+@require_POST
+def reservation_decide_many(request: HtmxHttpRequest) -> HttpResponse:
+    """Approve or reject the bookings ticked in the list (admins), each through the service with all
+    its checks; back to the list as it was filtered, with what came of each."""
+    reservations = access.get_reservations_to_decide(request.user, _ids(request.POST.getlist("booking")))
+    form = BulkDecisionForm(request.POST)
+    kept = QueryDict(request.POST.get("query", ""))
+    back = reverse("lending:list")
+    query = _list_query({key: kept.get(key, "") for key in ("cluster", "subteam", "state", "mine")})
+    if query:
+        back += "?" + query
+    if not form.is_valid() or not reservations:
+        messages.error(request, _("Tick the bookings to decide on, then approve or reject them."))
+        return redirect(back)
+    approve_them = form.cleaned_data["action"] == "approve"
+    try:
+        decisions = services.decide_each(
+            require_member(request.user),
+            reservations,
+            approve_them=approve_them,
+            note=form.cleaned_data["note"],
+        )
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+        return redirect(back)
+    done = sum(1 for d in decisions if not d.problem)
+    if done:
+        text = (
+            ngettext("Approved %(n)d booking.", "Approved %(n)d bookings.", done)
+            if approve_them
+            else ngettext("Rejected %(n)d booking.", "Rejected %(n)d bookings.", done)
+        )
+        messages.success(request, text % {"n": done})
+    for d in decisions:
+        if d.problem:
+            messages.error(
+                request,
+                _("Not decided: %(what)s, '%(purpose)s' (%(subteam)s): %(problem)s")
+                % {
+                    "what": d.reservation.what,
+                    "purpose": d.reservation.purpose,
+                    "subteam": d.reservation.subteam.name,
+                    "problem": d.problem,
+                },
+            )
+    return redirect(back)
+
+
 # --- the form and its preview ---------------------------------------------------------------------------
 
 
+PREFILLED = ("cluster", "subteam", "gpus", "gpu_type", "nodes", "start", "end", "purpose")
+
+
 def _initial(request: HtmxHttpRequest) -> dict[str, Any]:
+    """The next full hour for four hours, 8 GPUs, the only cluster and subteam when there is one; what
+    the query string says over that (the preview's "use this window" link keeps what was typed)."""
     start = timezone.localtime().replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     initial: dict[str, Any] = {"start": start, "end": start + dt.timedelta(hours=4), "gpus": 8}
     clusters = list(Cluster.objects.filter(is_active=True).values_list("pk", flat=True)[:2])
@@ -145,6 +218,7 @@ def _initial(request: HtmxHttpRequest) -> dict[str, Any]:
     subteams = list(subteams_for(request.user).values_list("pk", flat=True)[:2])
     if len(subteams) == 1:
         initial["subteam"] = subteams[0]
+    initial.update({name: request.GET[name] for name in PREFILLED if request.GET.get(name)})
     return initial
 
 
@@ -165,7 +239,10 @@ def reservation_create(request: HtmxHttpRequest) -> HttpResponse:
     require(access.may_book_gpus(request.user))
     if request.method != "POST":
         form = ReservationForm(user=request.user, initial=_initial(request))
-        return render(request, "lending/form.html", {"form": form, **_preview_context(form)})
+        # The preview of what the form shows, at once (the page works without htmx too).
+        shown = ReservationForm({name: form[name].value() for name in form.fields}, user=request.user)
+        shown.is_valid()
+        return render(request, "lending/form.html", {"form": form, **_preview_context(shown)})
     form = ReservationForm(request.POST, user=request.user)
     reservation = _book(request, form)
     if reservation is None:
@@ -177,13 +254,60 @@ def reservation_create(request: HtmxHttpRequest) -> HttpResponse:
     return redirect(reservation)
 
 
+@dataclasses.dataclass(frozen=True)
+class Tick:
+    """An hour label under the preview's strip: at `left` percent of its width."""
+
+    left: float
+    at: dt.datetime
+    with_date: bool
+
+
+TICK_STEPS = (1, 2, 3, 6, 12, 24, 48, 72, 168)  # hours between labels: at most MAX_TICKS of them
+MAX_TICKS = 8  # "18:00" fits about 8 times across the form's side panel
+
+
+def _ticks(slots: list[services.Slot]) -> list[Tick]:
+    """Labels for the strip: the first hour with its date, then every `step` local hours (each local
+    midnight with its date), `step` chosen so that at most MAX_TICKS fit."""
+    if not slots:
+        return []
+    count = len(slots)
+    step = next((s for s in TICK_STEPS if count / s <= MAX_TICKS), TICK_STEPS[-1])
+    ticks = [Tick(0.0, slots[0].start, True)]
+    for i, slot in enumerate(slots[1:], start=1):
+        local = timezone.localtime(slot.start)
+        hours = local.toordinal() * 24 + local.hour  # steps of whole days fall on local midnights
+        if hours % step or i < 0.75 * step or i > 0.9 * count:  # too close to the first label or the edge
+            continue
+        ticks.append(Tick(round(100 * i / count, 2), slot.start, local.hour == 0))
+    return ticks
+
+
+def _suggestion_url(form: ReservationForm, start: dt.datetime, end: dt.datetime) -> str:
+    """The form again, with what was typed and the suggested window."""
+    params = {name: str(form.data.get(name) or "") for name in PREFILLED}
+    params |= {
+        name: timezone.localtime(value).strftime("%Y-%m-%dT%H:%M")
+        for name, value in (("start", start), ("end", end))
+    }
+    return reverse("lending:create") + "?" + urlencode({k: v for k, v in params.items() if v})
+
+
 def _preview_context(form: ReservationForm) -> dict[str, Any]:
-    """Free GPUs per hour over the chosen window and, in words, where the request does not fit."""
+    """Free GPUs per hour over the chosen window and, in words, where the request does not fit; the
+    window's own error when it ends before it starts; where it does not fit, the next window of the
+    same length where it does (or that the cluster has fewer GPUs than asked in all)."""
     data = form.cleaned_data if form.is_bound and hasattr(form, "cleaned_data") else {}
-    cluster, start, end = data.get("cluster"), data.get("start"), data.get("end")
-    if cluster is None or start is None or end is None or end <= start:
+    window_errors = (
+        [str(e) for name in ("start", "end") for e in form.errors.get(name, [])] if form.is_bound else []
+    )
+    if form.is_bound and form.data.get("start") and form.data.get("end") and window_errors:
+        return {"slots": [], "conflicts": [], "window_errors": window_errors}
+    cluster, start, asked_end = data.get("cluster"), data.get("start"), data.get("end")
+    if cluster is None or start is None or asked_end is None or asked_end <= start:
         return {"slots": [], "conflicts": []}
-    end = min(end, start + dt.timedelta(hours=PREVIEW_MAX_HOURS))
+    end = min(asked_end, start + dt.timedelta(hours=PREVIEW_MAX_HOURS))
     slots = services.availability(cluster, start, end)
     cap = services.capacity(cluster)
     nodes = data.get("nodes") or []
@@ -195,21 +319,40 @@ def _preview_context(form: ReservationForm) -> dict[str, Any]:
     # The same rule as the service: bookings must fit the partition; drained nodes only warn
     # (they may be back by then, and the inventory knows only their state now).
     room = [dataclasses.replace(slot, free_gpus=slot.total_gpus - slot.booked_gpus) for slot in slots]
-    return {
+    context: dict[str, Any] = {
         "slots": slots,
         "cells": [PreviewCell(slot, fit.free_gpus < need) for slot, fit in zip(slots, room, strict=True)],
-        "conflicts": services.describe_conflicts(room, need) if need else [],
+        "ticks": _ticks(slots),
+        "conflicts": [],
         "drained_short": bool(need) and any(slot.free_gpus < need for slot in slots),
         "need": need,
         "unavailable": cap.unavailable,
     }
+    if need > cap.total_gpus:
+        context["too_many"] = _("The cluster has only %(total)d GPUs in partition %(partition)s.") % {
+            "total": cap.total_gpus,
+            "partition": cluster.default_partition,
+        }
+        return context
+    context["conflicts"] = services.describe_conflicts(room, need) if need else []
+    if context["conflicts"]:
+        found = services.next_free_window(cluster, start, asked_end, need, nodes=nodes)
+        if found is not None:
+            context["suggestion"] = {
+                "start": found[0],
+                "end": found[1],
+                "url": _suggestion_url(form, *found),
+            }
+        else:
+            context["no_suggestion_days"] = services.SEARCH_DAYS
+    return context
 
 
 @require_GET
 def reservation_preview(request: HtmxHttpRequest) -> HttpResponse:
     form = ReservationForm(request.GET, user=request.user)
     form.is_valid()  # partial data is fine: the preview shows what it can
-    return render(request, "lending/_preview.html", _preview_context(form))
+    return render(request, "lending/_preview.html", {**_preview_context(form), "oob": True})
 
 
 # --- one booking ----------------------------------------------------------------------------------------

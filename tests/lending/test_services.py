@@ -171,8 +171,10 @@ def test_time_passing_marks_active_idle_and_finished(team: Team, lab: Cluster, s
         name="tok", owner=team.member("other"), subteam=team.pretrain, cluster=lab, command="x", script="x",
         partition="gpu", time_limit_minutes=60, state="running", started_at=now - dt.timedelta(minutes=50),
     )  # fmt: skip
-    services.advance(lab, now)
-    services.advance(lab, now)  # idle is flagged once
+    services.advance(lab, now)  # both start (late: quiet is counted from now on)
+    later = now + dt.timedelta(minutes=31)
+    services.advance(lab, later)
+    services.advance(lab, later)  # idle is flagged once
     services.advance(lab, now + dt.timedelta(hours=2))
     sent = list(
         ReservationEvent.objects.filter(kind__in=["starting", "idle", "finished"])
