@@ -167,6 +167,18 @@ def subteams_for(user: AnyUser, *, leading: bool = False) -> QuerySet[Subteam]:
     return subteams.filter(pk__in=led_subteam_ids(user) if leading else subteams_of(user))
 
 
+def only_subteam_id(user: AnyUser, *, leading: bool = False) -> int | None:
+    """The one subteam the user is in now, when there is exactly one (and, with `leading`, they lead it):
+    what a new task, goal or job form starts with. None for everyone else."""
+    ids = subteams_of(user)
+    if len(ids) != 1:
+        return None
+    (only,) = ids
+    if leading and not may_lead(user, only):
+        return None
+    return only
+
+
 def require(allowed: bool) -> None:
     """Raise PermissionDenied unless allowed (for checks on data a form has just validated)."""
     if not allowed:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from portal import access
 from portal.models import Goal, Member, Membership, Milestone, Subteam, Task
@@ -17,6 +19,31 @@ def model_choice(form: forms.BaseForm, name: str) -> forms.ModelChoiceField[Any]
     if not isinstance(field, forms.ModelChoiceField):
         raise TypeError(f"{name} is not a model choice field")
     return field
+
+
+def preselect_only_subteam(form: forms.BaseForm, user: Any, *, leading: bool = False) -> None:
+    """A new form starts with the user's subteam chosen when they are in exactly one (tasks, goals, jobs).
+
+    Left alone: a bound form, an edited object, and a subteam the caller already chose (the board's,
+    `?subteam=`). `leading`: only a subteam the user leads counts (goals).
+    """
+    if form.is_bound or form.initial.get("subteam") is not None:
+        return
+    instance = getattr(form, "instance", None)
+    if instance is not None and instance.pk is not None:
+        return
+    only = access.only_subteam_id(user, leading=leading)
+    if only is not None:
+        form.initial["subteam"] = only
+
+
+class GoalChoiceField(forms.ModelChoiceField[Goal]):
+    """A goal by its title; one that is no longer pursued says so ("Title (Achieved)")."""
+
+    def label_from_instance(self, obj: Goal) -> str:
+        if obj.is_open:
+            return obj.title
+        return f"{obj.title} ({obj.get_status_display()})"
 
 
 class DateInput(forms.DateInput):
@@ -46,17 +73,37 @@ class TaskForm(forms.ModelForm[Task]):
             "due_date": DateInput(),
             "description": forms.Textarea(attrs={"rows": 3}),
             "learnings": forms.Textarea(attrs={"rows": 3}),
-            "assignees": forms.SelectMultiple(attrs={"size": 6}),
+            # data-picker: portal.js turns it into a searchable picker (Tom Select); without
+            # JavaScript it stays a plain multiple select.
+            "assignees": forms.SelectMultiple(
+                attrs={"size": 6, "data-picker": "", "data-placeholder": _("Type a name…")}
+            ),
         }
+        field_classes = {"goal": GoalChoiceField}
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
         model_choice(self, "subteam").queryset = access.subteams_for(user)
         model_choice(self, "assignees").queryset = Member.objects.order_by("display_name")
-        model_choice(self, "goal").queryset = Goal.objects.filter(
-            status__in=[Goal.Status.ON_TRACK, Goal.Status.AT_RISK]
-        ).select_related("subteam")
+        # Open goals, and always the task's own goal even once achieved or dropped: a choice missing
+        # from the list would show as empty and saving would unlink it.
+        offered = Q(status__in=[Goal.Status.ON_TRACK, Goal.Status.AT_RISK])
+        if self.instance.goal_id is not None:
+            offered |= Q(pk=self.instance.goal_id)
+        model_choice(self, "goal").queryset = Goal.objects.filter(offered).select_related("subteam")
+        if self.instance.pk is None:
+            preselect_only_subteam(self, user)
+            me = access.member_of(user)
+            if me is not None and "assignees" not in self.initial:
+                self.initial["assignees"] = [me.pk]
+
+    def clean_goal(self) -> Goal | None:
+        """A post without the goal field at all (a form that does not show it) keeps the task's goal."""
+        if self.instance.pk is not None and self.add_prefix("goal") not in self.data:
+            return self.instance.goal
+        goal: Goal | None = self.cleaned_data.get("goal")
+        return goal
 
 
 class QuickTaskForm(forms.ModelForm[Task]):
@@ -69,6 +116,7 @@ class QuickTaskForm(forms.ModelForm[Task]):
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         model_choice(self, "subteam").queryset = access.subteams_for(user)
+        preselect_only_subteam(self, user)
         self.fields["title"].widget.attrs.update({"placeholder": _("New task…"), "autocomplete": "off"})
 
 
@@ -113,6 +161,7 @@ class GoalForm(forms.ModelForm[Goal]):
         if creating:
             self.fields["reason"].required = False
             self.fields["reason"].label = _("Why this goal? (optional)")
+            preselect_only_subteam(self, user, leading=True)
 
     def clean_subteam(self) -> Subteam | None:
         subteam: Subteam | None = self.cleaned_data.get("subteam")
@@ -173,4 +222,4 @@ class MemberForm(forms.ModelForm[Member]):
 class MembershipForm(forms.Form):
     member = forms.ModelChoiceField(queryset=Member.objects.order_by("display_name"), label=_("Member"))
     role = forms.ChoiceField(choices=Membership.Role.choices, label=_("Role"), initial=Membership.Role.MEMBER)
-    started = forms.DateField(label=_("Started"), required=False, widget=DateInput())
+    started = forms.DateField(label=pgettext_lazy("date", "Started"), required=False, widget=DateInput())

@@ -16,6 +16,9 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+
+from portal import formatting
 
 
 class Subteam(models.Model):
@@ -108,6 +111,11 @@ class Member(models.Model):
         return self.user.get_username()
 
     @property
+    def initials(self) -> str:
+        """The avatar's letters ("Shun Maruyama" → "SM"; see `portal.formatting.initials`)."""
+        return formatting.initials(self.display_name)
+
+    @property
     def onboarding(self) -> list[tuple[str, Any, bool]]:
         """(field, label, done) for each onboarding step."""
         return [(field, label, bool(getattr(self, field))) for field, label in self.ONBOARDING_FIELDS]
@@ -135,8 +143,8 @@ class Membership(models.Model):
         Subteam, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("subteam")
     )
     role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
-    started = models.DateField(_("started"), default=timezone.localdate)
-    ended = models.DateField(_("ended"), null=True, blank=True)
+    started = models.DateField(pgettext_lazy("date", "started"), default=timezone.localdate)
+    ended = models.DateField(pgettext_lazy("date", "ended"), null=True, blank=True)
 
     class Meta:
         ordering = ["subteam__name", "role", "member__display_name"]  # leads first
@@ -197,7 +205,7 @@ class Goal(models.Model):
     metric_target = models.FloatField(_("target value"), null=True, blank=True)
     metric_baseline = models.FloatField(_("baseline value"), null=True, blank=True)
     metric_current = models.FloatField(_("current value"), null=True, blank=True)
-    start_date = models.DateField(_("start"), null=True, blank=True)
+    start_date = models.DateField(pgettext_lazy("date", "start"), null=True, blank=True)
     due_date = models.DateField(_("due"), null=True, blank=True)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.ON_TRACK)
     created_by = models.ForeignKey(
@@ -390,7 +398,7 @@ class Task(models.Model):
     )
     priority = models.IntegerField(_("priority"), choices=Priority.choices, default=Priority.NORMAL)
     assignees = models.ManyToManyField(Member, blank=True, related_name="tasks", verbose_name=_("assignees"))
-    start_date = models.DateField(_("start"), null=True, blank=True)
+    start_date = models.DateField(pgettext_lazy("date", "start"), null=True, blank=True)
     due_date = models.DateField(_("due"), null=True, blank=True)
     goal = models.ForeignKey(
         Goal, on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks", verbose_name=_("goal")

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import goals, members, overview, subteams, tasks, timeline
+from portal.views import goals, learnings, members, overview, subteams, tasks, timeline
 
 urlpatterns = [
     path("", overview.overview, name="overview"),
@@ -25,6 +25,7 @@ urlpatterns = [
     path("tasks/<int:pk>/edit/", tasks.task_edit, name="task-edit"),
     path("tasks/<int:pk>/move/", tasks.task_move, name="task-move"),
     path("tasks/<int:pk>/delete/", tasks.task_delete, name="task-delete"),
+    path("learnings/", learnings.learning_list, name="learnings"),
     path("goals/", goals.goal_list, name="goals"),
     path("goals/new/", goals.goal_create, name="goal-create"),
     path("goals/<int:pk>/", goals.goal_detail, name="goal"),

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from portal import access
-from portal.forms import model_choice
+from portal.forms import model_choice, preselect_only_subteam
 from portal.models import Subteam
 from scheduler import inputs, services
 from scheduler.models import Cluster, Job
@@ -95,6 +95,7 @@ class JobForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.user = user
         model_choice(self, "subteam").queryset = access.subteams_for(user)
+        preselect_only_subteam(self, user)
         model_choice(self, "cluster").queryset = Cluster.objects.filter(is_active=True)
         if not chain:
             del self.fields["then_command"]

@@ -5,11 +5,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from portal.health import BLOCKED_TASKS_FLAG, Health
 from portal.models import Goal, GoalRevision, Member, Membership, Milestone, Subteam, Task
 
 
@@ -17,15 +18,30 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
-def subteam_summaries(subteams: list[Subteam]) -> list[dict[str, Any]]:
-    """Per-subteam counts for the at-a-glance cards, in a fixed number of queries."""
+def subteam_summaries(subteams: list[Subteam], today: dt.date | None = None) -> list[dict[str, Any]]:
+    """Per-subteam counts and health (`portal.health`) for the at-a-glance cards, in a fixed number of
+    queries. In the order given; `by_trouble` sorts them worst first."""
+    today = today or timezone.localdate()
     ids = [s.pk for s in subteams]
     tasks: dict[int, dict[str, int]] = defaultdict(dict)
     for row in Task.objects.filter(subteam_id__in=ids).values("subteam_id", "status").annotate(n=Count("id")):
         tasks[row["subteam_id"]][row["status"]] = row["n"]
     goals: dict[int, dict[str, int]] = defaultdict(dict)
-    for row in Goal.objects.filter(subteam_id__in=ids).values("subteam_id", "status").annotate(n=Count("id")):
+    overdue_goals: dict[int, int] = defaultdict(int)
+    open_goal = Q(status__in=[Goal.Status.ON_TRACK, Goal.Status.AT_RISK], due_date__lt=today)
+    for row in (
+        Goal.objects.filter(subteam_id__in=ids)
+        .values("subteam_id", "status")
+        .annotate(n=Count("id"), late=Count("id", filter=open_goal))
+    ):
         goals[row["subteam_id"]][row["status"]] = row["n"]
+        overdue_goals[row["subteam_id"]] += row["late"]
+    overdue_milestones = dict(
+        Milestone.objects.filter(subteam_id__in=ids, done=False, date__lt=today)
+        .values("subteam_id")
+        .annotate(n=Count("id"))
+        .values_list("subteam_id", "n")
+    )
     members: dict[int, int] = defaultdict(int)
     leads: dict[int, list[Member]] = defaultdict(list)
     for membership in Membership.objects.filter(subteam_id__in=ids, ended__isnull=True).select_related(
@@ -49,7 +65,12 @@ def subteam_summaries(subteams: list[Subteam]) -> list[dict[str, Any]]:
         ]
         goal_counts = goals[subteam.pk]
         at_risk = goal_counts.get(Goal.Status.AT_RISK, 0)
-        blocked = counts.get(Task.Status.BLOCKED, 0)
+        health = Health(
+            overdue_milestones=overdue_milestones.get(subteam.pk, 0),
+            overdue_goals=overdue_goals[subteam.pk],
+            goals_at_risk=at_risk,
+            blocked_tasks=counts.get(Task.Status.BLOCKED, 0),
+        )
         summaries.append(
             {
                 "subteam": subteam,
@@ -58,13 +79,19 @@ def subteam_summaries(subteams: list[Subteam]) -> list[dict[str, Any]]:
                 "tasks_total": total,
                 "tasks_open": total - counts.get(Task.Status.DONE, 0),
                 "task_bars": bars,
-                "blocked": blocked,
+                "blocked": health.blocked_tasks,
                 "goals_open": goal_counts.get(Goal.Status.ON_TRACK, 0) + at_risk,
                 "goals_at_risk": at_risk,
-                "health": "risk" if at_risk or blocked else "ok",
+                "health": health,
+                "level": health.level,
             }
         )
     return summaries
+
+
+def by_trouble(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cards worst first (the order `portal.health` documents)."""
+    return sorted(summaries, key=lambda s: s["health"].sort_key(s["subteam"].name))
 
 
 @dataclass(frozen=True)
@@ -106,7 +133,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "this_week": [m for m in milestones if m.date < next_monday],
         "next_week": [m for m in milestones if m.date >= next_monday],
         "overdue_milestones": overdue,
-        "summaries": subteam_summaries(subteams),
+        "summaries": by_trouble(subteam_summaries(subteams, today)),
+        "blocked_flag": BLOCKED_TASKS_FLAG,
         "member_count": Member.objects.count(),
         "subteam_count": len(subteams),
         "open_tasks": Task.objects.exclude(status=Task.Status.DONE).count(),

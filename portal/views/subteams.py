@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 
 from portal import access, services
 from portal.forms import MembershipForm
+from portal.health import BLOCKED_TASKS_FLAG
 from portal.http import HtmxHttpRequest
 from portal.models import Goal, Membership, Milestone, Subteam
 from portal.views.overview import subteam_summaries
@@ -16,7 +17,8 @@ from portal.views.tasks import board_context
 
 def subteam_list(request: HtmxHttpRequest) -> HttpResponse:
     subteams = list(Subteam.objects.all())
-    return render(request, "portal/subteams/list.html", {"summaries": subteam_summaries(subteams)})
+    context = {"summaries": subteam_summaries(subteams), "blocked_flag": BLOCKED_TASKS_FLAG}
+    return render(request, "portal/subteams/list.html", context)
 
 
 def subteam_detail(request: HtmxHttpRequest, slug: str) -> HttpResponse:

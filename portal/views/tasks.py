@@ -112,8 +112,10 @@ def _create(request: HtmxHttpRequest, form: TaskForm | QuickTaskForm) -> Task | 
         return None
     data = dict(form.cleaned_data)
     access.require(access.can_create_task(request.user, data["subteam"].pk))
-    assignees = data.pop("assignees", [])
-    return services.create_task(access.member_of(request.user), assignees=assignees, **data)
+    me = access.member_of(request.user)
+    # The quick form has no assignee field: a task added there is the creator's until handed on.
+    assignees = data.pop("assignees", [me] if me is not None else [])
+    return services.create_task(me, assignees=assignees, **data)
 
 
 def _blank_task_form(request: HtmxHttpRequest, scope: Subteam | None) -> HttpResponse:

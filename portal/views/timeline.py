@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -46,22 +47,57 @@ def build_columns(first: dt.date, last: dt.date, scale: str) -> list[dt.date]:
     return columns
 
 
-def column_of(day: dt.date, columns: list[dt.date]) -> int:
-    """1-based grid column holding a day (clamped to the grid)."""
-    index = 0
-    for i, start in enumerate(columns):
-        if start <= day:
-            index = i
-    return index + 1
+# A label beside a mark past this share of the track goes on the mark's left, so it stays inside.
+FLIP_AFTER = 85.0
+# A bar narrower than this share of the track carries its text beside it rather than inside.
+NARROW_BAR = 12.0
 
 
-def timeline_rows(
-    goals: list[Goal], milestones: list[Milestone], columns: list[dt.date]
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Span:
+    """Where the grid's time track starts and how many days it covers; places days as percentages."""
+
+    first: dt.date
+    days: int
+
+    @classmethod
+    def of(cls, columns: list[dt.date], scale: str) -> Span:
+        after = _next_month(columns[-1]) if scale == "month" else columns[-1] + dt.timedelta(days=7)
+        return cls(columns[0], (after - columns[0]).days)
+
+    def left(self, day: dt.date) -> float:
+        """Percent of the track before the day starts."""
+        return round(100 * (day - self.first).days / self.days, 3)
+
+    def middle(self, day: dt.date) -> float:
+        return round(100 * ((day - self.first).days + 0.5) / self.days, 3)
+
+    def width(self, start: dt.date, end: dt.date) -> float:
+        """Percent of the track from the start of `start` to the end of `end`."""
+        return round(100 * ((end - start).days + 1) / self.days, 3)
+
+
+def header_cells(columns: list[dt.date], span: Span, scale: str, today: dt.date) -> list[dict[str, Any]]:
+    """Each week or month of the grid: its first day, where it sits on the track, and if it holds today."""
+    ends = [*columns[1:], span.first + dt.timedelta(days=span.days)]
+    return [
+        {
+            "day": start,
+            "left": span.left(start),
+            "width": span.width(start, end - dt.timedelta(days=1)),
+            "today": start <= today < end,
+            "scale": scale,
+        }
+        for start, end in zip(columns, ends, strict=True)
+    ]
+
+
+def timeline_rows(goals: list[Goal], milestones: list[Milestone], span: Span) -> list[dict[str, Any]]:
     """One group per subteam (the project first), each with goal bars and milestones.
 
-    Every item gets an explicit grid row (row 1 is the header), so the today marker can span all
-    rows without pushing auto-placed cells around.
+    Every item gets its own grid row (row 1 is the header), so two milestones on one day sit one above
+    the other, never on top of each other; on its row an item is placed by day, as a percentage of the
+    time track, so a month grid still shows which day of the month it is.
     """
     groups: dict[int | None, dict[str, Any]] = {}
 
@@ -76,13 +112,19 @@ def timeline_rows(
         if end_day is None:
             continue
         start_day = goal.start_date or end_day
-        start = column_of(start_day, columns) + 1  # grid line: column 1 holds the labels
-        end = column_of(end_day, columns) + 2
-        group(goal.subteam)["bars"].append({"goal": goal, "start": start, "end": end})
-    for milestone in milestones:
-        group(milestone.subteam)["milestones"].append(
-            {"m": milestone, "col": column_of(milestone.date, columns) + 1}
+        left, width = span.left(start_day), span.width(start_day, end_day)
+        group(goal.subteam)["bars"].append(
+            {
+                "goal": goal,
+                "left": left,
+                "width": width,
+                "narrow": width < NARROW_BAR,
+                "flip": left + width > FLIP_AFTER,
+            }
         )
+    for milestone in milestones:
+        x = span.middle(milestone.date)
+        group(milestone.subteam)["milestones"].append({"m": milestone, "x": x, "flip": x > FLIP_AFTER})
     ordered = sorted(
         groups.values(), key=lambda g: (g["subteam"] is not None, g["subteam"].name if g["subteam"] else "")
     )
@@ -105,21 +147,23 @@ def timeline(request: HtmxHttpRequest) -> HttpResponse:
         goals = [g for g in goals if g.subteam and g.subteam.slug == slug]
         milestones = [m for m in milestones if m.subteam and m.subteam.slug == slug]
     today = timezone.localdate()
-    days = [today]
-    days += [d for g in goals for d in (g.start_date, g.due_date) if d]
-    days += [m.date for m in milestones]
+    days = [
+        today,
+        *(d for g in goals for d in (g.start_date, g.due_date) if d),
+        *(m.date for m in milestones),
+    ]
     columns = build_columns(min(days), max(days), scale)
-    groups = timeline_rows(goals, milestones, columns)
+    span = Span.of(columns, scale)
+    groups = timeline_rows(goals, milestones, span)
     can_add = access.may_lead_any(request.user)
     context = {
         "scale": scale,
-        "columns": columns,
+        "headers": header_cells(columns, span, scale, today),
         "column_count": len(columns),
-        "today_col": column_of(today, columns),
         "today": today,
+        "today_x": span.middle(today),
         "groups": groups,
-        "row_count": 1 + sum(1 + len(g["bars"]) + len(g["milestones"]) for g in groups),
-        "today_line": column_of(today, columns) + 1,
+        "row_count": sum(1 + len(g["bars"]) + len(g["milestones"]) for g in groups),
         "subteams": Subteam.objects.all(),
         "subteam_slug": slug or "",
         "milestone_form": MilestoneForm(user=request.user) if can_add else None,

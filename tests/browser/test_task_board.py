@@ -29,9 +29,10 @@ def test_a_member_moves_a_task_to_doing_and_it_stays_there(live_server: Any, pag
     assert card.get_attribute("data-status") == "todo"
     assert page.locator(f'[data-column="todo"] #task-{task.pk}').count() == 1
 
-    # Changing the select fires htmx's POST; the board fragment is swapped in without a reload.
+    # Choosing a status and pressing Move fires htmx's POST; the board fragment is swapped in without a reload.
+    page.select_option(f'[data-testid="move-{task.pk}"]', "doing")
     with page.expect_response(lambda r: r.url.endswith(f"/tasks/{task.pk}/move/")) as moved:
-        page.select_option(f'[data-testid="move-{task.pk}"]', "doing")
+        page.click(f'[data-testid="move-button-{task.pk}"]')
     assert moved.value.status == 200
     assert moved.value.request.headers.get("hx-request") == "true"
     page.locator(f'[data-column="doing"] #task-{task.pk}').wait_for()
