@@ -152,6 +152,30 @@ def _ids(values: list[str]) -> list[int]:
     return [int(value) for value in values if value.isdigit()]
 
 
+def _report_decisions(request: HtmxHttpRequest, decisions: list[Any], approve_them: bool) -> None:
+    """One success message for what was decided, one error per booking that was not (and why)."""
+    done = sum(1 for d in decisions if not d.problem)
+    if done:
+        text = (
+            ngettext("Approved %(n)d booking.", "Approved %(n)d bookings.", done)
+            if approve_them
+            else ngettext("Rejected %(n)d booking.", "Rejected %(n)d bookings.", done)
+        )
+        messages.success(request, text % {"n": done})
+    for d in decisions:
+        if d.problem:
+            messages.error(
+                request,
+                _("Not decided: %(what)s, '%(purpose)s' (%(subteam)s): %(problem)s")
+                % {
+                    "what": d.reservation.what,
+                    "purpose": d.reservation.purpose,
+                    "subteam": d.reservation.subteam.name,
+                    "problem": d.problem,
+                },
+            )
+
+
 @require_POST
 def reservation_decide_many(request: HtmxHttpRequest) -> HttpResponse:
     """Approve or reject the bookings ticked in the list (admins), each through the service with all
@@ -178,26 +202,7 @@ def reservation_decide_many(request: HtmxHttpRequest) -> HttpResponse:
         for message in error.messages:
             messages.error(request, message)
         return redirect(back)
-    done = sum(1 for d in decisions if not d.problem)
-    if done:
-        text = (
-            ngettext("Approved %(n)d booking.", "Approved %(n)d bookings.", done)
-            if approve_them
-            else ngettext("Rejected %(n)d booking.", "Rejected %(n)d bookings.", done)
-        )
-        messages.success(request, text % {"n": done})
-    for d in decisions:
-        if d.problem:
-            messages.error(
-                request,
-                _("Not decided: %(what)s, '%(purpose)s' (%(subteam)s): %(problem)s")
-                % {
-                    "what": d.reservation.what,
-                    "purpose": d.reservation.purpose,
-                    "subteam": d.reservation.subteam.name,
-                    "problem": d.problem,
-                },
-            )
+    _report_decisions(request, decisions, approve_them)
     return redirect(back)
 
 
