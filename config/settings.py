@@ -192,6 +192,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "scheduler.models.Job.Kind",
         "JobStateEnum": "scheduler.models.Job.State",
+        "ClusterStatusEnum": "scheduler.models.Cluster.Status",
         "TrainingKindEnum": "scheduler.api.serializers.STEP_KINDS",
         "TemplateKindEnum": ["custom", "pretrain", "sft", "dpo", "eval", "pipeline"],
     },
@@ -214,9 +215,10 @@ PORTAL_NAME = env_str("PORTAL_NAME", "Tanuki Portal")
 # `scheduler.steps.Poll`: the cluster, the connection, the worker's name and the cycle's counters):
 SCHEDULER_STEPS = [
     "scheduler.steps.refresh_inventory",  # sinfo + scontrol show partition, every 30 s
+    "scheduler.drains.watch_nodes",  # nodes newly drained/down → NodeIncidents with their jobs (no command)
     "scheduler.steps.submit_pending",  # adopt or sbatch the jobs waiting to be submitted
     "scheduler.steps.send_cancels",  # scancel what was asked for, first: as the member, or the service
-    "scheduler.steps.track_jobs",  # one squeue, one batched sacct: state changes become JobEvents
+    "scheduler.tracking.track_jobs",  # one squeue, one batched sacct: state changes become JobEvents
     "scheduler.steps.read_logs",  # stdout/stderr tails over SFTP, as each job's member
     "scheduler.triage.diagnose_jobs",  # why a job ended badly, from its stored log tails (no command)
     "scheduler.associations.sync_associations",  # memberships → sacctmgr user→account, every minute
@@ -228,6 +230,9 @@ SCHEDULER_STEPS = [
 SCHEDULER_CYCLE_STEPS = [
     "slackbot.delivery.run_from_worker",  # new job/booking/eval events → Slack messages, posted
 ]
+# A node that goes drained or down is linked to the portal's jobs running on it and to those that ended
+# on it this many minutes before (scheduler.drains).
+NODE_INCIDENT_WINDOW_MINUTES = env_int("NODE_INCIDENT_WINDOW_MINUTES", 30)
 # --- Metrics ingest (metrics.ingest): the first read of a run's W&B file per cycle, and how long a visit
 # reads on, in growing chunks, into runs that are behind.
 METRICS_READ_BYTES = env_int("METRICS_READ_BYTES", 4 << 20)

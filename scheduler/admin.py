@@ -26,6 +26,7 @@ from scheduler.models import (
     JobEvent,
     JudgeEndpoint,
     Node,
+    NodeIncident,
     Partition,
     SubteamAccount,
 )
@@ -190,3 +191,9 @@ class JobAdmin(ManagementOnly, admin.ModelAdmin[Job]):
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False  # jobs are submitted through scheduler.services (the Jobs pages, the API)
+
+
+@admin.register(NodeIncident, site=admin_site)
+class NodeIncidentAdmin(ReadOnlyAdmin, admin.ModelAdmin[NodeIncident]):
+    list_display = ["started_at", "cluster", "node_name", "state", "reason", "resolved_at"]
+    list_filter = ["cluster", "state"]

@@ -739,3 +739,40 @@ class JobLogChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.stream} @{self.offset}+{self.size}"
+
+
+class NodeIncident(models.Model):
+    """A node seen drained, down or failing, with Slurm's state and reason as first seen, and the portal's
+    jobs that ran there then or had just ended there (`scheduler.drains`, a step of the worker's cycle).
+    Open until the node is available again; one open incident per node."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="incidents")
+    # A name, not a key: the inventory deletes and recreates Node rows, the incident stays.
+    node_name = models.CharField(_("node"), max_length=64)
+    state = models.CharField(_("state"), max_length=64)
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    # When Slurm set the reason (its `[user@time]`), else when the portal first saw the node out.
+    started_at = models.DateTimeField(_("since"), db_index=True)
+    seen_at = models.DateTimeField(_("seen"), default=timezone.now)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    jobs = models.ManyToManyField(Job, related_name="node_incidents", blank=True, verbose_name=_("jobs"))
+    jobs_left_out = models.PositiveIntegerField(default=0)  # implicated beyond the cap (drains.MAX_JOBS)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        verbose_name = _("node incident")
+        verbose_name_plural = _("node incidents")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster", "node_name"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="one_open_incident_per_node",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cluster_id}:{self.node_name} {self.state} ({self.reason})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None

@@ -10,9 +10,11 @@ create/update/delete/show reservation). Every command asks for explicit fields (
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import hostlist
 
@@ -57,6 +59,7 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE
 _SEVERITY = [COMPLETED, CANCELLED, TIMEOUT, PREEMPTED, FAILED, NODE_FAIL, OUT_OF_MEMORY]
 
 
+@functools.lru_cache(maxsize=256)  # a handful of distinct states, asked for by every job every cycle
 def portal_state(slurm_state: str) -> str:
     """Map a Slurm state (`CANCELLED by 1001`, `RUNNING`, `OUT_OF_MEMORY`…) to a portal state."""
     word = slurm_state.strip().split(" ", 1)[0].rstrip("+").upper()
@@ -65,7 +68,8 @@ def portal_state(slurm_state: str) -> str:
 
 # --- squeue -------------------------------------------------------------------------------------------
 
-SQUEUE_FORMAT = "%i|%T|%r|%N|%S|%V|%j|%k"  # the comment comes last: it may contain '|'
+# QueueEntry's fields, in order. The comment comes last: it may contain '|'.
+SQUEUE_FORMAT = "%i|%T|%r|%N|%S|%V|%j|%k"
 
 
 def squeue_command(users: str | Iterable[str]) -> list[str]:
@@ -83,20 +87,32 @@ def squeue_command(users: str | Iterable[str]) -> list[str]:
     ]
 
 
-@dataclass(frozen=True)
-class QueueEntry:
+class QueueEntry(NamedTuple):
+    """One job in squeue's answer, in `SQUEUE_FORMAT`'s order. Every tracked job has one every cycle,
+    so it is a plain tuple of squeue's words, and the times are read only when asked for (`start`,
+    `submit`): most cycles compare a job's state, reason and nodes, find nothing new, and move on. A
+    new field goes before `comment` in both, which stays last."""
+
     job_id: str
     slurm_state: str
-    reason: str
+    reason: str  # why it waits ("Priority", "Resources"…); "" for squeue's `None`
     nodes: str
-    start: dt.datetime | None
-    submit: dt.datetime | None
+    start_text: str  # the start, or for a pending job when Slurm expects it to start
+    submit_text: str
     name: str
     comment: str
 
     @property
     def state(self) -> str:
         return portal_state(self.slurm_state)
+
+    @property
+    def start(self) -> dt.datetime | None:
+        return parse_time(self.start_text)
+
+    @property
+    def submit(self) -> dt.datetime | None:
+        return parse_time(self.submit_text)
 
 
 # Times as epoch seconds: no guessing which time zone the login node's sessions print in.
@@ -109,37 +125,43 @@ def parse_time(value: str) -> dt.datetime | None:
     value = value.strip()
     if value.isdigit():
         return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+    if not value[:1].isdigit():
+        return None  # a placeholder: not worth strptime's exception
     try:
         return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S")
     except ValueError:
         return None
 
 
+_PLACEHOLDERS = frozenset(("(null)", "None", "None assigned", "N/A", "n/a", "(None)"))
+
+
 def _none_if_placeholder(value: str) -> str:
-    return (
-        "" if value.strip() in ("(null)", "None", "None assigned", "N/A", "n/a", "(None)") else value.strip()
-    )
+    value = value.strip()
+    return "" if value in _PLACEHOLDERS else value
 
 
 def parse_squeue(text: str) -> list[QueueEntry]:
+    """squeue's lines in `SQUEUE_FORMAT`: one split each, the times left as text (`QueueEntry`)."""
     entries = []
+    fields = len(QueueEntry._fields)
     for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = line.split("|", 7)
-        if len(parts) != 8:
+        parts = line.split("|", fields - 1)
+        if len(parts) != fields:
+            if not line.strip():
+                continue
             raise ValueError(f"unexpected squeue line: {line!r}")
         job_id, state, reason, nodes, start, submit, name, comment = parts
         entries.append(
             QueueEntry(
-                job_id=job_id.strip(),
-                slurm_state=state.strip(),
-                reason=_none_if_placeholder(reason),
-                nodes=_none_if_placeholder(nodes),
-                start=parse_time(start),
-                submit=parse_time(submit),
-                name=name.strip(),
-                comment=_none_if_placeholder(comment),
+                job_id.strip(),
+                state.strip(),
+                _none_if_placeholder(reason),
+                _none_if_placeholder(nodes),
+                start.strip(),
+                submit.strip(),
+                name.strip(),
+                _none_if_placeholder(comment),
             )
         )
     return entries
@@ -526,11 +548,26 @@ def delete_reservation_command(name: str) -> list[str]:
     return ["scontrol", "delete", f"reservationname={name}"]
 
 
-def reservation_missing(output: str) -> bool:
-    """Whether scontrol's output says the named reservation does not exist (it ended, or was deleted):
-    `Reservation x not found` (show) or `…: Requested reservation is invalid` (delete)."""
-    text = output.lower()
-    return "not found" in text or "requested reservation is invalid" in text
+_SHOW_MISSING = re.compile(r"Reservation (\S+) not found")
+_DELETE_MISSING = re.compile(r"delete_reservation reservationname=(\S+): Requested reservation is invalid")
+_UPDATE_MISSING = "Error updating the reservation: Requested reservation is invalid"
+
+
+def reservation_missing(output: str, name: str = "") -> bool:
+    """Whether scontrol's output says the reservation does not exist (it ended, or was deleted), in
+    scontrol's own lines only: `Reservation x not found` (show), `delete_reservation
+    reservationname=x: Requested reservation is invalid` (delete), `Error updating the reservation:
+    Requested reservation is invalid` (update, which names none). With `name`, a show or delete line
+    about another reservation does not count. Other "not found" lines (a node, a user, the shell's
+    `command not found`) are not a missing reservation."""
+    for line in output.splitlines():
+        line = line.strip()
+        if line == _UPDATE_MISSING:
+            return True
+        said = _SHOW_MISSING.fullmatch(line) or _DELETE_MISSING.fullmatch(line)
+        if said and (not name or said[1] == name):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -621,8 +658,9 @@ def association_unchanged(output: str) -> bool:
 
 # --- reservations Slurm refused (lending's sync converges on them) -------------------------------------
 # Added at the end of the file for lending.sync: a refused `scontrol update reservation` is followed by
-# a delete and a create (Slurm 22.05's update keeps the nodes it holds, so a move onto a time when
-# another reservation holds them is refused although other nodes are free).
+# a delete and a create under a new name (Slurm 22.05's update keeps the nodes it holds, so a move onto
+# a time when another reservation holds them is refused although other nodes are free; and a
+# reservation with jobs in it cannot be deleted, so the new one cannot take its name).
 
 # scontrol's prefixes for a refusal, and the command each belongs to. `slurm_update error: …` repeats the
 # `Error updating …` line and is skipped; create adds two `Note, …`/`If no partition …` lines (skipped).
@@ -668,7 +706,7 @@ def parse_reservation_refusals(text: str) -> list[ReservationRefusal]:
     found = []
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
-        if line.startswith("Reservation ") and line.endswith(" not found"):
+        if _SHOW_MISSING.fullmatch(line):
             found.append(ReservationRefusal("show", "missing", line))
             continue
         for prefix, command in _REFUSAL_PREFIXES:
@@ -690,3 +728,45 @@ def recreate_reservation_commands(spec: ReservationSpec) -> tuple[list[str], lis
     its name), and the final show says what came of it."""
     create, show = create_reservation_commands(spec)
     return delete_reservation_command(spec.name), create, show
+
+
+def replace_reservation_commands(
+    old_name: str, spec: ReservationSpec
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Delete the reservation `old_name`, create `spec` under its own new name, show the new one, show
+    the old one. Run them with `;`: a delete refused because jobs are in the old reservation ("in use")
+    leaves it as it is, the create goes on under the new name (on other nodes, or on the named ones),
+    and the two shows say what came of each."""
+    create, show = create_reservation_commands(spec)
+    return delete_reservation_command(old_name), create, show, show_reservation_command(old_name)
+
+
+# --- sbatch --test-only: when would it start? -----------------------------------------------------------
+
+TEST_ONLY_RE = re.compile(
+    r"Job (?P<id>\d+) to start at (?P<start>\S+)"
+    r"(?: using (?P<cpus>\d+) processors)?(?: on nodes? (?P<nodes>\S+))?(?: in partition (?P<partition>\S+))?"
+)
+
+
+def test_only_command() -> list[str]:
+    """`sbatch --test-only` of the script on stdin: Slurm's start estimate, nothing queued."""
+    return [*TIME_ENV, "sbatch", "--test-only"]
+
+
+@dataclass(frozen=True)
+class WillRun:
+    start: dt.datetime | None  # aware when Slurm printed epoch seconds; naive local time otherwise
+    nodes: str
+    partition: str
+
+
+def parse_test_only(output: str) -> WillRun | None:
+    """`sbatch: Job 1234 to start at 2026-12-07T10:00:00 using 8 processors on nodes node1 in partition
+    gpu` (or epoch seconds under SLURM_TIME_FORMAT=%s); None when the output has no such line."""
+    match = TEST_ONLY_RE.search(output)
+    if match is None:
+        return None
+    return WillRun(
+        start=parse_time(match["start"]), nodes=match["nodes"] or "", partition=match["partition"] or ""
+    )

@@ -1,10 +1,10 @@
 """The scheduler's own steps of the worker's cycle, each a small function of one `Poll`.
 
 The cycle's order is the `SCHEDULER_STEPS` setting (config/settings.py); `scheduler.worker` runs it.
-Per cluster and cycle, tracking costs two remote commands whatever the number of jobs and members: one
-`squeue` for everything of ours still queued or running (every portal user's, as the service account),
-one batched `sacct` for what left the queue. Each submission adds one round trip as the job's member
-(`mkdir -p … && sbatch --parsable`, script on stdin), over that member's pooled connection
+Following the jobs through Slurm is `scheduler.tracking`'s step. Per cluster and cycle, one `squeue`
+answers for everything of ours still queued or running (every portal user's, as the service account;
+`Poll.queue`, read by submission and tracking alike). Each submission adds one round trip as the job's
+member (`mkdir -p … && sbatch --parsable`, script on stdin), over that member's pooled connection
 (`Poll.for_job`); so do reading a job's logs and files and cancelling one's own job.
 
 Crash safety of a submission:
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
-from scheduler import identity, live, slurm, ssh
+from scheduler import identity, live, preflight, slurm, ssh, triage
 from scheduler.logs import decode_complete
 from scheduler.models import (
     Cluster,
@@ -64,9 +64,6 @@ TRANSIENT_SBATCH_ERRORS = (
     "Zero Bytes were transmitted or received",
     "Slurm backup controller in standby mode",
 )
-# Exit statuses of `python -m training.*` (training/runner.py).
-EXIT_CONFIG = 2
-EXIT_CHECKPOINTED = 75
 
 
 @dataclass
@@ -87,6 +84,34 @@ class CycleStats:
         return bool(self.submitted or self.adopted or self.transitions or self.cancelled or self.log_bytes)
 
 
+# What a visit reads of each job not yet ended, with squeue: the cluster user it runs as (whose jobs
+# squeue lists), and what tracking compares with squeue (scheduler.tracking): its Slurm id, state,
+# pending reason, node list, and whether it has a start time. Plain tuples, in this order.
+LIVE_FIELDS = (
+    "cluster_user",
+    "slurm_job_id",
+    "state",
+    "reason",
+    "node_list",
+    "has_started",
+    "expected_start_at",
+)
+LiveRow = tuple[str, str, str, str, str, bool, dt.datetime | None]
+
+
+def live_rows(cluster: Cluster) -> list[LiveRow]:
+    """The `LIVE_FIELDS` of this cluster's jobs not yet ended (submitting, pending, running): one query,
+    no model instances, no UUIDs or timestamps to convert."""
+    started = ExpressionWrapper(Q(started_at__isnull=False), output_field=BooleanField())
+    return list(
+        Job.objects.filter(
+            cluster=cluster, state__in=[Job.State.SUBMITTING, Job.State.PENDING, Job.State.RUNNING]
+        )
+        .annotate(has_started=started)
+        .values_list(*LIVE_FIELDS)
+    )
+
+
 @dataclass
 class Poll:
     """One worker's visit to one reachable cluster: what every step of the cycle is given.
@@ -100,31 +125,32 @@ class Poll:
     stats: CycleStats
     pool: ssh.Pool | None = None  # where members' connections are pooled (default: the process's)
     _queue: list[slurm.QueueEntry] | None = None
+    _live: list[LiveRow] | None = None
     _used: dict[int, tuple[ssh.Connection, int, int]] = field(default_factory=dict)
     _members: dict[str, ssh.Connection | identity.AccountError] = field(default_factory=dict)
 
     @property
     def queue(self) -> list[slurm.QueueEntry]:
         """Every portal user's jobs in squeue, read once per visit as the service account (the first
-        step that asks pays the round trip)."""
+        step that asks pays the round trip), right after the live jobs (`live`): the two are one
+        picture of the same moment."""
         if self._queue is None:
-            command = slurm.squeue_command(self.portal_users())
-            self._queue = slurm.parse_squeue(self.conn.run(command).check().stdout)
+            self._queue = slurm.parse_squeue(self.conn.run(self.squeue_command()).check().stdout)
         return self._queue
 
-    def portal_users(self) -> list[str]:
-        """The cluster users whose jobs the portal tracks here: the service account and every member
-        with a job not yet ended (one query)."""
-        users = set(
-            Job.objects.filter(
-                cluster=self.cluster,
-                state__in=[Job.State.SUBMITTING, Job.State.PENDING, Job.State.RUNNING],
-            )
-            .exclude(cluster_user="")
-            .values_list("cluster_user", flat=True)
-            .distinct()
-        )
-        return sorted(users | {self.cluster.username})
+    @property
+    def live(self) -> list[LiveRow]:
+        """This cluster's jobs not yet ended, as read just before squeue (`live_rows`). A job sent to
+        Slurm later in the visit is not among them: the squeue read before it could not show it."""
+        if self._live is None:
+            self._live = live_rows(self.cluster)
+        return self._live
+
+    def squeue_command(self) -> list[str]:
+        """squeue for the cluster users whose jobs the portal tracks here: the service account and
+        every member with a job not yet ended."""
+        users = {row[0] for row in self.live if row[0]}
+        return slurm.squeue_command(users | {self.cluster.username})
 
     def as_user(self, username: str) -> ssh.Connection:
         """An open connection as this cluster user (pooled). identity.AccountError when the login node
@@ -153,13 +179,6 @@ class Poll:
         commands = sum(conn.commands_run - before for conn, before, _s in self._used.values())
         sftp = sum(conn.sftp_ops - before for conn, _c, before in self._used.values())
         return commands, sftp
-
-
-def _aware(value: dt.datetime | None, cluster: Cluster) -> dt.datetime | None:
-    """Slurm's times: epoch seconds (aware already) or, from older output, the cluster's local time."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=cluster.tz)
 
 
 def _uuid_from(comment: str, name: str) -> uuid.UUID | None:
@@ -328,6 +347,14 @@ def _submit(job: Job, poll: Poll, after_ok: str | None = None, conn: ssh.Connect
         submit_attempted_at=timezone.now(), reason=""
     ):
         return
+    problems = preflight.check(job, conn)
+    if problems:
+        # What the run would read is missing or unreadable for its member: nothing reaches Slurm.
+        reason = "preflight: " + "; ".join(str(p) for p in problems)
+        if _finish_unsubmitted(job, reason[:500], state=Job.State.FAILED, worker=poll.worker):
+            Job.objects.filter(pk=job.pk).update(diagnosis=triage.preflight_diagnosis(problems))
+            poll.stats.transitions += 1
+        return
     if job.config_yaml:
         # The run's config goes next to the script before sbatch (same transport, SFTP), readable by
         # the member only; the run directory is created only for them (0700).
@@ -436,163 +463,6 @@ def _finish_unsubmitted(job: Job, reason: str, state: str = Job.State.CANCELLED,
         claimed_by="",
         claimed_until=None,
         logs_final=True,  # it never ran: there are no logs to wait for
-    )
-
-
-# --- tracking --------------------------------------------------------------------------------------------
-
-
-TRACKED_FIELDS = (  # the columns tracking reads, in TrackedRow's order
-    "id",
-    "kind",
-    "state",
-    "subteam_id",
-    "cluster_id",
-    "slurm_job_id",
-    "reason",
-    "node_list",
-    "gpus",
-    "started_at",
-    "cancel_requested_at",
-    "cancel_requested_by_id",
-    "cancel_sent_at",
-)
-
-
-@dataclass(frozen=True)
-class TrackedRow:
-    """A live job as tracking reads it (the `TRACKED_FIELDS`, in order)."""
-
-    id: uuid.UUID
-    kind: str
-    state: str
-    subteam_id: int
-    cluster_id: int
-    slurm_job_id: str
-    reason: str
-    node_list: str
-    gpus: int
-    started_at: dt.datetime | None
-    cancel_requested_at: dt.datetime | None
-    cancel_requested_by_id: int | None
-    cancel_sent_at: dt.datetime | None
-
-    def differs_from(self, entry: slurm.QueueEntry) -> bool:
-        """Whether squeue says anything new: another state, pending reason, node list, or a start."""
-        if entry.state != self.state:
-            return True
-        if entry.state == Job.State.PENDING and entry.reason != self.reason:
-            return True
-        if entry.state == Job.State.RUNNING and (self.reason or (entry.start and self.started_at is None)):
-            return True
-        return bool(entry.nodes) and entry.nodes != self.node_list
-
-    def job(self) -> Job:
-        """The Job these columns are of (the others deferred). Django's `from_db` takes the values in the
-        model's field order."""
-        names = [f.attname for f in Job._meta.concrete_fields if f.attname in TRACKED_FIELDS]
-        return Job.from_db("default", names, tuple(getattr(self, name) for name in names))
-
-
-def track_jobs(poll: Poll) -> None:
-    """Pending and running jobs: their squeue entry, or sacct's record once they left the queue.
-    squeue runs every visit, jobs or not: it is also the sign that the controller answers."""
-    queue = poll.queue
-    # Tuples of the columns tracking compares, not model instances: a cycle over hundreds of unchanged
-    # jobs then costs little more than squeue's answer. Only a job that changed becomes a Job.
-    rows = list(
-        Job.objects.filter(cluster=poll.cluster, state__in=[Job.State.PENDING, Job.State.RUNNING])
-        .exclude(slurm_job_id="")
-        .values_list(*TRACKED_FIELDS)
-    )
-    poll.stats.tracked = len(rows)
-    if not rows:
-        return
-    by_id = {e.job_id: e for e in queue}
-    leaving: list[Job] = []
-    for row in rows:
-        tracked = TrackedRow(*row)
-        entry = by_id.get(tracked.slurm_job_id)
-        if entry is None or entry.state in slurm.TERMINAL:
-            leaving.append(tracked.job())
-        elif tracked.differs_from(entry):
-            poll.stats.transitions += int(_apply_queue_entry(tracked.job(), entry, poll.cluster))
-    if not leaving:
-        return
-    records = slurm.parse_sacct(
-        poll.conn.run(slurm.sacct_command(j.slurm_job_id for j in leaving)).check().stdout
-    )
-    for job in leaving:
-        record = records.get(job.slurm_job_id)
-        if record is None or record.state not in slurm.TERMINAL:
-            continue  # accounting lags squeue by a second or two: next cycle
-        poll.stats.transitions += int(_finish(job, record, poll.cluster))
-
-
-def _apply_queue_entry(job: Job, entry: slurm.QueueEntry, cluster: Cluster) -> bool:
-    new_state = entry.state
-    reason = entry.reason if new_state == Job.State.PENDING else ""
-    started = _aware(entry.start, cluster) if new_state == Job.State.RUNNING else None
-    fields: dict[str, Any] = {}
-    if job.reason != reason:
-        fields["reason"] = reason
-    if entry.nodes and job.node_list != entry.nodes:
-        fields["node_list"] = entry.nodes
-    if started and job.started_at is None:
-        fields["started_at"] = started
-    if job.state != new_state:
-        return transition(job, new_state, expect_from=job.state, message=reason, **fields)
-    if fields:
-        # Not a state change (a new pending reason, the nodes): no event, no push.
-        fields["updated_at"] = timezone.now()
-        if Job.objects.filter(pk=job.pk, state=job.state).update(**fields):
-            for name, value in fields.items():
-                setattr(job, name, value)
-    return False
-
-
-def _finish(job: Job, record: slurm.AccountingRecord, cluster: Cluster) -> bool:
-    reason = ""
-    actor = None
-    if record.state == Job.State.CANCELLED and record.cancelled_by_uid is not None:
-        reason = f"cancelled by uid {record.cancelled_by_uid}"
-        if job.cancel_requested_at is not None:
-            reason = "cancelled from the portal"
-            actor = job.cancel_requested_by  # who asked, whichever cluster user carried it out
-    if (
-        job.cancel_requested_at is not None
-        and job.cancel_sent_at is None
-        and record.state != Job.State.CANCELLED
-    ):
-        # The cancel was asked for, but the job ended before it reached Slurm (no worker ran then).
-        reason = (
-            f"ended {record.state} before the cancel asked for at "
-            f"{job.cancel_requested_at:%Y-%m-%d %H:%M:%S %Z} reached Slurm"
-        )
-        actor = job.cancel_requested_by
-    elif record.state == Job.State.FAILED and record.signal:
-        reason = f"killed by signal {record.signal}"
-    elif job.is_training and record.exit_code == EXIT_CONFIG:
-        reason = "the run's config was refused (the message is the last line of stderr)"
-    elif job.is_training and record.exit_code == EXIT_CHECKPOINTED:
-        reason = "stopped before its time limit after saving a checkpoint; resubmit to resume from it"
-    message = f"exit code {record.exit_code}" if record.exit_code is not None else ""
-    if reason:
-        message = f"{message}; {reason}" if message else reason
-    return transition(
-        job,
-        record.state,
-        expect_from=job.state,
-        message=message,
-        actor=actor,
-        exit_code=record.exit_code,
-        exit_signal=record.signal,
-        reason=reason,
-        node_list=record.nodes or job.node_list,
-        started_at=_aware(record.start, cluster) or job.started_at,
-        ended_at=_aware(record.end, cluster) or timezone.now(),
-        gpus=record.gpus or job.gpus,
-        gpu_hours=record.gpu_hours,
     )
 
 

@@ -256,7 +256,17 @@ UNKNOWN = Signature(
     _("No known failure matched the last log lines; they are below."),
     fixes=(Fix.EDIT,),
 )
-BY_CODE: dict[str, Signature] = {s.code: s for s in (*SIGNATURES, UNKNOWN)}
+# Set by the worker's preflight (scheduler.preflight), not read from a log: the job never reached Slurm.
+PREFLIGHT = Signature(
+    "preflight",
+    _("A file or directory the run needs is missing or unreadable"),
+    _(
+        "Checked over your own login before sending the job: nothing reached Slurm and no GPU waited. "
+        "Correct the path (or its permissions) and resubmit."
+    ),
+    fixes=(Fix.EDIT,),
+)
+BY_CODE: dict[str, Signature] = {s.code: s for s in (*SIGNATURES, UNKNOWN, PREFLIGHT)}
 
 _FRAME_RE = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
 _SLURM_NODE_RE = re.compile(r"\bON ([A-Za-z0-9][\w.-]*) CANCELLED|\bNode ([A-Za-z0-9][\w.-]*) not responding")
@@ -426,6 +436,14 @@ def tail_text(job: Job, stream: str, size: int = TAIL_BYTES) -> str:
     if start > 0:
         text = text.partition("\n")[2]  # the first line is cut
     return text
+
+
+def preflight_diagnosis(problems: Sequence[object]) -> dict[str, Any]:
+    """The diagnosis of a job the preflight kept off Slurm: each problem is a line of evidence."""
+    evidence = [
+        Evidence("preflight", n, str(p)[:EVIDENCE_CHARS]) for n, p in enumerate(problems[:MAX_EVIDENCE], 1)
+    ]
+    return Diagnosis(PREFLIGHT.code, evidence).as_json() | {"at": timezone.now().isoformat()}
 
 
 def summary(job: Job, offered: Sequence[str] | None = None) -> dict[str, Any] | None:

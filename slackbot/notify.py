@@ -1,4 +1,4 @@
-"""What the portal tells subteam channels: the texts of job, booking and evaluation messages.
+"""What the portal tells subteam channels: the texts of job, booking, evaluation and node incident messages.
 
 `slackbot.outbox` makes `Notification` rows from event rows with these; `slackbot.delivery` posts them,
 so a state change never waits on Slack."""
@@ -16,7 +16,8 @@ from django.utils.translation import gettext as _
 from evals.models import EvalResult
 from lending.models import Reservation
 from portal.formatting import format_duration
-from scheduler.models import Job
+from scheduler import drains
+from scheduler.models import Job, NodeIncident
 from slackbot.models import Notification
 
 log = logging.getLogger("slackbot")
@@ -140,4 +141,47 @@ def eval_text(result: EvalResult) -> str:
             summary += " " + _("(judge %(judge)s)") % {"judge": esc(result.judge_model)}
         parts = [_("Evaluation result landed: %(summary)s") % {"summary": summary}]
         parts.append(link(result.get_absolute_url()))
+        return "\n".join(parts)
+
+
+# --- node incidents (scheduler.drains) ----------------------------------------------------------------------
+
+INCIDENT_JOBS_LISTED = 10
+
+
+def incident_text(incident: NodeIncident, jobs: list[Job], *, mention: bool = False) -> str:
+    """`Node node3 on devcluster is out of service (DRAIN): Kill task failed`, what happened, how to avoid
+    it, the jobs that were on it (their owners mentioned with `mention`) and a link to the cluster page."""
+    with translation.override(settings.LANGUAGE_CODE):
+        why = drains.explain(incident.reason)
+        parts = [
+            _("Node %(node)s on %(cluster)s is out of service (%(state)s): %(reason)s")
+            % {
+                "node": esc(incident.node_name),
+                "cluster": esc(incident.cluster),
+                "state": esc(incident.state),
+                "reason": esc(why.reason or "–"),
+            }
+        ]
+        if why.known:
+            parts.append(_("What happened: %(what)s") % {"what": why.what})
+            parts.append(_("How to avoid it: %(avoid)s") % {"avoid": why.avoid})
+        if jobs:
+            parts.append(_("Portal jobs on it:"))
+            for job in jobs[:INCIDENT_JOBS_LISTED]:
+                owner = esc(job.owner.display_name)
+                if mention and job.owner.slack_user_id:
+                    owner = f"<@{esc(job.owner.slack_user_id)}>"
+                parts.append(
+                    f"• <{link(job.get_absolute_url())}|{esc(job.name)}> ({owner}, {job.get_state_display()})"
+                )
+            more = len(jobs) - INCIDENT_JOBS_LISTED + incident.jobs_left_out
+            if more > 0:
+                parts.append(_("…and %(n)s more") % {"n": more})
+        else:
+            parts.append(
+                _("No portal job ran on it in the %(minutes)s minutes before.")
+                % {"minutes": settings.NODE_INCIDENT_WINDOW_MINUTES}
+            )
+        parts.append(link(incident.cluster.get_absolute_url() + "#incidents"))
         return "\n".join(parts)

@@ -1,12 +1,13 @@
-"""The event tables are the outbox: job events, booking events and evaluation results become Slack
-messages here, read by cursor, in the worker's cycle.
+"""The event tables are the outbox: job events, booking events, evaluation results, node incidents and
+published weekly reports become Slack messages here, read by cursor, in the worker's cycle.
 
 Each state change writes its event row in its own transaction (`scheduler.transitions`,
-`lending.services.transition`, `evals.services`), so a process killed right after the commit loses
-nothing: the next cycle reads the row. For each source:
+`lending.services.transition`, `evals.services`, `reports.services`), so a process killed right after
+the commit loses nothing: the next cycle reads the row. For each source:
 1. Read the rows after the source's cursor (oldest first, at most `BATCH`).
-2. Make the message of each row that deserves one; its `event_key` names the event, so a row read
-   twice (or an event recorded twice) still gives one `Notification` (unique key, existing keys skipped).
+2. Make the messages of each row that deserves some (one per channel); each `event_key` names the
+   event and the channel, so a row read twice (or an event recorded twice) still gives one
+   `Notification` per channel (unique key, existing keys skipped).
 3. Insert the new notifications and move the cursor in the same transaction.
 The cursor stops short of rows younger than `SETTLE`: ids are handed out before commit, so a
 transaction that commits late can add a row below the newest id seen. Those recent rows are read
@@ -21,13 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
-from django.utils import timezone
+from django.db.models import F, Prefetch
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from evals.models import EvalResultEvent
 from lending.models import ReservationEvent
 from portal.models import Subteam
-from scheduler.models import Job, JobEvent
+from reports.data import totals
+from reports.models import ReportEvent, WeeklyReport
+from scheduler.models import Job, JobEvent, NodeIncident
 from slackbot import notify
 from slackbot.models import Notification, OutboxCursor
 
@@ -70,15 +76,19 @@ def _reservation_message(event: ReservationEvent) -> Message | None:
 ENFORCEMENT_KINDS = ("not_enforced", "enforced")
 
 
-def _admin_alert(event: ReservationEvent) -> Message | None:
-    """A booking Slurm does not enforce is also told to the management team (the admins), whose
-    channel is the management subteam's."""
-    channel = (
+def _management_channel() -> str:
+    """The management team's (the admins') channel: the management subteam's; "" when none is set."""
+    return (
         Subteam.objects.filter(is_management=True)
         .exclude(slack_channel="")
         .values_list("slack_channel", flat=True)
         .first()
-    )
+    ) or ""
+
+
+def _admin_alert(event: ReservationEvent) -> Message | None:
+    """A booking Slurm does not enforce is also told to the management team (the admins)."""
+    channel = _management_channel()
     if not channel or channel == event.reservation.subteam.slack_channel:
         return None
     text = notify.reservation_text(event.reservation, event.kind)
@@ -94,11 +104,81 @@ def _eval_message(event: EvalResultEvent) -> Message | None:
     return Message(result.subteam.slack_channel, f"eval:{result.pk}:{event.average}", text)
 
 
+def _incident_messages(incident: NodeIncident) -> list[Message]:
+    """A node drained or down (scheduler.drains): the admins are told, with every job that was on it;
+    each implicated job's subteam is told of its own jobs, their owners mentioned. One message per
+    incident and channel."""
+    jobs = list(incident.jobs.all())
+    messages = []
+    admins = _management_channel()
+    if admins:
+        text = notify.incident_text(incident, jobs)
+        messages.append(Message(admins, f"node-incident:{incident.pk}:admins", text))
+    by_channel: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.subteam.slack_channel and job.subteam.slack_channel != admins:
+            by_channel.setdefault(job.subteam.slack_channel, []).append(job)
+    for channel, own in by_channel.items():
+        text = notify.incident_text(incident, own, mention=True)
+        messages.append(Message(channel, f"node-incident:{incident.pk}:{own[0].subteam_id}", text))
+    return messages
+
+
+def _report_message(event: ReportEvent) -> Message | None:
+    """A published weekly report goes to its subteam's channel, once (a report is published once)."""
+    report = event.report
+    if not report.subteam.slack_channel:
+        return None
+    return Message(report.subteam.slack_channel, f"report:{report.pk}:published", report_text(report))
+
+
+def report_text(report: WeeklyReport) -> str:
+    """The headline numbers of a weekly report and its link (the channel post and `/tanuki report`)."""
+    with translation.override(settings.LANGUAGE_CODE):
+        return report_lines(report)
+
+
+def report_lines(report: WeeklyReport) -> str:
+    """`report_text` in the active language (a command's answer speaks the asker's)."""
+    facts = totals(report.data)
+    title = _("Weekly report of %(subteam)s, week of %(week)s") % {
+        "subteam": notify.esc(report.subteam.name),
+        "week": report.week.isoformat(),
+    }
+    if report.is_published:
+        who = report.published_by.display_name if report.published_by else "–"
+        state = _("published by %(name)s") % {"name": notify.esc(who)}
+    elif report.pk is None:
+        state = _("no report yet: the week so far")
+    else:
+        state = _("draft")
+    lines = [
+        f"*{title}* ({state})",
+        "• "
+        + _("%(done)s tasks done, %(blocked)s blocked, %(changes)s goal changes")
+        % {"done": facts.tasks_done, "blocked": facts.blocked, "changes": facts.goal_changes},
+        "• "
+        + _("%(jobs)s jobs, %(used)s GPU-hours used of %(booked)s booked")
+        % {"jobs": facts.jobs, "used": f"{facts.gpu_hours_used:g}", "booked": f"{facts.gpu_hours_booked:g}"},
+    ]
+    if facts.best is not None:
+        best = _("best new score: %(model)s %(score)s") % {
+            "model": notify.esc(facts.best["model"]),
+            "score": f"{facts.best['average']:.2f}",
+        }
+        lines.append("• " + best + (" " + _("(a new best)") if facts.best["new_best"] else ""))
+    if report.issues.strip():
+        first = report.issues.strip().splitlines()[0]
+        lines.append("• " + _("Issues: %(first)s") % {"first": notify.esc(first[:200])})
+    lines.append(notify.link(report.get_absolute_url()))
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Source:
     name: str
-    rows: Callable[[], models.QuerySet[Any]]
-    message: Callable[[Any], Message | None]
+    rows: Callable[[], models.QuerySet[Any]]  # each row has `pk` and `at` (when it was written)
+    message: Callable[[Any], Message | list[Message] | None]
 
 
 SOURCES = (
@@ -124,6 +204,22 @@ SOURCES = (
         _admin_alert,
     ),
     Source("eval-events", lambda: EvalResultEvent.objects.select_related("result__subteam"), _eval_message),
+    Source(
+        "node-incidents",
+        lambda: (
+            NodeIncident.objects.annotate(at=F("seen_at"))
+            .select_related("cluster")
+            .prefetch_related(Prefetch("jobs", queryset=Job.objects.select_related("owner", "subteam")))
+        ),
+        _incident_messages,
+    ),
+    Source(
+        "report-events",
+        lambda: ReportEvent.objects.filter(kind=ReportEvent.Kind.PUBLISHED).select_related(
+            "report__subteam", "report__published_by"
+        ),
+        _report_message,
+    ),
 )
 
 
@@ -145,11 +241,11 @@ def _collect(source: Source) -> int:
         messages: dict[str, Message] = {}
         for row in rows:
             try:
-                message = source.message(row)
+                made = source.message(row)
             except Exception:  # one bad row never blocks the others
                 log.exception("could not make the Slack message of %s %s", source.name, row.pk)
                 continue
-            if message is not None:
+            for message in [made] if isinstance(made, Message) else made or []:
                 messages.setdefault(message.event_key[:200], message)
         existing = set(
             Notification.objects.filter(event_key__in=list(messages)).values_list("event_key", flat=True)

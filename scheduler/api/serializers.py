@@ -7,6 +7,7 @@ errors, `time_limit_minutes` renamed `time_limit`, and a later step's under `the
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -16,9 +17,9 @@ from rest_framework import serializers
 
 from portal import access
 from portal.api.serializers import SubteamSlugField, UsernameField
-from scheduler import fixes, pending, services, training_jobs, triage
+from scheduler import drains, fixes, pending, services, training_jobs, triage
 from scheduler.forms import COMMAND_TEXT, GPUS_REQUIRED, default_name, spec_errors, step_name
-from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Node, Partition, Pipeline
+from scheduler.models import Cluster, Job, JobEvent, JobTemplate, Node, NodeIncident, Partition, Pipeline
 from scheduler.services import MIN_GPUS_PER_NODE
 from scheduler.triage import Fix
 
@@ -89,6 +90,70 @@ class ClusterSerializer(serializers.ModelSerializer[Cluster]):
             "nodes",
         ]
         read_only_fields = fields
+
+
+class NodeIncidentCauseSerializer(serializers.Serializer[dict[str, Any]]):
+    """Slurm's reason in words (in the request's language), from the table in `scheduler.drains`."""
+
+    code = serializers.CharField(
+        help_text="e.g. kill_task_failed, not_responding, epilog_error, ecc_errors; `unknown` for a reason "
+        "the portal does not explain, empty when Slurm gave none."
+    )
+    known = serializers.BooleanField()
+    reason = serializers.CharField(help_text="Slurm's reason without the `[user@time]` it adds.")
+    set_by = serializers.CharField(help_text="Who set the reason: `slurm` for Slurm itself, else a user.")
+    what = serializers.CharField(help_text="What happened.")
+    avoid = serializers.CharField(help_text="How a job avoids it (empty when unknown).")
+
+
+class NodeIncidentSerializer(serializers.ModelSerializer[NodeIncident]):
+    """A node seen drained or down, while or shortly after portal jobs ran there."""
+
+    node = serializers.CharField(source="node_name", read_only=True)
+    cause = serializers.SerializerMethodField()
+
+    class Meta:
+        model = NodeIncident
+        fields = ["id", "node", "state", "reason", "cause", "started_at", "seen_at", "resolved_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(NodeIncidentCauseSerializer)
+    def get_cause(self, incident: NodeIncident) -> dict[str, Any]:
+        return asdict(drains.explain(incident.reason))
+
+
+class IncidentJobSerializer(serializers.ModelSerializer[Job]):
+    owner = UsernameField(read_only=True)
+    subteam = SubteamSlugField(read_only=True)
+
+    class Meta:
+        model = Job
+        fields = ["id", "name", "owner", "subteam", "state"]
+        read_only_fields = fields
+
+
+class ClusterIncidentSerializer(NodeIncidentSerializer):
+    """An incident with the portal's jobs implicated (at most 50; `jobs_left_out` counts the rest)."""
+
+    jobs = IncidentJobSerializer(many=True, read_only=True)
+
+    class Meta(NodeIncidentSerializer.Meta):
+        fields = [*NodeIncidentSerializer.Meta.fields, "jobs", "jobs_left_out"]
+        read_only_fields = fields
+
+
+class ClusterDetailSerializer(ClusterSerializer):
+    """One cluster, with its nodes' incidents: the open ones, then the last 20 resolved."""
+
+    incidents = serializers.SerializerMethodField()
+
+    class Meta(ClusterSerializer.Meta):
+        fields = [*ClusterSerializer.Meta.fields, "incidents"]
+        read_only_fields = fields
+
+    @extend_schema_field(ClusterIncidentSerializer(many=True))
+    def get_incidents(self, cluster: Cluster) -> Any:
+        return ClusterIncidentSerializer(drains.recent(cluster), many=True, context=self.context).data
 
 
 # --- jobs -------------------------------------------------------------------------------------------------
@@ -235,12 +300,13 @@ class JobSerializer(serializers.ModelSerializer[Job]):
 
 
 class JobDetailSerializer(JobSerializer):
-    """One job, with its sbatch script and its timeline."""
+    """One job, with its sbatch script, its timeline and the node incidents it is implicated in."""
 
     events = JobEventSerializer(many=True, read_only=True)
+    incidents = NodeIncidentSerializer(source="node_incidents", many=True, read_only=True)
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "script", "config_yaml", "parameters", "events"]
+        fields = [*JobSerializer.Meta.fields, "script", "config_yaml", "parameters", "events", "incidents"]
         read_only_fields = fields
 
 

@@ -197,7 +197,7 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Job]):
 
 @extend_schema_view(
     list=extend_schema(summary="List clusters"),
-    retrieve=extend_schema(summary="One cluster, with its partitions and nodes"),
+    retrieve=extend_schema(summary="One cluster, with its partitions, nodes and node incidents"),
 )
 @extend_schema(tags=["clusters"])
 class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
@@ -210,6 +210,11 @@ class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
         Prefetch("partitions", queryset=Partition.objects.order_by("name")),
         Prefetch("nodes", queryset=Node.objects.order_by("name")),
     )
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action == "retrieve":
+            return job_serializers.ClusterDetailSerializer
+        return job_serializers.ClusterSerializer
 
 
 @extend_schema_view(

@@ -1,7 +1,8 @@
 """Clusters: their status, partitions and nodes as the worker last saw them; admins check and pin host keys.
 
-The page also says who jobs run as there (the cluster's auth mode: members' own users, or the unsafe
-shared account) and, for admins, the members' cluster accounts and the Slurm associations that failed.
+The page also lists the nodes' incidents (drained or down, with the jobs that were there:
+`scheduler.drains`), says who jobs run as there (the cluster's auth mode: members' own users, or the
+unsafe shared account) and, for admins, the members' cluster accounts and the Slurm associations that failed.
 
 Checking a host key is the one web request that opens a connection (an explicit admin action, and
 it reads only the key the server presents: nothing is authenticated or run).
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpResponse
@@ -21,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.access import member_of, require
 from portal.http import HtmxHttpRequest
-from scheduler import access, identity, services, ssh
+from scheduler import access, drains, identity, services, ssh
 from scheduler.forms import TrustHostKeyForm
 from scheduler.models import Association, Cluster, Job, Node, Partition
 
@@ -117,6 +119,8 @@ def cluster_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             if state in (Job.State.SUBMITTING, Job.State.PENDING, Job.State.RUNNING)
         ],
         "can_manage": access.can_manage_clusters(request.user),
+        "incidents": drains.for_cluster(cluster),
+        "incident_window": settings.NODE_INCIDENT_WINDOW_MINUTES,
         **_access_context(request, cluster),
     }
     return render(request, "scheduler/clusters/detail.html", context)

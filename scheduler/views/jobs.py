@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.access import member_of, refuse_unoffered_subteam, require, require_member
 from portal.http import HtmxHttpRequest
 from portal.models import Member, Subteam
-from scheduler import access, fixes, logs, pending, services, triage
+from scheduler import access, drains, fixes, logs, pending, services, triage
 from scheduler.forms import JobForm, initial_from, spec_errors
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
 
@@ -221,6 +221,7 @@ def _live_context(request: HtmxHttpRequest, job: Job) -> dict[str, Any]:
         "waiting": pending.explain(job),
         "can_cancel": not job.is_terminal and access.can_cancel_job(request.user, job),
         "can_resubmit": can_resubmit,
+        "incidents": drains.for_job(job),
     }
 
 

@@ -158,3 +158,25 @@ def test_the_preview_asks_slurm_when_it_would_start_and_checks_the_paths(
     assert estimate.start is not None and abs(estimate.start - timezone.now()) < dt.timedelta(minutes=5)
     assert estimate.nodes.startswith("node")
     assert Job.objects.filter(name="soon").count() == 0  # nothing recorded, nothing queued
+
+
+def test_a_preamble_that_activates_a_missing_environment_stops_the_job_before_slurm(
+    team: Team, cluster: Cluster, worker: Worker, run_until: Callable[..., None], remote: Remote
+) -> None:
+    cluster.env_preamble = "source /opt/nowhere/envs/tanuki/bin/activate"
+    cluster.save()
+    member = team.member("member")
+    preview = services.build_job(member, services.validate_spec(spec(team, cluster, "env", "python -V")))
+    estimate = pending.estimate_start(preview, worker.pool)
+    assert estimate.problems == ["preamble: /opt/nowhere/envs/tanuki/bin/activate does not exist"]
+    job = services.submit_job(member, spec(team, cluster, "env", "python -V"))
+    run_until(lambda: fresh(job).is_terminal, timeout=60)
+    job = fresh(job)
+    assert job.state == Job.State.FAILED and job.slurm_job_id == "" and job.submit_attempted_at is not None
+    assert job.reason == "preflight: preamble: /opt/nowhere/envs/tanuki/bin/activate does not exist"
+    assert job.diagnosis is not None and job.diagnosis["code"] == "preflight"
+    assert not remote.for_job(job).exists(job.run_dir)  # nothing staged either
+    api = APIClient()
+    api.force_authenticate(team.users["member"])
+    data = api.get(f"/api/v1/jobs/{job.pk}/").json()["diagnosis"]
+    assert data["code"] == "preflight" and data["evidence"][0]["text"].endswith("does not exist")

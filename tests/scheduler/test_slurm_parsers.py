@@ -160,6 +160,15 @@ def test_parse_squeue_keeps_a_comment_containing_the_separator() -> None:
     assert slurm.parse_squeue("\n\n") == []
 
 
+def test_a_squeue_entry_keeps_its_times_as_text_and_reads_them_when_asked() -> None:
+    line = "7|PENDING|Priority|(null)|1795865503|N/A|tanuki-x|tanuki:x\n"
+    (queued,) = slurm.parse_squeue(line)
+    assert (queued.state, queued.reason, queued.nodes) == ("pending", "Priority", "")
+    assert (queued.start_text, queued.submit_text) == ("1795865503", "N/A")
+    assert queued.start == dt.datetime(2026, 11, 28, 11, 31, 43, tzinfo=dt.UTC)  # Slurm's expected start
+    assert queued.submit is None
+
+
 # --- sacct ----------------------------------------------------------------------------------------------
 
 
@@ -550,3 +559,31 @@ def test_a_missing_reservation_recorded() -> None:
     assert not slurm.reservation_missing(
         "Error creating the reservation: Invalid account or account/partition"
     )
+
+
+def test_only_scontrols_own_words_for_a_missing_reservation_count_as_missing() -> None:
+    assert slurm.reservation_missing("Reservation tanuki-5-abc123 not found\n", "tanuki-5-abc123")
+    assert slurm.reservation_missing(
+        "delete_reservation reservationname=tanuki-5-abc123: Requested reservation is invalid\n",
+        "tanuki-5-abc123",
+    )
+    updated = "Error updating the reservation: Requested reservation is invalid\n"
+    assert slurm.reservation_missing(updated + "slurm_update error: Requested reservation is invalid\n")
+    assert slurm.reservation_missing(updated, "tanuki-5-abc123")  # update's message names none
+    # Another reservation missing is not this one (a move shows the new one and the old one).
+    assert not slurm.reservation_missing("Reservation tanuki-5-def456 not found\n", "tanuki-5-abc123")
+    assert not slurm.reservation_missing(
+        "delete_reservation reservationname=tanuki-5-def456: Requested reservation is invalid\n",
+        "tanuki-5-abc123",
+    )
+    for other in (
+        "Node node9 not found\n",  # scontrol show node
+        "Error creating the reservation: Invalid user id\n",
+        "User tk-nobody not found\n",
+        "Partition gpu2 not found\n",
+        "bash: line 1: scontrol: command not found\n",
+        "sacctmgr: error: Account not found\n",
+        "Reservation tanuki-5-abc123 not found in the cache, retrying\n",  # not scontrol's line
+    ):
+        assert not slurm.reservation_missing(other), other
+        assert not slurm.reservation_missing(other, "tanuki-5-abc123"), other

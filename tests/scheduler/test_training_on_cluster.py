@@ -184,7 +184,7 @@ def test_sft_dpo_eval_pipeline_runs_in_order_each_step_reading_the_previous_outp
     assert Pipeline.progress(pipeline.steps()) == ("completed", None)
 
 
-def test_a_failing_first_step_cancels_the_rest_of_the_pipeline(
+def test_a_first_step_refused_by_the_preflight_cancels_the_rest_of_the_pipeline(
     team: Team, training_cluster: Cluster, assets: demo_assets.Assets, run_until: Any
 ) -> None:
     common = {"nodes": 1, "gpus_per_node": 1, "time_limit": 10}
@@ -210,8 +210,10 @@ def test_a_failing_first_step_cancels_the_rest_of_the_pipeline(
     sft, dpo = pipeline.steps()
     run_until(finished(sft, dpo), timeout=180, interval=1.0)
     assert sft.state == Job.State.FAILED, describe(sft)
-    assert sft.exit_code == 2  # the config check on the node named the missing file
-    assert "config" in sft.reason
+    # The preflight (over the member's own SFTP) found the missing file before anything reached Slurm.
+    assert sft.slurm_job_id == "" and sft.exit_code is None
+    assert sft.reason == f"preflight: data.train_files[0]: {missing} does not exist"
+    assert sft.diagnosis is not None and sft.diagnosis["code"] == "preflight"
     assert dpo.state == Job.State.CANCELLED
     assert dpo.started_at is None
     state, at = Pipeline.progress(pipeline.steps())

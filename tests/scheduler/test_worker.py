@@ -8,9 +8,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from scheduler import logs, services, ssh, steps
+from scheduler import identity, logs, services, ssh, steps, tracking
 from scheduler.identity import service_connection as connection_for
 from scheduler.models import Cluster, Job, JobEvent, JobLogChunk
 from scheduler.steps import CycleStats, Poll
@@ -85,6 +87,14 @@ def test_a_tracking_cycle_costs_squeue_and_at_most_one_sacct_whatever_the_number
     # All queued or running: one squeue answers for all of them.
     stats, ran = measured_cycle(worker, cluster, commands)
     assert (stats.tracked, ran) == (count, ["squeue"])
+    # Nothing changed since: tracking reads the live jobs' few columns in one query, whatever their
+    # number, and reads in full or writes nothing.
+    conn = identity.connect_service(cluster, worker.pool)
+    poll = Poll(cluster, conn, worker.name, CycleStats(cluster.name), pool=worker.pool)
+    with CaptureQueriesContext(connection) as queries:
+        tracking.track_jobs(poll)
+    assert (poll.stats.tracked, poll.stats.transitions) == (count, 0)
+    assert len(queries) == 1, [q["sql"][:120] for q in queries]
 
     # They end (cancelled behind the portal's back): squeue + one batched sacct per cycle, until
     # accounting has every end state.
