@@ -8,9 +8,10 @@ PORT ?= 8000
 # each evaluation as a file only its member reads (never in a script or the database).
 DEVCLUSTER_DIR ?= /var/lib/tanuki-devcluster
 SSH_USER_CA_KEY ?= $(DEVCLUSTER_DIR)/ssh/user_ca
-DEMO_ENV := DEBUG=1 DEMO=1 SSH_USER_CA_KEY=$(SSH_USER_CA_KEY) DEMO_JUDGE_KEY=demo-judge
+# STATIC_MANIFEST: pages link the hashed copies `collectstatic` writes, cached for a year, as in production.
+DEMO_ENV := DEBUG=1 DEMO=1 STATIC_MANIFEST=1 SSH_USER_CA_KEY=$(SSH_USER_CA_KEY) DEMO_JUDGE_KEY=demo-judge
 
-.PHONY: demo test lint typecheck pytest venv messages clean serve
+.PHONY: demo test lint typecheck pytest venv messages clean serve static token
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +28,7 @@ venv: $(VENV)/.installed
 
 # umask 077: the SQLite file (and its -wal/-shm) only for the portal's own user: the dev cluster's
 # members are users of this machine too.
-demo: venv
+demo: venv static
 	umask 077; $(DEMO_ENV) $(PY) manage.py migrate --noinput
 	chmod 600 tanuki.sqlite3* 2>/dev/null || true
 	$(DEMO_ENV) $(PY) manage.py load_demo
@@ -41,8 +42,17 @@ demo: venv
 	@echo "Tanuki Portal: http://127.0.0.1:$(PORT)/  (user admin, password $${DEMO_PASSWORD:-demo})"
 	umask 077; $(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
 
-serve: venv
+serve: venv static
 	umask 077; $(DEMO_ENV) SCHEDULER_EMBEDDED=1 $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
+
+# Hashed, compressed copies of the static files in staticfiles/ (what the demo's pages link).
+static: venv
+	$(DEMO_ENV) $(PY) manage.py collectstatic --noinput -v 0
+
+# An API token for a user of the demo (after `make demo`): make token USER=admin
+token:
+	$(if $(filter command line,$(origin USER)),,$(error Name the user: make token USER=<username>))
+	@$(DEMO_ENV) $(PY) manage.py drf_create_token $(USER)
 
 lint: venv
 	$(VENV)/bin/ruff check .

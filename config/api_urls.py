@@ -12,17 +12,19 @@
 /api/v1/reservations/<id>/    GPU bookings: list, book, read, PATCH start/end; `?subteam=&state=&requester=&cluster=`;
                               POST …/approve/, …/reject/ (admins), …/cancel/
 /api/v1/clusters/<id>/availability/  free GPUs per hour, `?start=&end=`
-/api/v1/calendars/<subteam|member>/<slug|username>/<token>.ics  booking feeds (signed token, no sign-in)
+/api/v1/calendars/<subteam|member>/<slug|username>/<token>.ics  booking feeds (a random token per feed, no sign-in)
 /api/v1/pipelines/<id>/       list, submit (SFT → DPO → eval …), read; `?subteam=`
 /api/v1/job-templates/<id>/   list, save, read, delete; `?subteam=`
 /api/v1/metrics/series/       `?job=<uuid>&key=train/loss&min_step=&max_step=&points=2000` (min/max buckets)
 /api/v1/metrics/keys/         `?job=<uuid>`: the metric keys stored for the jobs
 /api/v1/eval-results/<id>/    list, read; `?subteam=<slug>|none&benchmark=&model=&is_baseline=`;
                               POST …/import/ (FastChat judgments + questions), POST …/baselines/
+/api/v1/reports/<id>/         weekly reports: list, read, POST (start/regenerate a draft), PATCH (the lead's
+                              text); `?subteam=&week=&state=`; POST …/publish/; GET …/agenda/?week=
 """
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from evals import api as evals_api
@@ -30,6 +32,7 @@ from lending import api as lending_api
 from lending import views as lending_views
 from metrics import api as metrics_api
 from portal.api import views
+from reports import api as reports_api
 from scheduler.api import views as scheduler_views
 
 router = DefaultRouter()
@@ -44,10 +47,12 @@ router.register("reservations", lending_api.ReservationViewSet, basename="reserv
 router.register("pipelines", scheduler_views.PipelineViewSet, basename="pipeline")
 router.register("job-templates", scheduler_views.JobTemplateViewSet, basename="job-template")
 router.register("eval-results", evals_api.EvalResultViewSet, basename="eval-result")
+router.register("reports", reports_api.WeeklyReportViewSet, basename="report")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves its start-up script as a file: the CSP allows no inline script.
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("v1/metrics/series/", metrics_api.SeriesView.as_view(), name="metrics-series"),
     path("v1/metrics/keys/", metrics_api.KeysView.as_view(), name="metrics-keys"),
     path(

@@ -6,14 +6,17 @@ REDIS_URL (channel layer).
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from config.env import env_bool, env_int, env_list, env_str
+from config.signin import SLACK_ISSUER, redirect_origins, social_providers
 
 django_stubs_ext.monkeypatch()  # lets admin/queryset generics be subscripted at run time
 
@@ -49,16 +52,36 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "channels",
+    "allauth",  # sign-in with Slack (OpenID Connect) and GitHub: docs/sign-in.md
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.github",
+    "axes",  # throttles password sign-in per username and address
+    "csp",
     "portal",
     "scheduler",
     "lending",
     "metrics",
     "evals",
+    "reports",
     "slackbot",
 ]
-# Paths anonymous users may reach (portal.middleware): sign-in, the language switch, the health check;
-# the API and websockets answer 401/403 themselves; Slack's requests carry a signature instead of a session.
-LOGIN_EXEMPT_PREFIXES = ["/accounts/login/", "/i18n/", "/healthz", "/api/", "/ws/", "/slack/"]
+# Paths anonymous users may reach (portal.middleware): sign-in (the password form, the Slack and GitHub
+# round trips and their error pages), the language switch, the health check; the API and websockets
+# answer 401/403 themselves; Slack's requests carry a signature instead of a session.
+LOGIN_EXEMPT_PREFIXES = [
+    "/accounts/login/",
+    "/accounts/oidc/",
+    "/accounts/github/",
+    "/accounts/3rdparty/login/",
+    "/accounts/inactive/",
+    "/i18n/",
+    "/healthz",
+    "/api/",
+    "/ws/",
+    "/slack/",
+]
 
 # The demo (`make demo` sets DEMO=1): its data, loaders and commands, and the stand-in MT-Bench judge
 # (DEBUG only; it checks its own key, so it is open without a session).
@@ -69,16 +92,19 @@ if env_bool("DEMO", default=False):
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.LoginRequiredEverywhereMiddleware",
     "portal.middleware.ApiRequestErrorsMiddleware",  # /api/: too large or unreadable bodies answer JSON
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into the lockout page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -95,6 +121,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.portal",
+                "csp.context_processors.nonce",  # CSP_NONCE, for the rare inline <script>/<style>
             ],
         },
     },
@@ -136,6 +163,77 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Sign-in (portal.signin; docs/sign-in.md) ---
+# Axes' check comes first: a locked-out username+address is refused before any password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "portal.signin.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# The password form: "everyone" (default) or "admins" (the management team; the others sign in with
+# Slack or GitHub).
+PASSWORD_SIGNIN = env_str("PASSWORD_SIGNIN", "everyone")
+if PASSWORD_SIGNIN not in ("everyone", "admins"):
+    raise ImproperlyConfigured(f"PASSWORD_SIGNIN must be 'everyone' or 'admins', got {PASSWORD_SIGNIN!r}")
+
+# Slack (OpenID Connect): a sign-in maps to the Member whose Slack user ID is the token's
+# https://slack.com/user_id, only when its https://slack.com/team_id is SLACK_TEAM_ID. GitHub: the
+# Member whose GitHub user is the login. Nobody else gets in (no sign-up). Client secrets come from the
+# environment only: allauth reads apps from this setting, so none is stored in the database.
+SLACK_TEAM_ID = env_str("SLACK_TEAM_ID")
+SLACK_CLIENT_ID = env_str("SLACK_CLIENT_ID")
+SLACK_CLIENT_SECRET = env_str("SLACK_CLIENT_SECRET")
+SLACK_OIDC_ISSUER = env_str("SLACK_OIDC_ISSUER", SLACK_ISSUER)
+GITHUB_CLIENT_ID = env_str("GITHUB_CLIENT_ID")
+GITHUB_CLIENT_SECRET = env_str("GITHUB_CLIENT_SECRET")
+GITHUB_URL = env_str("GITHUB_URL")  # GitHub Enterprise Server; empty: github.com
+
+SOCIALACCOUNT_PROVIDERS = social_providers(
+    slack_client_id=SLACK_CLIENT_ID,
+    slack_client_secret=SLACK_CLIENT_SECRET,
+    slack_team_id=SLACK_TEAM_ID,
+    slack_issuer=SLACK_OIDC_ISSUER,
+    github_client_id=GITHUB_CLIENT_ID,
+    github_client_secret=GITHUB_CLIENT_SECRET,
+    github_url=GITHUB_URL,
+)
+SOCIALACCOUNT_ONLY = True  # allauth's own password, e-mail and sign-up pages are off
+SOCIALACCOUNT_AUTO_SIGNUP = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # never match people by e-mail address
+SOCIALACCOUNT_STORE_TOKENS = False  # the portal calls neither API after sign-in
+SOCIALACCOUNT_ADAPTER = "portal.signin.SocialAccountAdapter"
+ACCOUNT_ADAPTER = "portal.signin.AccountAdapter"
+ACCOUNT_EMAIL_VERIFICATION = "none"
+
+# Throttling (django-axes): after LOGIN_FAILURE_LIMIT failed passwords for one username from one
+# address, that pair is refused (even with the right password) for LOGIN_LOCKOUT_MINUTES; a success
+# clears the count. Behind a proxy, run daphne with --proxy-headers so the address is the client's.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "portal.signin.locked_out"  # the lockout page (429), in the visitor's language
+AXES_DISABLE_ACCESS_LOG = True  # only failures are kept (to count them), not every sign-in
+
+# Content-Security-Policy (django-csp): scripts and stylesheets from the portal only (an inline
+# <script> or <style> needs the request's nonce: {{ CSP_NONCE }}). Inline style *attributes* stay
+# allowed (style-src-attr): pages size bars and progress from data (`style="width: 40%"`).
+# The sign-in buttons post to the portal, which redirects to the provider: form-action names them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],  # htmx, fetch and the live pages' websockets (same origin)
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, *redirect_origins(SOCIALACCOUNT_PROVIDERS)],
+    }
+}
+
 LANGUAGE_CODE = env_str("LANGUAGE_CODE", "ja")
 LANGUAGES = [("ja", _("Japanese")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
@@ -146,15 +244,20 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# STATIC_MANIFEST (production, and `make demo`, which runs collectstatic): pages link hashed, compressed
+# copies from STATIC_ROOT, served with a year's max-age (immutable); a changed file gets a new name.
+# Off (DEBUG without collectstatic, the tests): the app folders' files under their own names.
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", default=not DEBUG)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "config.storage.HashedStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+WHITENOISE_AUTOREFRESH = DEBUG and not STATIC_MANIFEST
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -195,6 +298,7 @@ SPECTACULAR_SETTINGS = {
         "ClusterStatusEnum": "scheduler.models.Cluster.Status",
         "TrainingKindEnum": "scheduler.api.serializers.STEP_KINDS",
         "TemplateKindEnum": ["custom", "pretrain", "sft", "dpo", "eval", "pipeline"],
+        "ReportStateEnum": "reports.models.WeeklyReport.State",
     },
 }
 

@@ -1,4 +1,4 @@
-"""Who may book GPUs, decide on a booking, and cancel or move one.
+"""Who may book GPUs, decide on a booking, cancel or move one, and reset a calendar feed's link.
 
 Built on portal's primitives (`portal.access`); the web views and the API check these before they
 call `lending.services`, which assume the caller may.
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from lending.models import Reservation
+from lending.models import CalendarFeed, Reservation
 from portal.access import AnyUser, is_admin, is_self, may_act_in, may_act_in_any, may_lead, require
+from portal.models import Member, Subteam
 
 
 def can_book_gpus(user: AnyUser, subteam_id: int | None) -> bool:
@@ -46,3 +48,25 @@ def get_reservations_to_decide(user: AnyUser, pks: Iterable[int]) -> list[Reserv
     anything is read; ids of no booking are left out)."""
     require(can_decide_reservation(user))
     return list(Reservation.objects.filter(pk__in=list(pks)).select_related("cluster", "subteam"))
+
+
+def can_reset_feed(user: AnyUser, owner: Member | Subteam) -> bool:
+    """A member's calendar feed link is reset by the member (admins too, to end a leaked one); a
+    subteam's by its leads and admins."""
+    if isinstance(owner, Subteam):
+        return may_lead(user, owner.pk)
+    return is_self(user, owner.pk) or is_admin(user)
+
+
+def get_feed_owner_to_reset(user: AnyUser, kind: str, key: str) -> Member | Subteam:
+    """The member (by username) or subteam (by slug) whose feed link to reset (404 when there is none,
+    403 when the user may not)."""
+    owner: Member | Subteam
+    if kind == CalendarFeed.Kind.MEMBER:
+        owner = get_object_or_404(Member, user__username=key)
+    elif kind == CalendarFeed.Kind.SUBTEAM:
+        owner = get_object_or_404(Subteam, slug=key)
+    else:
+        raise Http404
+    require(can_reset_feed(user, owner))
+    return owner

@@ -1,11 +1,13 @@
 """What the calendar page and the iCalendar feeds show: reads only, shaped for the template or the feed.
 
 The page draws each booking as a bar on the nodes it holds over a two-week window, with a heat strip
-of free GPUs in 6-hour blocks; a feed lists bookings as VEVENTs for calendar apps.
+of free GPUs in 6-hour blocks; a feed lists bookings as VEVENTs for calendar apps. A feed's URL carries
+a random token of its own (`CalendarFeed`, stored as a hash), made and reset by `services.reset_calendar_feed`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -14,7 +16,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from lending import services
-from lending.models import Reservation
+from lending.models import CalendarFeed, Reservation
+from portal.models import Member, Subteam
 from scheduler import slurm
 from scheduler.models import Cluster
 
@@ -128,3 +131,51 @@ def ics(bookings: Iterable[Reservation], title: str, absolute: Callable[[str], s
         event.add("url", absolute(r.get_absolute_url()))
         cal.add_component(event)
     return bytes(cal.to_ical())
+
+
+# --- feeds' keys ------------------------------------------------------------------------------------------
+
+# A link just made, kept in the session until the feeds panel shows it, once: {"kind", "key", "url"}.
+NEW_FEED_SESSION_KEY = "lending.new_feed"
+
+
+def feed_owner(kind: str, key: str, token: str) -> Member | Subteam | None:
+    """Whose feed the URL's token opens: the member (by username) or subteam (by slug) the URL names,
+    if the token is that feed's current one; else None."""
+    feed = (
+        CalendarFeed.objects.select_related("member__user", "subteam")
+        .filter(token_hash=CalendarFeed.hash(token))
+        .first()
+    )
+    if feed is None:
+        return None
+    if kind == CalendarFeed.Kind.MEMBER and feed.member and feed.member.user.username == key:
+        return feed.member
+    if kind == CalendarFeed.Kind.SUBTEAM and feed.subteam and feed.subteam.slug == key:
+        return feed.subteam
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Feed:
+    """One feed a member can subscribe to, and when its current link was made (None: no link yet)."""
+
+    kind: str
+    key: str
+    owner: Member | Subteam
+    made: dt.datetime | None
+
+
+def feeds_of(member: Member, subteam_ids: Iterable[int]) -> list[Feed]:
+    """The member's own feed, then those of their subteams."""
+    feeds = [Feed(CalendarFeed.Kind.MEMBER, member.user.username, member, _made(member))]
+    for subteam in Subteam.objects.filter(pk__in=list(subteam_ids)).select_related("calendar_feed"):
+        feeds.append(Feed(CalendarFeed.Kind.SUBTEAM, subteam.slug, subteam, _made(subteam)))
+    return feeds
+
+
+def _made(owner: Member | Subteam) -> dt.datetime | None:
+    try:
+        return owner.calendar_feed.created_at
+    except CalendarFeed.DoesNotExist:
+        return None

@@ -7,6 +7,7 @@ An approved booking becomes a Slurm reservation of whole nodes (see lending/sync
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 
 from django.db import models
@@ -237,3 +238,50 @@ class SubteamQuota(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subteam}: {self.max_gpus} GPUs, {self.max_gpu_hours_per_week} GPU-h/week"
+
+
+class CalendarFeed(models.Model):
+    """The key of one calendar feed URL (a member's own bookings, or a subteam's). Only the token's
+    SHA-256 is kept: the URL is shown once, when it is made, and making a new one ends the old at once."""
+
+    class Kind(models.TextChoices):
+        MEMBER = "member", _("member")
+        SUBTEAM = "subteam", _("subteam")
+
+    member = models.OneToOneField(
+        Member, on_delete=models.CASCADE, null=True, blank=True, related_name="calendar_feed"
+    )
+    subteam = models.OneToOneField(
+        Subteam, on_delete=models.CASCADE, null=True, blank=True, related_name="calendar_feed"
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("made"), default=timezone.now)
+    created_by = models.ForeignKey(
+        Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("made by")
+    )
+
+    class Meta:
+        verbose_name = _("calendar feed")
+        verbose_name_plural = _("calendar feeds")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(member__isnull=False, subteam__isnull=True)
+                | models.Q(member__isnull=True, subteam__isnull=False),
+                name="calendar_feed_one_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.member_id or self.subteam_id}"
+
+    @property
+    def kind(self) -> str:
+        return self.Kind.MEMBER if self.member_id else self.Kind.SUBTEAM
+
+    @staticmethod
+    def new_token() -> str:
+        return secrets.token_urlsafe(32)
+
+    @staticmethod
+    def hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()

@@ -39,7 +39,7 @@ from lending.capacity import (
     span,
 )
 from lending.jobs import accounts_for, idle_changes, idle_minutes, reservation_for_job, users_for
-from lending.models import Reservation, ReservationEvent, SubteamQuota
+from lending.models import CalendarFeed, Reservation, ReservationEvent, SubteamQuota
 from lending.usage import HELD_STATES, Usage, job_gpu_hours_in, usage, usage_by_subteam
 from portal.models import Member, Subteam
 from scheduler.models import Cluster
@@ -603,3 +603,18 @@ def _watch_idle(cluster: Cluster, now: dt.datetime) -> int:
                 _event(r, ReservationEvent.Kind.IN_USE, None)
                 changed += 1
     return changed
+
+
+# --- calendar feeds ---------------------------------------------------------------------------------------
+
+
+def reset_calendar_feed(actor: Member | None, owner: Member | Subteam) -> str:
+    """A new secret token for the owner's calendar feed: the one before stops working at once. Only its
+    hash is stored; the token itself is returned, to be shown once."""
+    token = CalendarFeed.new_token()
+    values = {"token_hash": CalendarFeed.hash(token), "created_at": timezone.now(), "created_by": actor}
+    if isinstance(owner, Member):
+        CalendarFeed.objects.update_or_create(member=owner, defaults=values)
+    else:
+        CalendarFeed.objects.update_or_create(subteam=owner, defaults=values)
+    return token

@@ -11,15 +11,13 @@ import datetime as dt
 from typing import Any
 
 from django.contrib import messages
-from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
-from django.utils.http import urlencode
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
@@ -33,10 +31,9 @@ from portal.access import (
     require,
     require_member,
     subteams_for,
-    subteams_of,
 )
 from portal.http import HtmxHttpRequest
-from portal.models import Member, Subteam
+from portal.models import Subteam
 from scheduler.models import Cluster
 
 AWAITING = "awaiting"  # the list's filter: requested bookings an admin can still decide on
@@ -98,27 +95,6 @@ def _filtered(request: HtmxHttpRequest) -> tuple[QuerySet[Reservation], dict[str
     return bookings, chosen
 
 
-def feed_token(kind: str, key: str) -> str:
-    """An unguessable token for a calendar feed URL (calendar apps cannot sign in)."""
-    return signing.Signer(salt="lending.ics").signature(f"{kind}:{key}")
-
-
-def feed_url(request: HtmxHttpRequest, kind: str, key: str) -> str:
-    path = reverse("lending-ics", args=[kind, key, feed_token(kind, key)])
-    return request.build_absolute_uri(path)
-
-
-def _feeds(request: HtmxHttpRequest) -> list[tuple[str, str]]:
-    """The calendar feeds the list offers: the member's own bookings and each of their subteams'."""
-    me = member_of(request.user)
-    if me is None:
-        return []
-    feeds = [(_("My bookings"), feed_url(request, "member", me.username))]
-    for subteam in Subteam.objects.filter(pk__in=subteams_of(request.user)):
-        feeds.append((subteam.name, feed_url(request, "subteam", subteam.slug)))
-    return feeds
-
-
 @require_GET
 def reservation_list(request: HtmxHttpRequest) -> HttpResponse:
     bookings, chosen = _filtered(request)
@@ -138,7 +114,6 @@ def reservation_list(request: HtmxHttpRequest) -> HttpResponse:
         "states": Reservation.State.choices,
         "held_states": services.HELD_STATES,
         "by_subteam": services.usage_by_subteam(listed),
-        "feeds": _feeds(request),
         "can_book": access.may_book_gpus(request.user),
     }
     return render(request, "lending/list.html", context)
@@ -494,19 +469,33 @@ def calendar(request: HtmxHttpRequest) -> HttpResponse:
 # --- iCalendar feeds -------------------------------------------------------------------------------------
 
 
+@require_POST
+def feed_reset(request: HtmxHttpRequest, kind: str, key: str) -> HttpResponse:
+    """A new link for a calendar feed (the old one stops working at once), shown once on the page the
+    form was on: the member's own page or the lending list."""
+    owner = access.get_feed_owner_to_reset(request.user, kind, key)
+    token = services.reset_calendar_feed(member_of(request.user), owner)
+    url = request.build_absolute_uri(reverse("lending-ics", args=[kind, key, token]))
+    request.session[calendars.NEW_FEED_SESSION_KEY] = {"kind": kind, "key": key, "url": url}
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, require_https=request.is_secure()):
+        back = reverse("lending:list")
+    return redirect(f"{back}#feeds")
+
+
 def ics_feed(request: HtmxHttpRequest, kind: str, key: str, token: str) -> HttpResponse:
-    """A subteam's or a member's bookings as an .ics feed; the URL's signed token is the only key."""
-    if kind not in ("subteam", "member") or not constant_time_compare(token, feed_token(kind, key)):
+    """A subteam's or a member's bookings as an .ics feed; the URL's token (its feed's current one) is
+    the only key: a reset one, or any other, is a 404."""
+    owner = calendars.feed_owner(kind, key, token)
+    if owner is None:
         raise Http404
     bookings = rows().filter(state__in=calendars.SHOWN_STATES)
-    if kind == "subteam":
-        owner = get_object_or_404(Subteam, slug=key)
+    if isinstance(owner, Subteam):
         bookings = bookings.filter(subteam=owner)
         title = _("GPU bookings: %(name)s") % {"name": owner.name}
     else:
-        member = get_object_or_404(Member.objects.select_related("user"), user__username=key)
-        bookings = bookings.filter(requester=member)
-        title = _("GPU bookings: %(name)s") % {"name": member.display_name}
+        bookings = bookings.filter(requester=owner)
+        title = _("GPU bookings: %(name)s") % {"name": owner.display_name}
     body = calendars.ics(bookings.order_by("start")[:1000], title, request.build_absolute_uri)
     response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
     response["Content-Disposition"] = f'inline; filename="gpus-{kind}-{key}.ics"'

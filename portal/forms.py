@@ -211,11 +211,15 @@ class MemberForm(forms.ModelForm[Member]):
     # (scheduler.identity), and the username is set by an admin on the member's cluster accounts.
     ONBOARDING = ("has_github", "has_huggingface", "has_wandb", "has_slack")
 
+    # Sign-in identities (portal.signin): a Slack user ID or GitHub login signs in as this member, so
+    # only the management team sets them, as it sets cluster accounts.
+    IDENTITIES = ("slack_user_id", "github")
+
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not access.is_admin(user):
             # The management team confirms access; members see their checklist but do not tick it.
-            for name in self.ONBOARDING:
+            for name in (*self.ONBOARDING, *self.IDENTITIES):
                 del self.fields[name]
 
 

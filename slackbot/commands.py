@@ -20,12 +20,16 @@ from lending import access as lending_access
 from lending import services as lending
 from portal import access, services
 from portal.models import Member, Subteam
+from reports import data as report_data
+from reports import weeks
+from reports.models import WeeklyReport
 from scheduler import access as job_access
 from scheduler import logs, pending, triage
 from scheduler import services as job_services
 from scheduler.models import Cluster, Job, Node
 from slackbot import timeparse
 from slackbot.notify import duration, esc, link
+from slackbot.outbox import report_lines
 
 JOB_PREFIX_MIN = 8
 _HEX = re.compile(r"^[0-9a-f]{8,32}\Z")
@@ -78,6 +82,10 @@ def help_text() -> str:
         "`job <id>` — " + _("a job's state, run time and last log lines (ID: at least 8 characters)"),
         "`cancel <id>` — " + _("cancel a job"),
         "`task [subteam] <title>` — " + _("add a task to your subteam"),
+        "`report [subteam] [week]` — "
+        + _(
+            "the week's report of your subteam, with its link (week: `last`, `2026-06-01`; default: this week)"
+        ),
         "`help` — " + _("this list"),
         _("Times are in %(zone)s: `2026-12-01T09:00`, `12-01 9:00`, `tomorrow 9:00`, `9:00`.")
         % {"zone": settings.TIME_ZONE},
@@ -257,6 +265,32 @@ def cmd_task(member: Member, args: list[str]) -> Reply:
     )
 
 
+# --- weekly reports ------------------------------------------------------------------------------------------
+
+
+def cmd_report(member: Member, args: list[str]) -> Reply:
+    """The week's report of a subteam (draft or published), or the week so far when there is none yet."""
+    words, week = list(args), weeks.this_week()
+    if words and (named := weeks.parse(words[-1])) is not None:
+        week, words = named, words[:-1]
+    picked = pick_subteam(member, words)
+    if isinstance(picked, str):
+        return Reply(picked)
+    subteam, rest = picked
+    if rest:
+        return Reply(_("Usage: `report [subteam] [week]`, e.g. `report sft last`"))
+    if week > weeks.this_week():
+        return Reply(_("That week has not begun: there is nothing to report yet."))
+    report = (
+        WeeklyReport.objects.select_related("subteam", "published_by")
+        .filter(subteam=subteam, week=week)
+        .first()
+    )
+    if report is None:  # not stored: what a draft would show now
+        report = WeeklyReport(subteam=subteam, week=week, data=report_data.week_data(subteam, week))
+    return Reply(report_lines(report))
+
+
 # --- GPUs and the lending list ------------------------------------------------------------------------------
 
 
@@ -411,4 +445,5 @@ HANDLERS: dict[str, Callable[[Member, list[str]], Reply]] = {
     "job": cmd_job,
     "cancel": cmd_cancel,
     "task": cmd_task,
+    "report": cmd_report,
 }

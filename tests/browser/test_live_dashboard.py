@@ -94,7 +94,7 @@ def test_the_subteam_dashboard_follows_a_running_job_on_the_cluster(
         time.sleep(0.5)
 
     sign_in(page, asgi_server, f"/subteams/{team.sft.slug}/")
-    page.wait_for_function("document.documentElement.dataset.metricLive === 'open'")
+    page.wait_for_function("() => document.documentElement.dataset.metricLive === 'open'")
     bar = page.locator(f'[data-progress-for="{job.pk}"] [data-progress-bar]')
     first = float(bar.get_attribute("aria-valuenow") or 0)
     assert first < 100
@@ -110,6 +110,6 @@ def test_the_subteam_dashboard_follows_a_running_job_on_the_cluster(
         timeout=60_000,
     )
     page.wait_for_function(
-        f"window.TanukiMetrics.charts[0].plot.data[0].length > {points_at_load}", timeout=60_000
+        f"() => window.TanukiMetrics.charts[0].plot.data[0].length > {points_at_load}", timeout=60_000
     )
     assert page.evaluate("window.__sameDocument === true")

@@ -43,7 +43,7 @@ def test_sorting_and_comparing_in_the_browser(live_server: Any, page: Any, team:
     with page.expect_response(lambda r: "sort=-extraction" in r.url) as sorted_:
         page.click("#leaderboard th >> text=Extraction")
     assert sorted_.value.request.headers.get("hx-request") == "true"
-    page.wait_for_function(f"document.querySelector('#leaderboard tbody tr').id === 'result-{ref.pk}'")
+    page.wait_for_function(f"() => document.querySelector('#leaderboard tbody tr').id === 'result-{ref.pk}'")
     assert "sort=-extraction" in page.url  # pushed: a reload keeps the order
     page.reload()
     assert rows.first.get_attribute("id") == f"result-{ref.pk}"
@@ -53,5 +53,5 @@ def test_sorting_and_comparing_in_the_browser(live_server: Any, page: Any, team:
     assert page.locator("#radar polygon.baseline").count() == 1
     with page.expect_response(lambda r: "compare=none" in r.url):
         page.select_option("#compare", "none")
-    page.wait_for_function("document.querySelectorAll('#radar polygon.baseline').length === 0")
+    page.wait_for_function("() => document.querySelectorAll('#radar polygon.baseline').length === 0")
     assert page.locator("#radar circle.model").count() == 8

@@ -1,11 +1,11 @@
-"""The lending pages: list, form + htmx preview, a booking's page, decisions, calendar, .ics feeds."""
+"""The lending pages: list, form + htmx preview, a booking's page, decisions, calendar (the .ics feeds:
+test_feeds.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-import icalendar
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from lending import services
 from lending.models import KeptReservation, Reservation
-from lending.views import feed_token
 from scheduler.models import Cluster
 from tests.lending.conftest import soon
 from tests.personas import ROLES, Team
@@ -167,32 +166,6 @@ def test_calendar_places_bookings_on_the_nodes_slurm_reserved(team: Team, lab: C
     assert [node for node, row in rows.items() if placed.get_absolute_url() in row] == ["node1", "node2"]
     assert not any(unreadable.get_absolute_url() in row for row in rows.values())
     assert unreadable.get_absolute_url() in body
-
-
-def test_ics_feeds_need_the_signed_token(team: Team, book) -> None:  # type: ignore[no-untyped-def]
-    r = book("member", purpose="mt-bench")
-    book("other", purpose="tokenizer")
-    anon = team.client("anon")
-    url = reverse("lending-ics", args=["subteam", "sft", feed_token("subteam", "sft")])
-    response = anon.get(url)
-    assert response.status_code == 200 and response["Content-Type"].startswith("text/calendar")
-    events = icalendar.Calendar.from_ical(response.content).walk("VEVENT")
-    assert [str(e["summary"]) for e in events] == ["8 GPU · Fine-tuning: mt-bench"]
-    assert events[0].decoded("dtstart") == r.start and str(events[0]["status"]) == "TENTATIVE"
-    member_url = reverse("lending-ics", args=["member", "member", feed_token("member", "member")])
-    assert len(icalendar.Calendar.from_ical(anon.get(member_url).content).walk("VEVENT")) == 1
-    for bad in (
-        reverse("lending-ics", args=["subteam", "sft", "forged"]),
-        reverse("lending-ics", args=["subteam", "pretrain", feed_token("subteam", "sft")]),
-        reverse("lending-ics", args=["member", "other", feed_token("member", "member")]),
-    ):
-        assert anon.get(bad).status_code == 404
-
-
-def test_the_list_shows_a_members_own_feed_links(team: Team, lab: Cluster) -> None:
-    body = team.client("member").get(reverse("lending:list")).content.decode()
-    assert feed_token("member", "member") in body and feed_token("subteam", "sft") in body
-    assert feed_token("member", "lead") not in body
 
 
 def test_list_filters(team: Team, book) -> None:  # type: ignore[no-untyped-def]

@@ -60,7 +60,7 @@ def test_the_subteam_dashboard_moves_while_points_arrive(
     bar = page.locator(f'[data-progress-for="{job.pk}"] [data-progress-bar]')
     assert float(bar.get_attribute("aria-valuenow")) == pytest.approx(first_step / 300 * 100, abs=0.1)
     page.locator("[data-metric-chart] canvas").first.wait_for()
-    page.wait_for_function("document.documentElement.dataset.metricLive === 'open'")
+    page.wait_for_function("() => document.documentElement.dataset.metricLive === 'open'")
     page.evaluate(
         "window.__updates = 0; document.addEventListener('metrics:update', () => window.__updates++)"
     )
@@ -68,7 +68,7 @@ def test_the_subteam_dashboard_moves_while_points_arrive(
     files.visible[path] = len(run_file)
     in_thread(lambda: ingest.ingest_job(job, files))
 
-    page.wait_for_function("window.__updates > 0")
+    page.wait_for_function("() => window.__updates > 0")
     step = page.locator(f'[data-progress-for="{job.pk}"] [data-progress-step]')
     assert step.inner_text() == "300"
     assert bar.get_attribute("aria-valuenow") == "100.0"
