@@ -171,7 +171,7 @@ def test_the_japanese_page_explains_in_japanese(team: Team, fake_cluster: Cluste
 
 def test_the_api_gives_the_diagnosis(team: Team, fake_cluster: Cluster) -> None:
     job = _diagnosed(team, fake_cluster, "cuda_oom.log", submit={"command": "python train.py"})
-    api = APIClient()
+    api = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     api.force_authenticate(team.users["member"])
     data = api.get(f"/api/v1/jobs/{job.pk}/").json()["diagnosis"]
     assert data["code"] == "cuda_oom" and data["title"] == "CUDA out of memory"
@@ -202,7 +202,7 @@ def test_halving_the_micro_batch_keeps_the_global_batch(team: Team, fake_cluster
     finish(job, Job.State.FAILED, exit_code=1)
     store_log(job, (RECORDED / "cuda_oom.log").read_text())
     triage.diagnose(Job.objects.get(pk=job.pk))
-    api = APIClient()
+    api = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     api.force_authenticate(team.users["member"])
     detail = api.get(f"/api/v1/jobs/{job.pk}/").json()["diagnosis"]
     assert [f["action"] for f in detail["fixes"]] == [Fix.HALVE_MICRO_BATCH]
@@ -225,7 +225,7 @@ def test_a_micro_batch_of_one_cannot_be_halved(team: Team, fake_cluster: Cluster
     triage.diagnose(Job.objects.get(pk=job.pk))
     job.refresh_from_db()
     assert fixes.offered(job) == []
-    api = APIClient()
+    api = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     api.force_authenticate(team.users["member"])
     response = api.post(f"/api/v1/jobs/{job.pk}/fix/", {"action": Fix.HALVE_MICRO_BATCH}, format="json")
     assert response.status_code == 400 and "already 1" in response.content.decode()
@@ -278,7 +278,7 @@ def test_resuming_points_the_new_run_at_the_old_checkpoints(team: Team, fake_clu
 def test_only_who_may_resubmit_may_fix(team: Team, fake_cluster: Cluster) -> None:
     job = _diagnosed(team, fake_cluster, "nccl_timeout.log", node_list="node[1-4]")
     assert team.client("other").post(f"/jobs/{job.pk}/fix/", {"action": Fix.EXCLUDE_NODE}).status_code == 403
-    api = APIClient()
+    api = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     api.force_authenticate(team.users["other"])
     assert (
         api.post(f"/api/v1/jobs/{job.pk}/fix/", {"action": Fix.EXCLUDE_NODE}, format="json").status_code
