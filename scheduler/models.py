@@ -507,6 +507,10 @@ class Job(models.Model):
     # expects it to start (squeue's start column for pending jobs; scheduler.pending).
     reservation = models.CharField(_("reservation"), max_length=64, blank=True, db_index=True)
     expected_start_at = models.DateTimeField(_("expected start"), null=True, blank=True)
+    # Slurm requeued it (a node failure, preemption, a checkpoint's requeue) and it ran again: how many
+    # times, and when the current run began (progress and ETA count from there).
+    restarts = models.PositiveSmallIntegerField(_("restarts"), default=0)
+    running_since = models.DateTimeField(_("running since"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -690,6 +694,7 @@ class JobEvent(models.Model):
         CANCEL_REQUESTED = "cancel_requested", _("Cancel requested")
         CANCELLED = "cancelled", _("Cancelled")
         RESUBMITTED = "resubmitted", _("Resubmitted")
+        RESTARTED = "restarted", _("Restarted after a requeue")
         ERROR = "error", _("Error")
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")

@@ -24,7 +24,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from scheduler import slurm
-from scheduler.models import Cluster, Job
+from scheduler.models import Cluster, Job, JobEvent
 from scheduler.steps import LiveRow, Poll
 from scheduler.transitions import transition
 
@@ -49,6 +49,7 @@ TRACKED_FIELDS = (
     "cancel_requested_by_id",
     "cancel_sent_at",
     "expected_start_at",
+    "restarts",
 )
 
 
@@ -143,7 +144,17 @@ def _apply_queue_entry(job: Job, entry: slurm.QueueEntry, cluster: Cluster) -> b
     ):
         fields["expected_start_at"] = expected
     if job.state != new_state:
-        return transition(job, new_state, expect_from=job.state, message=reason, **fields)
+        event = JobEvent.Kind.STATE
+        if new_state == Job.State.RUNNING:
+            fields["running_since"] = started or timezone.now()
+            if job.started_at is not None:
+                # It ran before and runs again: Slurm requeued it (the training resumes from its last
+                # checkpoint). The first start stays `started_at`.
+                fields.pop("started_at", None)
+                fields["restarts"] = job.restarts + 1
+                event = JobEvent.Kind.RESTARTED
+                reason = f"restart {job.restarts + 1}"
+        return transition(job, new_state, expect_from=job.state, event=event, message=reason, **fields)
     if fields:
         # Not a state change (a new pending reason, the nodes): no event, no push.
         fields["updated_at"] = timezone.now()
