@@ -269,8 +269,14 @@ def test_the_job_page_shows_facts_timeline_script_and_logs(team: Team, fake_clus
     assert "NonZeroExitCode" in page and "4242" in page and "node1" in page
     assert "Submitted" in page and "Submitting → Failed" in page
     assert "#SBATCH --job-name=tanuki-" in page
-    assert '<pre class="log" data-testid="stdout" tabindex="0">hi</pre>' in page
-    assert '<pre class="log" data-testid="stderr" tabindex="0">boom</pre>' in page
+    assert (
+        '<pre class="log" data-testid="stdout" tabindex="0" role="region" aria-labelledby="log-stdout-title">hi</pre>'
+        in page
+    )
+    assert (
+        '<pre class="log" data-testid="stderr" tabindex="0" role="region" aria-labelledby="log-stderr-title">boom</pre>'
+        in page
+    )
     assert f'href="/jobs/{job.pk}/logs/stdout/"' in page
     assert "hx-trigger" not in page  # finished: nothing to poll
 
