@@ -21,6 +21,7 @@ def push_job(
     *,
     points: dict[str, list[tuple[int, float]]] | None = None,
     refresh: bool = False,
+    alert: dict[str, Any] | None = None,
 ) -> None:
     """Send a job's new points and progress to its watchers once the transaction commits. `refresh`:
     too many new points to send; the charts re-query the series instead."""
@@ -29,6 +30,8 @@ def push_job(
         fields["points"] = {key: [[s, v] for s, v in values] for key, values in points.items()}
     if refresh:
         fields["refresh"] = True
+    if alert:
+        fields["alert"] = alert  # a loss spike or NaN (metrics.watch): the chart marks its step
     if not fields:
         return
     job_id, subteam_id = job.pk, job.subteam_id

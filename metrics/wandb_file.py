@@ -47,6 +47,8 @@ class HistoryRow:
     step: int
     values: dict[str, float]
     timestamp: float | None = None
+    # Keys whose value was NaN or infinite: not stored as points, but the loss watch tells of them.
+    nonfinite: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,10 +226,16 @@ def _decode(raw: bytes, summaries: bool) -> Event | None:
             and not isinstance(value, bool)
             and math.isfinite(value)
         }
+        nonfinite = tuple(
+            key
+            for key, value in values.items()
+            if isinstance(value, float) and not math.isfinite(value) and not key.startswith("_")
+        )
         return HistoryRow(
             step=step,
             values=numbers,
             timestamp=float(timestamp) if isinstance(timestamp, int | float) else None,
+            nonfinite=nonfinite,
         )
     if kind == "summary" and summaries:
         return Summary({_key(item): _value(item) for item in record.summary.update})

@@ -695,6 +695,7 @@ class JobEvent(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
         RESUBMITTED = "resubmitted", _("Resubmitted")
         RESTARTED = "restarted", _("Restarted after a requeue")
+        LOSS_ALERT = "loss_alert", _("Loss spike or NaN")
         ERROR = "error", _("Error")
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")

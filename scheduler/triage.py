@@ -23,7 +23,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from scheduler import logs
-from scheduler.models import Job, JobLogChunk
+from scheduler.models import Job, JobEvent, JobLogChunk
 
 # Bytes of each stream's end that are read to classify (a huge log costs no more than this).
 TAIL_BYTES = 64 << 10
@@ -33,6 +33,7 @@ EVIDENCE_CHARS = 300
 # Jobs diagnosed per cluster per cycle (the rest wait for the next one).
 JOBS_PER_CYCLE = 50
 SLURM_STREAM = "slurm"  # the evidence "stream" of what Slurm itself said (Job.reason)
+METRICS_STREAM = "metrics"  # the loss watch's alerts on the ingested series
 BAD_STATES = frozenset(
     {
         Job.State.FAILED,
@@ -174,6 +175,7 @@ SIGNATURES: tuple[Signature, ...] = (
             r"""['"]?\bloss['"]?\s*[:=]\s*['"]?(?:nan|-?inf)\b""",
             r"\bloss (?:is|became) (?:nan|inf)",
             r"non-finite loss",
+            r"^loss spike at step \d+",
         ),
         fixes=(Fix.RESUME,),
     ),
@@ -410,10 +412,13 @@ def diagnose_jobs(poll: Any) -> None:
 
 def diagnose(job: Job) -> Diagnosis:
     """Classify a job from its stored logs and record the result on it."""
-    # What Slurm said (sbatch's refusal, a pending reason) first, then the log tails.
+    # What Slurm said (sbatch's refusal, a pending reason) first, then the log tails, then what the
+    # loss watch saw in the ingested series (metrics.watch records it as loss_alert events).
+    alerts = JobEvent.objects.filter(job=job, kind=JobEvent.Kind.LOSS_ALERT).order_by("at")[:MAX_EVIDENCE]
     streams = [(SLURM_STREAM, job.reason)] + [
         (stream, tail_text(job, stream)) for stream in (JobLogChunk.Stream.STDERR, JobLogChunk.Stream.STDOUT)
     ]
+    streams.append((METRICS_STREAM, "\n".join(a.message for a in alerts)))
     diagnosis = classify(job.state, job.exit_code, streams, job.node_list)
     record = diagnosis.as_json() | {"at": timezone.now().isoformat()}
     Job.objects.filter(pk=job.pk).update(diagnosis=record)

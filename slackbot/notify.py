@@ -17,7 +17,7 @@ from evals.models import EvalResult
 from lending.models import Reservation
 from portal.formatting import format_duration
 from scheduler import drains
-from scheduler.models import Job, NodeIncident
+from scheduler.models import Job, JobEvent, NodeIncident
 from slackbot.models import Notification
 
 log = logging.getLogger("slackbot")
@@ -78,6 +78,24 @@ def job_text(job: Job) -> str:
             _("owner %(owner)s") % {"owner": esc(job.owner.display_name)},
         ]
         return f"{headline} ({', '.join(details)})\n{link(job.get_absolute_url())}"
+
+
+def loss_alert_text(event: JobEvent) -> str:
+    """`Loss alert in sft-run (owner @x): loss spike at step 1200: 7.9 (median 2.0, z 41)` and a link to
+    the job's chart at that step, in the portal's language."""
+    job = event.job
+    with translation.override(settings.LANGUAGE_CODE):
+        owner = (
+            f"<@{esc(job.owner.slack_user_id)}>" if job.owner.slack_user_id else esc(job.owner.display_name)
+        )
+        headline = _("Loss alert in job %(name)s (owner %(owner)s): %(what)s") % {
+            "name": esc(job.name),
+            "owner": owner,
+            "what": esc(event.message),
+        }
+        step = event.message.split("step ", 1)[-1].split(":", 1)[0].strip()
+        anchor = f"#step-{step}" if step.isdigit() else ""
+        return f"{headline}\n{link(job.get_absolute_url() + anchor)}"
 
 
 # --- reservations (lending list) ----------------------------------------------------------------------------

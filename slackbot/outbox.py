@@ -58,6 +58,14 @@ def _job_message(event: JobEvent) -> Message | None:
     return Message(job.subteam.slack_channel, f"job:{job.pk}:{event.to_state}", text)
 
 
+def _loss_alert_message(event: JobEvent) -> Message | None:
+    """A loss spike or NaN (metrics.watch): to the subteam's channel, naming the job's owner."""
+    job = event.job
+    if not job.subteam.slack_channel:
+        return None
+    return Message(job.subteam.slack_channel, f"job:{job.pk}:loss:{event.pk}", notify.loss_alert_text(event))
+
+
 def _reservation_message(event: ReservationEvent) -> Message | None:
     reservation = event.reservation
     if event.kind not in notify.RESERVATION_EVENTS or not reservation.subteam.slack_channel:
@@ -188,6 +196,13 @@ SOURCES = (
             "job__subteam", "job__owner"
         ),
         _job_message,
+    ),
+    Source(
+        "loss-alerts",
+        lambda: JobEvent.objects.filter(kind=JobEvent.Kind.LOSS_ALERT).select_related(
+            "job__subteam", "job__owner"
+        ),
+        _loss_alert_message,
     ),
     Source(
         "reservation-events",

@@ -1,5 +1,5 @@
 """Write a real W&B offline run the way transformers' WandbCallback logs (run as a separate process:
-`python -m tests.metrics.make_run <dir> <run id> <steps> [<spike step>]`)."""
+`python -m tests.metrics.make_run <dir> <run id> <steps> [<spike step> [<NaN step>]]`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 
 
-def main(directory: str, run_id: str, steps: int, spike_at: int | None) -> None:
+def main(directory: str, run_id: str, steps: int, spike_at: int | None, nan_at: int | None = None) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_DISABLE_GIT", "true")
     import wandb
@@ -20,6 +20,8 @@ def main(directory: str, run_id: str, steps: int, spike_at: int | None) -> None:
         loss = 3.0 * math.exp(-step / 200) + 1.2 + 0.01 * math.sin(step)
         if step == spike_at:
             loss = 42.0
+        if nan_at is not None and step >= nan_at:
+            loss = math.nan  # diverged: every later loss is NaN, as a real run's would be
         run.log(
             {
                 "train/loss": loss,
@@ -35,4 +37,6 @@ def main(directory: str, run_id: str, steps: int, spike_at: int | None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None)
+    spike = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] != "-" else None
+    nan = int(sys.argv[5]) if len(sys.argv) > 5 else None
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), spike, nan)
