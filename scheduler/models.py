@@ -511,6 +511,10 @@ class Job(models.Model):
     # times, and when the current run began (progress and ETA count from there).
     restarts = models.PositiveSmallIntegerField(_("restarts"), default=0)
     running_since = models.DateTimeField(_("running since"), null=True, blank=True)
+    # The last checkpoint the run announced in its log (training's "checkpoint saved: step N", or
+    # transformers' "Saving model checkpoint to …/checkpoint-N"): how far a resume goes back.
+    last_checkpoint_step = models.PositiveBigIntegerField(_("last checkpoint step"), null=True, blank=True)
+    last_checkpoint_at = models.DateTimeField(_("last checkpoint"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

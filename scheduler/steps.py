@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -558,6 +559,17 @@ def _remove_secrets(conn: ssh.Connection, job: Job) -> None:
         log.warning("could not remove the secrets of job %s", job.pk)
 
 
+CHECKPOINT_RE = re.compile(r"checkpoint saved: step (\d+)|Saving model checkpoint to \S*checkpoint-(\d+)")
+
+
+def _last_checkpoint(text: str) -> int | None:
+    """The step of the last checkpoint a log chunk announces, if any."""
+    found = None
+    for match in CHECKPOINT_RE.finditer(text):
+        found = int(match[1] or match[2])
+    return found
+
+
 def _read_stream(conn: ssh.Connection, job: Job, stream: str, path: str, offset_field: str) -> int:
     offset: int = getattr(job, offset_field)
     data = conn.read_from(path, offset, LOG_BYTES_PER_CYCLE)
@@ -576,6 +588,11 @@ def _read_stream(conn: ssh.Connection, job: Job, stream: str, path: str, offset_
         if not advanced:
             return 0
         JobLogChunk.objects.create(job=job, stream=stream, offset=offset, data=bytes(data[:used]), size=used)
+        checkpoint = _last_checkpoint(text)
+        if checkpoint is not None:
+            Job.objects.filter(pk=job.pk).update(
+                last_checkpoint_step=checkpoint, last_checkpoint_at=timezone.now()
+            )
         live.push(job.pk, job.subteam_id, log_text=text, log_stream=stream)
     setattr(job, offset_field, offset + used)
     return used

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,19 @@ def resume_from(cfg: RunConfig) -> str | None:
         path = latest_checkpoint(resume)
         return str(path) if path else None
     return resume
+
+
+class AnnounceCheckpointCallback(TrainerCallback):
+    """Print `checkpoint saved: step N <dir>` (stderr) when the trainer saves one, on the main process:
+    the portal reads it from the log to show the run's last checkpoint and how far a resume goes back."""
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
+        if state.is_world_process_zero:
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            print(f"checkpoint saved: step {state.global_step} {path}", file=sys.stderr, flush=True)
+        return control
 
 
 class SaveOnSignalCallback(TrainerCallback):

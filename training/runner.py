@@ -98,7 +98,12 @@ def training_arguments(cfg: RunConfig, report_to: list[str], has_eval: bool) -> 
 def run_training(cfg: RunConfig, build: Callable[[RunConfig, list[str]], Trainer]) -> RunResult:
     """Build the trainer, resume if a checkpoint exists, train, save the final model and a run summary."""
     from training import tracking
-    from training.checkpointing import SaveOnSignalCallback, requeue_slurm_job, resume_from
+    from training.checkpointing import (
+        AnnounceCheckpointCallback,
+        SaveOnSignalCallback,
+        requeue_slurm_job,
+        resume_from,
+    )
 
     if cfg.checkpoint.save_on_signal:
         signals.install()
@@ -107,6 +112,7 @@ def run_training(cfg: RunConfig, build: Callable[[RunConfig, list[str]], Trainer
     exit_code = 1
     try:
         trainer = build(cfg, tracking.report_to(run))
+        trainer.add_callback(AnnounceCheckpointCallback())
         callback = SaveOnSignalCallback()
         if cfg.checkpoint.save_on_signal:
             trainer.add_callback(callback)

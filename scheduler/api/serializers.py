@@ -278,6 +278,10 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "expected_start_at",
             "reservation",
             "exclude_nodes",
+            "restarts",
+            "running_since",
+            "last_checkpoint_step",
+            "last_checkpoint_at",
         ]
         read_only_fields = fields
 

@@ -53,3 +53,25 @@ def test_running_again_after_a_requeue_counts_a_restart(team: Team) -> None:
     assert event is not None and (event.kind, event.message) == (JobEvent.Kind.RESTARTED, "restart 1")
     page = team.client("member").get(f"/jobs/{job.pk}/").content.decode()
     assert "Restarted after a requeue" in page
+
+
+def test_the_last_checkpoint_the_log_announces_is_shown(team: Team) -> None:
+    from scheduler.steps import _last_checkpoint
+
+    assert (
+        _last_checkpoint(
+            "checkpoint saved: step 200 out/checkpoint-200\nloss 1.2\ncheckpoint saved: step 400 out/checkpoint-400\n"
+        )
+        == 400
+    )
+    assert _last_checkpoint("[INFO] Saving model checkpoint to /runs/x/out/checkpoint-6000\n") == 6000
+    assert _last_checkpoint("step 6000 done\n") is None
+    cluster = make_fake_cluster()
+    grant_cluster_accounts(team, cluster)
+    job = submit(team, cluster)
+    at = timezone.now()
+    Job.objects.filter(pk=job.pk).update(
+        state=Job.State.RUNNING, restarts=2, running_since=at, last_checkpoint_step=400, last_checkpoint_at=at
+    )
+    page = team.client("member").get(f"/jobs/{job.pk}/").content.decode()
+    assert f"step 400, {timezone.localtime(at):%Y-%m-%d %H:%M}" in page and '<dd id="restarts">2' in page

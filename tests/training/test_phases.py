@@ -46,6 +46,8 @@ def test_pretrain_entry_point_loss_falls(tiny_model: Path, tmp_path: Path) -> No
     out = tmp_path / "run" / "out"
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["status"] == "completed" and summary["global_step"] == 12
+    # Announced on stderr for the portal (the job page's "last checkpoint").
+    assert f"checkpoint saved: step 12 {out / 'checkpoint-12'}" in proc.stderr
     history = losses(log_history(out / "checkpoint-12"))
     assert len(history) >= 10
     assert history[-1] < history[0] - 1.0, history
