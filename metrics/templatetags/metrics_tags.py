@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from django import template
 from django.db.models import Q
 
-from metrics.progress import Progress, job_progress
+from metrics import marks
+from metrics.progress import Progress, job_progress, waiting
 from portal.models import Subteam
 from scheduler.models import Job
 
@@ -20,12 +21,12 @@ SUBTEAM_RUNS = 6
 @dataclass(frozen=True)
 class Run:
     job: Job
-    progress: Progress | None
+    progress: Progress
 
 
 @register.simple_tag
-def metrics_progress(job: Job) -> Progress | None:
-    return job_progress(job)
+def metrics_progress(job: Job) -> Progress:
+    return job_progress(job) or waiting(job)
 
 
 @register.simple_tag
@@ -37,7 +38,7 @@ def subteam_runs(subteam: Subteam) -> list[Run]:
         .select_related("cluster", "owner__user")
         .order_by("-started_at", "-created_at")[:SUBTEAM_RUNS]
     )
-    runs = [Run(job, job_progress(job)) for job in jobs]
+    runs = [Run(job, job_progress(job) or waiting(job)) for job in jobs]
     return sorted(runs, key=lambda run: run.job.is_terminal)
 
 
@@ -62,3 +63,10 @@ def state_labels() -> str:
 @register.simple_tag
 def job_ids(runs: list[Run]) -> str:
     return ",".join(str(run.job.pk) for run in runs)
+
+
+@register.simple_tag
+def chart_marks(job: Job, events: object = None) -> str:
+    """The loss chart's marks (loss alerts, restarts) as JSON for its `data-marks` attribute. `events`:
+    the job's events when the page has them already (no query), else they are read here."""
+    return json.dumps(marks.for_job(job, events if isinstance(events, list) else None))

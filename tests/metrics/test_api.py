@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import uuid
 from typing import Any
 
-from metrics import ingest
+from metrics import ingest, wandb_file
+from metrics.models import MetricCursor
 from tests.metrics.conftest import LocalRunFiles, MakeJob
 from tests.personas import Team
 
@@ -96,3 +99,48 @@ def test_unknown_jobs_and_bad_queries(team: Team, make_job: MakeJob) -> None:
     too_many: dict[str, Any] = {"job": str(job.pk), "key": "k", "points": 10**6}
     assert client.get(SERIES, too_many).status_code == 400
     assert client.get(SERIES, {"job": [str(job.pk)] * 13, "key": "k"}).status_code == 400
+
+
+def test_a_reload_gets_304_until_new_points_arrive(
+    team: Team, make_job: MakeJob, files: LocalRunFiles, run_file: bytes
+) -> None:
+    job = make_job()
+    path = files.place(job, run_file)
+    files.visible[path] = wandb_file.parse(run_file[: len(run_file) // 2]).offset
+    ingest.ingest_job(job, files)
+    client = team.client("member")
+    query: dict[str, Any] = {"job": str(job.pk), "key": "train/loss"}
+
+    first = client.get(SERIES, query)
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and first.headers["Last-Modified"]
+    assert "no-cache" in first.headers["Cache-Control"] and "private" in first.headers["Cache-Control"]
+
+    again = client.get(SERIES, query, HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
+    assert client.get(SERIES, {**query, "key": "train/grad_norm"}, HTTP_IF_NONE_MATCH=etag).status_code == 200
+
+    files.visible[path] = len(run_file)
+    ingest.ingest_job(job, files)
+    after = client.get(SERIES, query, HTTP_IF_NONE_MATCH=etag)
+    assert after.status_code == 200 and after.headers["ETag"] != etag
+    assert after.json()["series"][0]["steps"][-1] == 300
+
+
+def test_finished_series_are_cached_long_and_gzipped(
+    team: Team, make_job: MakeJob, files: LocalRunFiles, run_file: bytes
+) -> None:
+    job = make_job(state="completed")
+    files.place(job, run_file)
+    ingest.ingest_job(job, files)
+    MetricCursor.objects.filter(job=job).update(final=True)
+    client = team.client("member")
+    query: dict[str, Any] = {"job": str(job.pk), "key": "train/loss", "points": 5000}
+
+    plain = client.get(SERIES, query)
+    zipped = client.get(SERIES, query, HTTP_ACCEPT_ENCODING="gzip")
+
+    assert "max-age=86400" in plain.headers["Cache-Control"]
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(zipped.content)) == plain.json()
+    assert len(zipped.content) < len(plain.content) / 2

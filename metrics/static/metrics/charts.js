@@ -2,7 +2,9 @@
  * fetch /api/v1/metrics/series/ and draw, per job, the bucket means as a line and each bucket's min..max
  * as a band, so a spike is never hidden. Dragging zooms and re-queries that step range; "reset zoom"
  * goes back to the whole run. Panels with `data-metric-ws` open a websocket: new points are appended,
- * progress bars, ETAs and job states updated without reloading. */
+ * progress bars, ETAs and job states updated without reloading. A chart's `data-marks` (JSON
+ * [{step, kind: "alert" | "restart"}]) draws vertical markers, and pushed `alert`s add to them; a page
+ * address ending in `#step-N` scrolls to the loss chart and highlights that step. */
 (function () {
   "use strict";
   if (window.TanukiMetrics) return;
@@ -11,6 +13,86 @@
   const MAX_LIVE_POINTS = 4000; // past this, appended points are re-downsampled by the server
   const gettext = window.gettext || function (s) { return s; };
   const charts = [];
+  const MARK_STYLE = {
+    alert: { color: "#b3261e", dash: [], label: function () { return gettext("loss alert"); } },
+    restart: { color: "#6b625a", dash: [4, 3], label: function () { return gettext("restart"); } },
+  };
+
+  // Tick labels with as many significant digits as it takes for neighbours to differ (a learning rate
+  // axis otherwise reads "0.005 0.005 0.005"); small or large numbers in exponent notation (5e-5).
+  function formatTick(v, digits) {
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    if (a < 1e-3 || a >= 1e6) {
+      return v.toExponential(digits - 1).replace(/\.?0+e/, "e").replace("e+", "e");
+    }
+    return String(Number(v.toPrecision(digits)));
+  }
+
+  function tickValues(u, splits) {
+    for (let digits = 1; digits <= 15; digits++) {
+      const labels = splits.map(function (v) { return v === null || v === undefined ? "" : formatTick(v, digits); });
+      if (new Set(labels).size === labels.length) return labels;
+    }
+    return splits.map(String);
+  }
+
+  function drawMarks(u, chart) {
+    const ctx = u.ctx;
+    const top = u.bbox.top;
+    const height = u.bbox.height;
+    const lo = u.scales.x.min;
+    const hi = u.scales.x.max;
+    ctx.save();
+    if (chart.highlight !== null && chart.highlight >= lo && chart.highlight <= hi) {
+      const x = u.valToPos(chart.highlight, "x", true);
+      const w = Math.max(6 * uPlot.pxRatio, 1);
+      ctx.fillStyle = "rgba(255, 196, 0, 0.35)";
+      ctx.fillRect(x - w / 2, top, w, height);
+    }
+    chart.marks.forEach(function (mark) {
+      if (mark.step < lo || mark.step > hi) return;
+      const style = MARK_STYLE[mark.kind] || MARK_STYLE.alert;
+      const x = Math.round(u.valToPos(mark.step, "x", true));
+      ctx.strokeStyle = style.color;
+      ctx.lineWidth = 1.5 * uPlot.pxRatio;
+      ctx.setLineDash(style.dash.map(function (d) { return d * uPlot.pxRatio; }));
+      ctx.beginPath();
+      ctx.moveTo(x, top);
+      ctx.lineTo(x, top + height);
+      ctx.stroke();
+      ctx.fillStyle = style.color;
+      ctx.font = 10 * uPlot.pxRatio + "px sans-serif";
+      ctx.fillText(String(mark.step), x + 3 * uPlot.pxRatio, top + 11 * uPlot.pxRatio);
+    });
+    ctx.restore();
+  }
+
+  function addMark(chart, mark) {
+    const known = chart.marks.some(function (m) { return m.step === mark.step && m.kind === mark.kind; });
+    if (!known) chart.marks.push(mark);
+    drawLegend(chart);
+    if (chart.plot) chart.plot.redraw(false);
+  }
+
+  function drawLegend(chart) {
+    chart.legend.replaceChildren();
+    const item = function (color, text, kind) {
+      const span = document.createElement("span");
+      span.className = "metric-legend-item" + (kind ? " metric-legend-mark" : "");
+      if (kind) span.dataset.markKind = kind;
+      const swatch = document.createElement("i");
+      swatch.style.background = color;
+      span.append(swatch, document.createTextNode(text));
+      chart.legend.append(span);
+    };
+    (chart.drawnJobs || []).forEach(function (job) {
+      item(COLORS[chart.jobs.indexOf(job) % COLORS.length], chart.names[job], null);
+    });
+    Object.keys(MARK_STYLE).forEach(function (kind) {
+      if (chart.marks.some(function (m) { return m.kind === kind; })) item(MARK_STYLE[kind].color, MARK_STYLE[kind].label(), kind);
+    });
+  }
 
   function band(color) {
     return color + "33";
@@ -81,9 +163,10 @@
       bands: bands,
       legend: { show: false },
       scales: { x: { time: false } },
-      axes: [{}, { size: 60 }],
+      axes: [{}, { size: 60, values: tickValues }],
       cursor: { drag: { x: true, y: false, setScale: false } },
       hooks: {
+        draw: [function (u) { drawMarks(u, chart); }],
         setSelect: [function (u) {
           if (u.select.width < 4) return;
           const lo = u.posToVal(u.select.left, "x");
@@ -93,15 +176,8 @@
         }],
       },
     }, j.data, chart.canvas);
-    chart.legend.replaceChildren();
-    j.jobs.forEach(function (job) {
-      const item = document.createElement("span");
-      item.className = "metric-legend-item";
-      const swatch = document.createElement("i");
-      swatch.style.background = COLORS[chart.jobs.indexOf(job) % COLORS.length];
-      item.append(swatch, document.createTextNode(chart.names[job]));
-      chart.legend.append(item);
-    });
+    chart.drawnJobs = j.jobs;
+    drawLegend(chart);
   }
 
   function init(el) {
@@ -111,8 +187,13 @@
       el: el,
       jobs: (el.dataset.jobs || "").split(",").filter(Boolean),
       key: el.dataset.key,
-      tables: {}, names: {}, range: null, plot: null,
+      tables: {}, names: {}, range: null, plot: null, marks: [], highlight: null, drawnJobs: [],
     };
+    try {
+      chart.marks = JSON.parse(el.dataset.marks || "[]");
+    } catch (error) {
+      chart.marks = [];
+    }
     const tools = document.createElement("div");
     tools.className = "metric-tools";
     chart.legend = document.createElement("div");
@@ -130,7 +211,33 @@
     chart.empty.textContent = gettext("No data yet.");
     el.append(tools, chart.canvas, chart.empty);
     charts.push(chart);
-    load(chart, null);
+    drawLegend(chart);
+    load(chart, null).then(function () { followStepAnchor(); });
+  }
+
+  function addAlert(message) {
+    const alert = message.alert;
+    if (!alert || alert.step === null || alert.step === undefined) return;
+    charts.forEach(function (chart) {
+      if (chart.key === "train/loss" && chart.jobs.indexOf(message.job) >= 0) {
+        addMark(chart, { step: alert.step, kind: "alert" });
+      }
+    });
+  }
+
+  // `#step-N` (the Slack alert's link): scroll to the loss chart and highlight step N.
+  function followStepAnchor() {
+    const match = /^#step-(\d+)$/.exec(window.location.hash);
+    if (!match) return;
+    const step = Number(match[1]);
+    const chart = charts.filter(function (c) { return c.key === "train/loss"; })[0];
+    if (!chart) return;
+    if (chart.highlight !== step) {
+      chart.highlight = step;
+      chart.el.dataset.highlightStep = String(step);
+      (chart.el.closest("figure") || chart.el).scrollIntoView({ block: "center" });
+    }
+    if (chart.plot) chart.plot.redraw(false);
   }
 
   function appendPoints(message) {
@@ -184,13 +291,28 @@
     if (p) {
       document.querySelectorAll('[data-progress-for="' + message.job + '"]').forEach(function (root) {
         const bar = root.querySelector("[data-progress-bar]");
-        const percent = p.percent === null ? 0 : p.percent;
+        const started = p.step !== null && p.step !== undefined;
+        const percent = !started || p.percent === null || p.percent === undefined ? 0 : p.percent;
+        root.dataset.progressState = !started ? "waiting" : p.percent === null ? "unknown" : "running";
         if (bar) {
           bar.setAttribute("aria-valuenow", percent.toFixed(1));
+          if (started) bar.removeAttribute("aria-valuetext");
           bar.firstElementChild.style.width = percent.toFixed(1) + "%";
         }
-        setText(root, "[data-progress-step]", String(p.step));
+        if (started) {
+          root.querySelectorAll("[data-progress-waiting]").forEach(function (node) {
+            node.removeAttribute("data-progress-waiting");
+            const slash = document.createTextNode(" / ");
+            node.after(slash);
+          });
+          root.querySelectorAll("[data-progress-max][hidden]").forEach(function (node) { node.hidden = false; });
+          setText(root, "[data-progress-step]", String(p.step));
+        }
         setText(root, "[data-progress-max]", p.max_steps === null ? "?" : String(p.max_steps));
+        if (p.restarts) {
+          setText(root, "[data-progress-restarts]", String(p.restarts));
+          root.querySelectorAll("[data-progress-restarts-box]").forEach(function (node) { node.hidden = false; });
+        }
         setText(root, "[data-progress-tokens]", compact(p.tokens_seen));
         setText(root, "[data-progress-rate]", compact(p.tokens_per_s));
         setText(root, "[data-progress-eta]", formatDuration(p.eta_seconds));
@@ -215,6 +337,7 @@
       socket.addEventListener("message", function (event) {
         const message = JSON.parse(event.data);
         appendPoints(message);
+        addAlert(message);
         updateProgress(message);
         if (message.log_text) {
           document.querySelectorAll('[data-job-log="' + message.job + '"]').forEach(function (node) {
@@ -245,7 +368,9 @@
     document.querySelectorAll("[data-metric-chart]").forEach(init);
   });
 
-  window.TanukiMetrics = { start: start, charts: charts };
+  window.addEventListener("hashchange", followStepAnchor);
+
+  window.TanukiMetrics = { start: start, charts: charts, formatTick: formatTick };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();
