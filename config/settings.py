@@ -341,6 +341,10 @@ NODE_INCIDENT_WINDOW_MINUTES = env_int("NODE_INCIDENT_WINDOW_MINUTES", 30)
 # reads on, in growing chunks, into runs that are behind.
 METRICS_READ_BYTES = env_int("METRICS_READ_BYTES", 4 << 20)
 METRICS_INGEST_SECONDS_PER_CYCLE = float(env_str("METRICS_INGEST_SECONDS_PER_CYCLE", "2.0") or "2.0")
+# The loss watch (metrics.watch): a robust z-score above METRICS_SPIKE_Z against the previous
+# METRICS_SPIKE_WINDOW losses is a spike (NaN or infinite losses always are).
+METRICS_SPIKE_Z = float(env_str("METRICS_SPIKE_Z", "8") or "8")
+METRICS_SPIKE_WINDOW = env_int("METRICS_SPIKE_WINDOW", 50)
 
 # --- Identity on the clusters (scheduler.identity; docs/cluster-access.md) ---
 # The SSH user CA's private key file (OpenSSH format): the portal signs a certificate valid for
