@@ -30,6 +30,7 @@ from metrics.models import MetricPoint
 from metrics.store import Points
 from metrics.wandb_file import HistoryRow
 from scheduler.models import Job, JobEvent
+from scheduler.transitions import record
 
 LOSS_KEY = "train/loss"
 MAD_TO_SIGMA = 1.4826
@@ -124,7 +125,7 @@ def observe(job: Job, points: Points, events: Sequence[object]) -> list[Alert]:
     quiet_until = _step_of(last) + size if last else -1
     alerts = find(history, new, quiet_until=quiet_until, size=size)
     for alert in alerts:
-        JobEvent.objects.create(job_id=job.pk, kind=JobEvent.Kind.LOSS_ALERT, message=alert.message())
+        record(job, JobEvent.Kind.LOSS_ALERT, message=alert.message())
         push.push_job(job, alert={"step": alert.step, "value": alert.value if alert.finite else None})
     return alerts
 

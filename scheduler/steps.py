@@ -33,7 +33,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from scheduler import identity, live, preflight, slurm, ssh, triage
 from scheduler.logs import decode_complete
@@ -348,12 +348,15 @@ def _submit(job: Job, poll: Poll, after_ok: str | None = None, conn: ssh.Connect
         submit_attempted_at=timezone.now(), reason=""
     ):
         return
-    problems = preflight.check(job, conn)
+    with translation.override("en"):  # stored like Slurm's own words; pages explain it in both languages
+        problems = preflight.check(job, conn)
     if problems:
         # What the run would read is missing or unreadable for its member: nothing reaches Slurm.
-        reason = "preflight: " + "; ".join(str(p) for p in problems)
+        with translation.override("en"):
+            reason = "preflight: " + "; ".join(str(p) for p in problems)
+            diagnosis = triage.preflight_diagnosis(problems)
         if _finish_unsubmitted(job, reason[:500], state=Job.State.FAILED, worker=poll.worker):
-            Job.objects.filter(pk=job.pk).update(diagnosis=triage.preflight_diagnosis(problems))
+            Job.objects.filter(pk=job.pk).update(diagnosis=diagnosis)
             poll.stats.transitions += 1
         return
     if job.config_yaml:
