@@ -128,7 +128,7 @@ def bench_ingest(run_file: bytes, files_root: Path, repeat: int = 4) -> tuple[li
         f"- framing only (CRC + record boundaries): {len(run_file) / frame_s / 1e6:.0f} MB/s",
         f"- parse alone (history and exit records, as ingestion does): {parse_rate:,.0f} points/s "
         f"({parse_s * 1000:.0f} ms; best of {len(parse_runs)})",
-        f"- parse + store (`ingest_job`: points, 12 rollup levels, cursor; one call, chunks of 4, 8, 16 MiB): "
+        f"- parse + store (`ingest_job`: points, rollup levels 2 to 12, cursor; one call, chunks of 4, 8, 16 MiB): "
         f"{store_rate:,.0f} points/s ({store_s * 1000:.0f} ms; best of {len(store_runs)})",
         f"- parse + store / parse alone: **{store_rate / parse_rate:.0%}** of the parse rate",
     ]

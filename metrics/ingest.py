@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 
 from django.db import transaction
 from django.db.models import F, Q
 
-from metrics import cloud, keys, push, store, wandb_file
+from metrics import cloud, keys, push, store, wandb_file, watch
 from metrics.models import MetricCursor
 from metrics.points import RunState, points_of
 from metrics.wandb_file import RunFiles
@@ -116,13 +115,14 @@ def store_events(job: Job, cursor: MetricCursor, events: Sequence[wandb_file.Eve
     transaction; nothing is stored when another worker moved the cursor first."""
     before = RunState(cursor.last_step, cursor.exit_code, cursor.last_tokens, cursor.last_time)
     points, after = points_of(events, before, keys.tokens_per_step(job))
+    count = len(points)
     with transaction.atomic():
         advanced = MetricCursor.objects.filter(
             pk=cursor.pk, offset=cursor.offset, path=cursor.path, source=cursor.source
         ).update(
             offset=new_offset,
             last_step=after.last_step,
-            points=F("points") + len(points),
+            points=F("points") + count,
             last_tokens=after.last_tokens,
             last_time=after.last_time,
             exit_code=after.exit_code,
@@ -130,18 +130,16 @@ def store_events(job: Job, cursor: MetricCursor, events: Sequence[wandb_file.Eve
         if not advanced:
             return 0
         store.add_points(job.pk, points)
-        if len(points) > PUSH_MAX_POINTS:
+        watch.observe(job, points, events)  # a loss spike or NaN: recorded with the chunk, told once
+        if count > PUSH_MAX_POINTS:
             # A backlog (a page opened late, a worker catching up): charts re-query instead.
             push.push_job(job, points={}, refresh=True)
-        elif points:
-            by_key: dict[str, list[tuple[int, float]]] = defaultdict(list)
-            for p in points:
-                by_key[p.key].append((p.step, p.value))
-            push.push_job(job, points=dict(by_key))
+        elif count:
+            push.push_job(job, points=points.pairs())
     cursor.offset = new_offset
     cursor.last_step, cursor.exit_code = after.last_step, after.exit_code
     cursor.last_tokens, cursor.last_time = after.last_tokens, after.last_time
-    return len(points)
+    return count
 
 
 def ingest_cluster(poll: Poll) -> None:

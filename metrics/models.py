@@ -9,32 +9,52 @@ from scheduler.models import Job
 
 ROLLUP_BASE = 4  # level L groups steps into buckets of ROLLUP_BASE**L steps
 ROLLUP_LEVELS = 12  # 4**12 = 16.7M steps per bucket at the top: enough for any training run
+# Levels below this are not stored: a range that needs one spans at most 4 x 2,000 steps, whose raw
+# points are summed when read. Level 1 alone would hold three quarters of all bucket rows.
+ROLLUP_STORED_FROM = 2
 
 
 class MetricPoint(models.Model):
-    """One logged value: job J's key K at step S (the trainer's global step when it logs one)."""
+    """One logged value: job J's key K at step S (the trainer's global step when it logs one).
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metric_points")
+    The primary key is (job, key, step, seq), which is also the index every reader uses: a surrogate
+    id would be one more index to write per point, the largest cost of ingestion after the series
+    index itself. `seq` is the point's place among its key's points in its top-level bucket (4**12
+    steps), counted in the order stored, so values logged at one step (a resumed run logs some steps
+    again) keep the order they were read in.
+
+    Points and buckets refer to their job without a database constraint, which would be checked for
+    every row written (on PostgreSQL, a lookup and a lock of the job row per point at commit). Only
+    ingestion writes them, in the transaction that moves the job's read cursor, which keeps its
+    constraint; Django deletes them with their job.
+    """
+
+    pk = models.CompositePrimaryKey("job", "key", "step", "seq")
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="metric_points", db_constraint=False, db_index=False
+    )
     key = models.CharField(max_length=200)
     step = models.BigIntegerField()
+    seq = models.PositiveIntegerField()
     value = models.FloatField()
     time = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["job", "key", "step"], name="metric_series")]
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.key}@{self.step}={self.value}"
 
 
 class MetricBucket(models.Model):
-    """Aggregate of the points of one series in steps [bucket * 4**level, (bucket + 1) * 4**level).
+    """Aggregate of the points of one series in steps [bucket * 4**level, (bucket + 1) * 4**level),
+    for levels ROLLUP_STORED_FROM..ROLLUP_LEVELS.
 
     Kept up to date at ingest, so a chart over any range reads at most ~2,000 of these rows, whatever
-    the length of the series.
+    the length of the series. The job as for MetricPoint: no database constraint, and no index of its
+    own (the unique constraint's index starts with it).
     """
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     key = models.CharField(max_length=200)
     level = models.PositiveSmallIntegerField()
     bucket = models.BigIntegerField()

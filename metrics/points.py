@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from metrics import wandb_file
 from metrics.keys import STEP_KEY, TOKENS_KEY, TOKENS_PER_S_KEY
-from metrics.store import Point
+from metrics.store import Points
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,10 @@ class RunState:
 
 def points_of(
     events: Sequence[wandb_file.Event], state: RunState, tokens_per_step: float | None = None
-) -> tuple[list[Point], RunState]:
+) -> tuple[Points, RunState]:
     """The points of the events' history rows and the run state after them. Without a tokens-seen value
     in a row, `tokens_per_step` × the global step stands in for it (from the run config)."""
-    points: list[Point] = []
+    points = Points()
     last_step, exit_code = state.last_step, state.exit_code
     last_tokens, last_time = state.last_tokens, state.last_time
     for event in events:
@@ -39,7 +39,7 @@ def points_of(
             continue
         step = int(event.values.get(STEP_KEY, event.step))
         when = dt.datetime.fromtimestamp(event.timestamp, dt.UTC) if event.timestamp is not None else None
-        points += [Point(key, step, value, when) for key, value in event.values.items()]
+        points.add_row(step, event.values, when)
         last_step = step if last_step is None else max(last_step, step)
         tokens = event.values.get(TOKENS_KEY)
         if tokens is None and tokens_per_step and STEP_KEY in event.values:
@@ -49,7 +49,7 @@ def points_of(
         if last_tokens is not None and last_time is not None:
             elapsed = event.timestamp - last_time
             if elapsed > 0 and tokens >= last_tokens:
-                points.append(Point(TOKENS_PER_S_KEY, step, (tokens - last_tokens) / elapsed, when))
+                points.add(TOKENS_PER_S_KEY, step, (tokens - last_tokens) / elapsed, when)
             elif elapsed <= 0:
                 continue  # same instant (a train and an eval row): keep the earlier reference
         last_tokens, last_time = tokens, event.timestamp

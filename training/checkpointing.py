@@ -63,7 +63,7 @@ class AnnounceCheckpointCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
         if state.is_world_process_zero:
-            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            path = Path(args.output_dir or ".") / f"checkpoint-{state.global_step}"
             print(f"checkpoint saved: step {state.global_step} {path}", file=sys.stderr, flush=True)
         return control
 

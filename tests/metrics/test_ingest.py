@@ -16,9 +16,17 @@ from metrics import cloud, ingest, keys, store, wandb_file
 from metrics.models import MetricBucket, MetricCursor, MetricPoint
 from metrics.points import RunState, points_of
 from metrics.progress import job_progress
-from scheduler.models import Job
+from scheduler.models import Job, JobEvent
 from scheduler.steps import CycleStats, Poll
 from tests.metrics.conftest import LONG_RUN_STEPS, LocalRunFiles, MakeJob
+from tests.metrics.reference import (
+    assert_same_buckets,
+    assert_same_series,
+    by_key,
+    reference_buckets,
+    reference_series,
+    stored_buckets,
+)
 
 KEYS_PER_ROW = 6  # loss, learning rate, grad norm, epoch, global step, tokens seen
 
@@ -56,7 +64,7 @@ def test_a_file_read_while_it_grows_stores_each_point_once(
 
     assert MetricPoint.objects.filter(job=job).count() == expected_points()
     duplicated = (
-        MetricPoint.objects.filter(job=job).values("key", "step").annotate(n=Count("id")).filter(n__gt=1)
+        MetricPoint.objects.filter(job=job).values("key", "step").annotate(n=Count("seq")).filter(n__gt=1)
     )
     assert not duplicated.exists()
 
@@ -99,7 +107,7 @@ def snapshot(job: Job) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], li
     merged from other chunk boundaries may differ in the last bits."""
     points = list(
         MetricPoint.objects.filter(job=job)
-        .order_by("key", "step", "id")
+        .order_by("key", "step", "seq")
         .values_list("key", "step", "value", "time")
     )
     buckets = MetricBucket.objects.filter(job=job).order_by("key", "level", "bucket")
@@ -168,6 +176,29 @@ def test_with_no_time_left_each_call_reads_one_chunk_and_stores_the_same_in_the_
     assert got[2] == pytest.approx(expected[2])
 
 
+def test_a_run_read_in_odd_chunks_has_the_buckets_and_charts_of_all_its_points_at_once(
+    make_job: MakeJob, files: LocalRunFiles, long_run_file: bytes, settings: Any
+) -> None:
+    settings.METRICS_INGEST_SECONDS_PER_CYCLE = 0  # one read per call
+    settings.METRICS_READ_BYTES = 777_777  # chunks that end anywhere in a bucket of any level
+    job = make_job()
+    files.place(job, long_run_file)
+    calls = 0
+    while ingest.ingest_job(job, files):
+        calls += 1
+    assert calls > len(long_run_file) // 777_777
+
+    points, _ = points_of(wandb_file.parse(long_run_file).events, RunState(), keys.tokens_per_step(job))
+    read = [(p.key, p.step, p.value) for p in points]
+    assert len(read) == expected_points(LONG_RUN_STEPS)
+    assert_same_buckets(stored_buckets(job.pk), reference_buckets(read))
+    pairs = by_key(read)["train/loss"]
+    for lo, hi, width in [(777, 2776, 1), (4321, 11_321, 4), (1, LONG_RUN_STEPS, 16), (1, 1_000_000, 1024)]:
+        out = store.series(job.pk, "train/loss", lo, hi)
+        assert out["width"] == width  # widths 1 and 4 from the raw points, the others stored
+        assert_same_series(out, reference_series(pairs, lo, hi, width))
+
+
 def test_a_visit_reads_on_only_while_its_time_lasts_and_every_job_gets_a_read(
     make_job: MakeJob,
     files: LocalRunFiles,
@@ -232,7 +263,7 @@ def test_a_crash_in_the_middle_of_a_catch_up_keeps_the_chunks_stored_before_it(
     ingest.ingest_job(job, files)
     assert MetricPoint.objects.filter(job=job).count() == expected_points()
     duplicated = (
-        MetricPoint.objects.filter(job=job).values("key", "step").annotate(n=Count("id")).filter(n__gt=1)
+        MetricPoint.objects.filter(job=job).values("key", "step").annotate(n=Count("seq")).filter(n__gt=1)
     )
     assert not duplicated.exists()
 
@@ -249,7 +280,11 @@ def test_a_chunk_costs_the_same_few_queries_whatever_its_size(
     with CaptureQueriesContext(connection) as many:
         assert ingest.ingest_job(large, files) == expected_points()
 
-    assert len(many) == len(few) <= 14  # the cursor (made, path, moved) and a few per table
+    # The run's loss spike at step 150 is one alert: one insert more (metrics.watch).
+    alerts = JobEvent.objects.filter(job=large, kind=JobEvent.Kind.LOSS_ALERT).count()
+    assert alerts == 1
+    # The cursor (made, path, moved), a few per table, the loss watch's two reads.
+    assert len(many) - alerts == len(few) <= 16
 
 
 def test_a_second_worker_with_a_stale_cursor_stores_nothing(
@@ -426,8 +461,8 @@ def test_points_read_in_pieces_are_the_points_read_at_once(run_file: bytes) -> N
     whole, end = points_of(events, RunState(), tokens_per_step=None)
     first, middle = points_of(events[:100], RunState())
     second, after = points_of(events[100:], middle)
-    assert first + second == whole and after == end
-    assert end.last_step == 300 and end.exit_code == 0
+    assert store.Points.of([*first, *second]) == whole and after == end
+    assert len(whole) == expected_points() and end.last_step == 300 and end.exit_code == 0
     assert sum(p.key == keys.TOKENS_PER_S_KEY for p in whole) == 299
 
 
