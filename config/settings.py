@@ -334,6 +334,9 @@ SCHEDULER_STEPS = [
 SCHEDULER_CYCLE_STEPS = [
     "slackbot.delivery.run_from_worker",  # new job/booking/eval events → Slack messages, posted
 ]
+# The preflight (scheduler.preflight) refuses a job when the filesystem of its run directory, or the
+# member's quota there, has less room than this (GB; 0: not checked).
+PREFLIGHT_MIN_FREE_GB = float(env_str("PREFLIGHT_MIN_FREE_GB", "5") or "5")
 # A node that goes drained or down is linked to the portal's jobs running on it and to those that ended
 # on it this many minutes before (scheduler.drains).
 NODE_INCIDENT_WINDOW_MINUTES = env_int("NODE_INCIDENT_WINDOW_MINUTES", 30)

@@ -261,10 +261,10 @@ UNKNOWN = Signature(
 # Set by the worker's preflight (scheduler.preflight), not read from a log: the job never reached Slurm.
 PREFLIGHT = Signature(
     "preflight",
-    _("A file or directory the run needs is missing or unreadable"),
+    _("A file or directory the run needs is missing or unreadable, or there is no room to write"),
     _(
         "Checked over your own login before sending the job: nothing reached Slurm and no GPU waited. "
-        "Correct the path (or its permissions) and resubmit."
+        "Correct the path (or its permissions), or free space under your quota, and resubmit."
     ),
     fixes=(Fix.EDIT,),
 )

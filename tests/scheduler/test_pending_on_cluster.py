@@ -180,3 +180,29 @@ def test_a_preamble_that_activates_a_missing_environment_stops_the_job_before_sl
     api.force_authenticate(team.users["member"])
     data = api.get(f"/api/v1/jobs/{job.pk}/").json()["diagnosis"]
     assert data["code"] == "preflight" and data["evidence"][0]["text"].endswith("does not exist")
+
+
+def test_a_job_with_no_room_to_write_is_refused_with_what_is_left(
+    team: Team,
+    cluster: Cluster,
+    worker: Worker,
+    run_until: Callable[..., None],
+    remote: Remote,
+    settings: object,
+) -> None:
+    # More than any disk of the dev cluster holds: `df`, run as the member, says how much there is.
+    settings.PREFLIGHT_MIN_FREE_GB = 10**9  # type: ignore[attr-defined]
+    member = team.member("member")
+    preview = services.build_job(member, services.validate_spec(spec(team, cluster, "full", "hostname")))
+    problems = pending.estimate_start(preview, worker.pool).problems
+    assert len(problems) == 1 and problems[0].startswith("disk: /"), problems
+    assert problems[0].endswith("GB free; the run needs at least 1000000000.0 GB")
+    job = services.submit_job(member, spec(team, cluster, "full", "hostname"))
+    run_until(lambda: fresh(job).is_terminal, timeout=60)
+    job = fresh(job)
+    assert job.state == Job.State.FAILED and job.slurm_job_id == ""
+    assert job.reason.startswith("preflight: disk: /") and "GB free" in job.reason
+    assert not remote.for_job(job).exists(job.run_dir)
+
+    settings.PREFLIGHT_MIN_FREE_GB = 0.001  # type: ignore[attr-defined]
+    assert pending.estimate_start(preview, worker.pool).problems == []
