@@ -39,7 +39,11 @@ REASONS: dict[str, tuple[Promise, bool]] = {
         True,
     ),
     "ReqNodeNotAvail": (gettext_lazy("Nodes it needs are not available (drained, down or reserved)."), False),
-    "Reservation": (gettext_lazy("Waiting for its booking (Slurm reservation) to start."), False),
+    # Slurm's "waiting for its advanced reservation to become available": not started yet, or full.
+    "Reservation": (
+        gettext_lazy("Waiting for its booking (Slurm reservation) to start or to have GPUs free."),
+        False,
+    ),
     "ReservationDeleted": (gettext_lazy("Its booking's reservation was deleted: it will never start."), True),
     "Nodes_required_for_job_are_DOWN,_DRAINED_or_reserved_for_jobs_in_higher_priority_partitions": (
         gettext_lazy("Nodes it needs are down, drained or reserved for other jobs."),
@@ -187,8 +191,10 @@ def _booking(job: Job, waiting: Waiting) -> bool:
         .order_by("started_at")[:5]
     )
     waiting.link = link
-    if waiting.code == "Reservation":
-        waiting.detail = _("It will run in %(booking)s once the booking starts.") % {"booking": label}
+    if not holders and waiting.code == "Reservation":
+        waiting.detail = _("It will run in %(booking)s once the booking has started and has GPUs free.") % {
+            "booking": label
+        }
         return True
     if not holders:
         waiting.detail = _("It runs inside %(booking)s.") % {"booking": label}

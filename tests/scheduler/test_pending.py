@@ -104,6 +104,31 @@ def test_inside_a_booking_the_jobs_that_hold_it_are_named(team: Team, fake_clust
     assert f"~{until}" in found.detail and "tanuki-12-abcdef" in found.detail
 
 
+def test_slurms_reservation_code_in_a_full_booking_names_its_holders(
+    team: Team, fake_cluster: Cluster
+) -> None:
+    """Slurm says `Reservation` ("waiting for its reservation to become available") both before the
+    booking starts and while the booking's GPUs are taken: with the subteam's jobs running in it, they
+    are named, never "once the booking starts"."""
+    job = waiting(submit(team, fake_cluster), "Reservation", reservation="tanuki-12-abcdef")
+    found = pending.explain(job)
+    assert found is not None and found.known
+    assert (
+        found.detail
+        == "It will run in reservation tanuki-12-abcdef once the booking has started and has GPUs free."
+    )
+    holder = submit(team, fake_cluster, name="big-sft", gpus_per_node=8)
+    Job.objects.filter(pk=holder.pk).update(
+        state=Job.State.RUNNING,
+        reservation="tanuki-12-abcdef",
+        started_at=timezone.now(),
+        time_limit_minutes=9,
+    )
+    found = pending.explain(job)
+    assert found is not None and found.detail.startswith("Waiting inside reservation tanuki-12-abcdef")
+    assert "big-sft" in found.detail and "(8 GPUs)" in found.detail
+
+
 def test_the_estimate_shows_on_page_list_and_api(team: Team, fake_cluster: Cluster) -> None:
     at = timezone.now().replace(microsecond=0) + dt.timedelta(hours=2)
     job = waiting(submit(team, fake_cluster), "Priority", expected_start_at=at)
