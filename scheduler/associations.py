@@ -1,8 +1,9 @@
 """Subteams are Slurm accounts: memberships become Slurm associations (user → account), a step of the
 worker's cycle (`SCHEDULER_STEPS`), as the cluster's service account.
 
-1. What the portal wants, from the database (two queries, no remote command): for every member with
-   a cluster account here, an association to the Slurm account of each subteam they are in now.
+1. What the portal wants, from the database (four queries, no remote command): for every member with
+   a cluster account here, an association to the Slurm account of each subteam they are in now; for
+   admins, to every subteam's account (the portal lets them submit for any subteam: Slurm must too).
 2. New wishes become `Association` rows being added; associations no longer wanted are marked for
    removal (only ones the portal added: a cluster admin's own are never touched).
 3. Each row to change runs one `sacctmgr` (`--immediate`; "nothing new added"/"nothing deleted" count as
@@ -21,6 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from portal.access import admin_members
 from portal.models import Membership
 from scheduler import slurm
 from scheduler.models import AccessEvent, Association, Cluster, ClusterAccount, SubteamAccount
@@ -36,7 +38,7 @@ _last_check: dict[int, dt.datetime] = {}
 
 
 def wanted(cluster: Cluster) -> dict[tuple[str, str], int]:
-    """{(cluster username, Slurm account): member id} the memberships ask for on this cluster."""
+    """{(cluster username, Slurm account): member id} the memberships (and admins) ask for here."""
     users = dict(ClusterAccount.objects.filter(cluster=cluster).values_list("member_id", "username"))
     accounts = dict(SubteamAccount.objects.filter(cluster=cluster).values_list("subteam_id", "account"))
     result: dict[tuple[str, str], int] = {}
@@ -44,6 +46,9 @@ def wanted(cluster: Cluster) -> dict[tuple[str, str], int]:
         ended__isnull=True, member_id__in=list(users), subteam_id__in=list(accounts)
     ).values_list("member_id", "subteam_id"):
         result[(users[member_id], accounts[subteam_id])] = member_id
+    for member_id in admin_members().filter(pk__in=list(users)).values_list("pk", flat=True):
+        for account in accounts.values():
+            result.setdefault((users[member_id], account), member_id)
     return result
 
 

@@ -100,6 +100,17 @@ SIGNATURES: tuple[Signature, ...] = (
         fixes=(Fix.EDIT,),
     ),
     Signature(
+        "account_refused",
+        _("Slurm refused the subteam's account for your cluster user"),
+        _(
+            "Your cluster user is not (yet) in the subteam's Slurm account. The portal adds it when you "
+            "join the subteam, within a minute or two: if you joined just now, resubmit shortly; "
+            "otherwise your member page shows the association's state, and the management team can fix it."
+        ),
+        _re(r"Invalid account or account/partition combination specified"),
+        fixes=(Fix.EDIT,),
+    ),
+    Signature(
         "node_failure",
         _("A node failed"),
         _(
