@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import chain, compress, islice, repeat
-from operator import add, floordiv, le, ne, sub
+from operator import add, floordiv, le, ne, sub, truediv
 from typing import Any, NamedTuple, cast
 
 from django.db import connections, transaction
@@ -59,12 +59,7 @@ class Points:
         return batch
 
     def add(self, key: str, step: int, value: float, time: dt.datetime | None = None) -> None:
-        series = self.by_key.get(key)
-        if series is None:
-            series = self.by_key[key] = Series([], [], [])
-        series.steps.append(step)
-        series.values.append(value)
-        series.times.append(time)
+        self.add_row(step, {key: value}, time)
 
     def add_row(self, step: int, values: Mapping[str, float], time: dt.datetime | None) -> None:
         """The values of one history row, all at `step` and `time` (the ingest hot path)."""
@@ -533,20 +528,19 @@ def _append_raw(out: dict[str, Any], raw: Iterable[tuple[int, float]]) -> None:
 
 
 def _append_buckets(out: dict[str, Any], raw: Iterable[tuple[int, float]], width: int) -> None:
-    """Buckets of `width` steps from raw points in step order, as a stored level has them: the first
-    step, the mean (the sum in step order over the count), the minimum and the maximum."""
-    groups: list[list[float]] = []
-    current = None
-    for step, value in raw:
-        bucket = step // width
-        if bucket != current:
-            current = bucket
-            out["steps"].append(step)
-            groups.append([])
-        groups[-1].append(value)
-    out["values"] = [sum(group) / len(group) for group in groups]
-    out["mins"] = list(map(min, groups))
-    out["maxs"] = list(map(max, groups))
+    """Buckets of `width` steps from raw points in step order, aggregated as a stored level is
+    (`_from_raw`): the first step, the mean, the minimum and the maximum."""
+    pairs = list(raw)
+    if not pairs:
+        return
+    steps, values = (list(column) for column in zip(*pairs, strict=True))
+    _buckets, counts, totals, lows, highs, firsts, _lasts, _last_values = _from_raw(steps, values, width)
+    out["steps"], out["values"], out["mins"], out["maxs"] = (
+        firsts,
+        list(map(truediv, totals, counts)),
+        lows,
+        highs,
+    )
 
 
 def _extent(job_id: Any, key: str) -> tuple[int, int] | None:
