@@ -19,6 +19,10 @@
 /api/v1/metrics/keys/         `?job=<uuid>`: the metric keys stored for the jobs
 /api/v1/eval-results/<id>/    list, read; `?subteam=<slug>|none&benchmark=&model=&is_baseline=`;
                               POST …/import/ (FastChat judgments + questions), POST …/baselines/
+/api/v1/datasets/<id>/        data sets: list, register (POST), read; `?subteam=&name=&state=`
+/api/v1/sweeps/<id>/          sweeps: list, submit (POST: training fields + axes [+ eval]), read with runs and scores
+/api/v1/lineage/<jobs|results|datasets>/<id>/  lineage graph (nodes, edges)
+/api/v1/compare/              `?jobs=<uuid>&results=<id>`: config diff, data sets, score deltas
 /api/v1/reports/<id>/         weekly reports: list, read, POST (start/regenerate a draft), PATCH (the lead's
                               text); `?subteam=&week=&state=`; POST …/publish/; GET …/agenda/?week=
 """
@@ -28,6 +32,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from evals import api as evals_api
+from experiments import api as experiments_api
 from lending import api as lending_api
 from lending import views as lending_views
 from metrics import api as metrics_api
@@ -48,6 +53,8 @@ router.register("pipelines", scheduler_views.PipelineViewSet, basename="pipeline
 router.register("job-templates", scheduler_views.JobTemplateViewSet, basename="job-template")
 router.register("eval-results", evals_api.EvalResultViewSet, basename="eval-result")
 router.register("reports", reports_api.WeeklyReportViewSet, basename="report")
+router.register("datasets", experiments_api.DatasetViewSet, basename="dataset")
+router.register("sweeps", experiments_api.SweepViewSet, basename="sweep")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -55,6 +62,8 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("v1/metrics/series/", metrics_api.SeriesView.as_view(), name="metrics-series"),
     path("v1/metrics/keys/", metrics_api.KeysView.as_view(), name="metrics-keys"),
+    path("v1/lineage/<str:what>/<str:pk>/", experiments_api.LineageView.as_view(), name="lineage"),
+    path("v1/compare/", experiments_api.CompareView.as_view(), name="compare"),
     path(
         "v1/clusters/<int:pk>/availability/",
         lending_api.AvailabilityView.as_view(),

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "lending",
     "metrics",
     "evals",
+    "experiments",
     "reports",
     "slackbot",
 ]
@@ -329,6 +330,9 @@ SCHEDULER_STEPS = [
     "lending.sync.sync_reservations",  # bookings → scontrol create/update/delete reservation
     "metrics.ingest.ingest_cluster",  # .wandb run files over SFTP → metric points
     "evals.collect.collect_eval_results",  # finished evaluations' summaries → leaderboard
+    "experiments.datasets.check_datasets",  # data sets' rows, size and SHA-256, computed as the member
+    "experiments.lineage.record_models",  # finished training jobs → model records (no command)
+    "experiments.records.check_results",  # new results at a board's top or a goal's target (no command)
 ]
 # Then once per cycle, whatever the clusters:
 SCHEDULER_CYCLE_STEPS = [
@@ -365,6 +369,14 @@ SSH_IDLE_SECONDS = env_int("SSH_IDLE_SECONDS", 300)
 JOB_RESERVATION = "lending.services.reservation_for_job"
 # How a job waiting in a booking names it ("booking #12 (8 GPUs, until …)"): scheduler.pending.
 JOB_RESERVATION_LABEL = "lending.waiting.describe_reservation"
+# The registered data sets a training request names (`name@version`) → their paths, or why not:
+# scheduler.training_jobs.check asks it; the form's choices come from TRAINING_DATASET_CHOICES.
+TRAINING_DATASETS = "experiments.datasets.resolve"
+TRAINING_DATASET_CHOICES = "experiments.datasets.choices"
+# How the leaderboard groups its rows (a sweep, else the base model): evals.views asks it.
+EVAL_RESULT_GROUPS = "experiments.board.groups"
+# --- Experiments (docs/experiments.md): the most runs one sweep may submit.
+SWEEP_MAX_RUNS = env_int("SWEEP_MAX_RUNS", 64)
 
 # --- Slack (slackbot app; docs/slack.md) ---
 # Without a signing secret the slash command answers 503; without a bot token notifications are

@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include(("lending.urls", "lending"))),
     path("", include(("metrics.urls", "metrics"))),
     path("", include(("evals.urls", "evals"))),
+    path("", include(("experiments.urls", "experiments"))),
     path("", include(("reports.urls", "reports"))),
     path("slack/", include(("slackbot.urls", "slackbot"))),
     path("", include("portal.web_urls")),

@@ -285,13 +285,17 @@ def build_job(actor: Member, spec: JobSpec, depends_on: Job | None = None, **ext
     if spec.training is not None and spec.kind != Job.Kind.CUSTOM:
         request = spec.training
         model = f"{depends_on.output_dir}" if (depends_on and not request.model.strip()) else None
+        datasets = training_jobs.resolve_datasets(request.datasets, spec.cluster)[0] if request.trains else []
         config = training_jobs.build_config(
             request,
             nodes=spec.nodes,
             gpus_per_node=spec.gpus_per_node,
             model=model,
-            tags=[spec.subteam.slug, spec.kind],
+            tags=[spec.subteam.slug, str(spec.kind)],
+            dataset_paths=[d["path"] for d in datasets],
         )
+        if datasets:
+            job.parameters["datasets"] = datasets  # which versions it read (experiments records them)
         if spec.kind == Job.Kind.EVAL:
             # The name the result is known by on the leaderboard: the job that trained the model (a
             # pipeline's previous step), else the model directory's name; a model_id in the extra YAML wins.

@@ -7,10 +7,13 @@ object is built from the same ones, by the same names); what may be submitted is
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
 from portal import access
@@ -55,6 +58,13 @@ def _widget(declared: DeclaredField) -> forms.Widget | None:
     return forms.TextInput(attrs=MONO) if how.mono else None
 
 
+def _setting_choices(name: str) -> list[tuple[str, str]]:
+    """The choices the setting `name` names a function for (none when it is not set)."""
+    path = getattr(settings, name, "")
+    found: list[tuple[str, str]] = import_string(path)() if path else []
+    return found
+
+
 def form_field(declared: DeclaredField) -> forms.Field:
     """The form field of a declared training field: a value with a default of its own is asked for
     (and starts at it); one without may be left empty."""
@@ -71,6 +81,13 @@ def form_field(declared: DeclaredField) -> forms.Field:
         if declared.nullable:
             return number(required=False, **common)
         return number(initial=default, **common)
+    if declared.base is list and how.choices_setting:
+        return forms.MultipleChoiceField(
+            required=False,
+            choices=functools.partial(_setting_choices, how.choices_setting),
+            widget=forms.SelectMultiple(attrs={"size": 4}),
+            **common,
+        )
     widget = _widget(declared)
     if widget is not None:
         common["widget"] = widget
@@ -137,7 +154,8 @@ class TrainingStepForm(forms.Form):
         for declared in training_jobs.declared_fields(self.kind):
             value = data.get(declared.name)
             if declared.base is list:
-                value = _lines(value) if declared.how.rows else _words(value)
+                if not isinstance(value, list):
+                    value = _lines(value) if declared.how.rows else _words(value)
             elif value is None:
                 continue  # left empty: the request's default
             values[declared.name] = value

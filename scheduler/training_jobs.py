@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
+from django.conf import settings
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -94,6 +96,8 @@ class TrainingField:
     rows: int = 0  # a textarea of this many rows
     mono: bool = False  # a path, a name or YAML: monospace, no spellcheck
     strip: bool = True  # surrounding whitespace is dropped
+    # A list picked from choices that the setting of this name gives (a function () -> [(value, label)]).
+    choices_setting: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,20 @@ class TrainingRequest:
             help=gettext_lazy("Absolute paths of .jsonl/.json/.parquet files on the cluster, one per line."),
             rows=2,
             mono=True,
+        )
+    )
+    # Registered data sets (`name@version`): their paths join the training data; the job records which
+    # versions it read. Resolved by the TRAINING_DATASETS setting's function (the experiments app).
+    datasets: list[str] = declare_list(  # noqa: RUF009 - a dataclasses.field: a new list each time
+        TrainingField(
+            gettext_lazy("Data sets"),
+            _TRAINING,
+            "model",
+            help=gettext_lazy(
+                "Registered data sets (name@version): their files are added to the training data."
+            ),
+            api_help="Registered data sets as name@version; their files are added to train_files.",
+            choices_setting="TRAINING_DATASET_CHOICES",
         )
     )
     eval_files: list[str] = declare_list(  # noqa: RUF009 - a dataclasses.field: a new list each time
@@ -443,6 +461,18 @@ def _extra(request: TrainingRequest) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
+def resolve_datasets(refs: list[str], cluster: Cluster | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The named data sets ({id, ref, path, sha256} each) and what is wrong with the names, as the
+    TRAINING_DATASETS setting's function says (without one, no data set can be named)."""
+    if not refs:
+        return [], []
+    path = getattr(settings, "TRAINING_DATASETS", "")
+    if not path:
+        return [], [_("Data sets are not available here: give file paths instead.")]
+    found: tuple[list[dict[str, Any]], list[str]] = import_string(path)(refs, cluster)
+    return found
+
+
 def build_config(
     request: TrainingRequest,
     *,
@@ -450,12 +480,18 @@ def build_config(
     gpus_per_node: int,
     model: str | None = None,
     tags: list[str] | None = None,
+    dataset_paths: list[str] | None = None,
 ) -> dict[str, Any]:
-    """run.yaml for the request. `model` overrides request.model (a pipeline's previous output)."""
+    """run.yaml for the request. `model` overrides request.model (a pipeline's previous output);
+    `dataset_paths` (the named data sets' files) come before the request's own training files."""
     config: dict[str, Any] = {"kind": ENTRY_POINTS[request.kind]}
     config["model"] = {"name_or_path": model or request.model}
     if request.trains:
-        config["data"] = {"train_files": list(request.train_files), "eval_files": list(request.eval_files)}
+        train_files = [
+            *(dataset_paths or []),
+            *(p for p in request.train_files if p not in (dataset_paths or [])),
+        ]
+        config["data"] = {"train_files": train_files, "eval_files": list(request.eval_files)}
         config["training"] = {
             "learning_rate": request.learning_rate,
             "num_train_epochs": request.num_train_epochs,
@@ -614,8 +650,11 @@ def check(
             else _("No judge is configured yet: ask an admin to add one (Admin → Judge endpoints)."),
         )
     if request.trains:
-        if not request.train_files:
-            _field(errors, "train_files", _("Give at least one training data file."))
+        if not request.train_files and not request.datasets:
+            _field(errors, "train_files", _("Give at least one training data file or data set."))
+        if request.datasets:
+            for message in resolve_datasets(request.datasets, cluster)[1]:
+                _field(errors, "datasets", message)
         for name in ("train_files", "eval_files"):
             for path in getattr(request, name):
                 if (problem := inputs.path_problem(path, absolute=True)) is not None:

@@ -1,4 +1,5 @@
-"""What the portal tells subteam channels: the texts of job, booking, evaluation and node incident messages.
+"""What the portal tells subteam channels: the texts of job, booking, evaluation, board record and node
+incident messages.
 
 `slackbot.outbox` makes `Notification` rows from event rows with these; `slackbot.delivery` posts them,
 so a state change never waits on Slack."""
@@ -14,8 +15,11 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from evals.models import EvalResult
+from experiments import records
+from experiments.models import BoardRecord
 from lending.models import Reservation
 from portal.formatting import format_duration
+from portal.models import Member
 from scheduler import drains
 from scheduler.models import Job, JobEvent, NodeIncident
 from slackbot.models import Notification
@@ -158,6 +162,78 @@ def eval_text(result: EvalResult) -> str:
         if result.judge_model:
             summary += " " + _("(judge %(judge)s)") % {"judge": esc(result.judge_model)}
         parts = [_("Evaluation result landed: %(summary)s") % {"summary": summary}]
+        parts.append(link(result.get_absolute_url()))
+        return "\n".join(parts)
+
+
+# --- a result at a board's top or a goal's target (experiments.records) ------------------------------------
+
+BOARD_DIFF_LISTED = 8
+
+
+def language_of(member: Member) -> str:
+    """A member's language for messages outside the pages (Member.language; empty: the portal's)."""
+    code = member.language
+    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
+def _score(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def board_record_text(record: BoardRecord, *, to_owner: bool = False, language: str | None = None) -> str:
+    """`8x8B-dpo took the top of the project's MT-Bench board: 7.45 (owner @x)`, the previous best, what
+    changed in the training config and a link; for the subteam's channel (the owner mentioned) or, with
+    `to_owner`, for the owner's direct message. In the portal's language unless `language` is given."""
+    result = record.result
+    before, after = records.values(record)
+    with translation.override(language or settings.LANGUAGE_CODE):
+        names = {
+            "model": esc(result.model_name),
+            "benchmark": esc(result.benchmark_label),
+            "score": _score(after),
+        }
+        if record.scope == BoardRecord.Scope.PROJECT:
+            headline = _("%(model)s took the top of the project's %(benchmark)s board: %(score)s") % names
+        elif record.scope == BoardRecord.Scope.SUBTEAM:
+            subteam = result.subteam.name if result.subteam is not None else ""
+            headline = _("%(model)s took the top of the %(subteam)s board for %(benchmark)s: %(score)s") % {
+                **names,
+                "subteam": esc(subteam),
+            }
+        else:
+            goal = record.goal
+            headline = _("%(model)s met the goal “%(goal)s”: %(metric)s %(score)s (target %(target)s)") % {
+                **names,
+                "goal": esc(goal.title if goal is not None else "–"),
+                "metric": esc(records.metric_of(record)),
+                "target": (
+                    f"{goal.get_metric_comparison_display()} {goal.metric_target:g}"
+                    if goal is not None and goal.metric_target is not None
+                    else "–"
+                ),
+            }
+        owner = records.owner_of(result)
+        if not to_owner and owner is not None:
+            who = f"<@{esc(owner.slack_user_id)}>" if owner.slack_user_id else esc(owner.display_name)
+            headline += " (" + _("owner %(owner)s") % {"owner": who} + ")"
+        parts = [headline]
+        previous = record.previous
+        if previous is not None:
+            parts.append(
+                _("Previous best: %(model)s, %(before)s → %(after)s")
+                % {"model": esc(previous.model_name), "before": _score(before), "after": _score(after)}
+            )
+        elif record.scope != BoardRecord.Scope.GOAL:
+            parts.append(_("The first result on this board."))
+        changes = [f"{esc(d['field'])} {esc(d['before'])} → {esc(d['after'])}" for d in record.diff or []]
+        if changes:
+            listed = ", ".join(changes[:BOARD_DIFF_LISTED])
+            if len(changes) > BOARD_DIFF_LISTED:
+                listed += ", " + _("…and %(n)s more") % {"n": len(changes) - BOARD_DIFF_LISTED}
+            parts.append(_("Changed: %(changes)s") % {"changes": listed})
+        elif previous is not None and previous.trained_by_job_id and result.trained_by_job_id:
+            parts.append(_("Same training config as the previous best."))
         parts.append(link(result.get_absolute_url()))
         return "\n".join(parts)
 

@@ -1,5 +1,6 @@
-"""The event tables are the outbox: job events, booking events, evaluation results, node incidents and
-published weekly reports become Slack messages here, read by cursor, in the worker's cycle.
+"""The event tables are the outbox: job events, booking events, evaluation results, results at a board's
+top (board records), node incidents and published weekly reports become Slack messages here, read by
+cursor, in the worker's cycle.
 
 Each state change writes its event row in its own transaction (`scheduler.transitions`,
 `lending.services.transition`, `evals.services`, `reports.services`), so a process killed right after
@@ -29,6 +30,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from evals.models import EvalResultEvent
+from experiments.models import BoardRecord
+from experiments.records import owner_of
 from lending.models import ReservationEvent
 from portal.models import Subteam
 from reports.data import totals
@@ -110,6 +113,27 @@ def _eval_message(event: EvalResultEvent) -> Message | None:
         return None
     text = notify.eval_text(result)
     return Message(result.subteam.slack_channel, f"eval:{result.pk}:{event.average}", text)
+
+
+def _board_messages(record: BoardRecord) -> list[Message]:
+    """A result at a board's top or a goal's target (experiments.records): to its subteam's channel and
+    to its owner (a direct message: the member's Slack user ID as the channel), once each. The top of the
+    subteam's board is not told again when the same result took the project's top (it says as much)."""
+    result = record.result
+    if (
+        record.scope == BoardRecord.Scope.SUBTEAM
+        and BoardRecord.objects.filter(result_id=result.pk, scope=BoardRecord.Scope.PROJECT).exists()
+    ):
+        return []
+    messages = []
+    channel = result.subteam.slack_channel if result.subteam is not None else ""
+    if channel:
+        messages.append(Message(channel, f"board:{record.pk}:channel", notify.board_record_text(record)))
+    owner = owner_of(result)
+    if owner is not None and owner.slack_user_id:
+        text = notify.board_record_text(record, to_owner=True, language=notify.language_of(owner))
+        messages.append(Message(owner.slack_user_id, f"board:{record.pk}:owner", text))
+    return messages
 
 
 def _incident_messages(incident: NodeIncident) -> list[Message]:
@@ -219,6 +243,18 @@ SOURCES = (
         _admin_alert,
     ),
     Source("eval-events", lambda: EvalResultEvent.objects.select_related("result__subteam"), _eval_message),
+    Source(
+        "board-records",
+        lambda: BoardRecord.objects.select_related(
+            "result__subteam",
+            "result__job__owner",
+            "result__trained_by_job__owner",
+            "result__created_by",
+            "previous",
+            "goal",
+        ),
+        _board_messages,
+    ),
     Source(
         "node-incidents",
         lambda: (

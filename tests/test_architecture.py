@@ -20,6 +20,7 @@ LAYER_LIST: list[set[str]] = [
     {"portal"},
     {"scheduler"},
     {"lending", "metrics", "evals"},
+    {"experiments"},
     {"reports"},
     {"slackbot"},
     {"demo"},

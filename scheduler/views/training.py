@@ -88,7 +88,7 @@ def _save_template(request: HtmxHttpRequest, kind: str, subteam_id: str, form: A
 
 def _posted(data: QueryDict) -> dict[str, Any]:
     """The form's fields as a template keeps them (a checkbox: "on" when ticked)."""
-    return {key: data.get(key) for key in data}
+    return {key: (values if len(values := data.getlist(key)) > 1 else data.get(key)) for key in data}
 
 
 def _context(request: HtmxHttpRequest, form: Any, kind: str, **extra: Any) -> dict[str, Any]:
@@ -212,7 +212,7 @@ def pipeline_create(request: HtmxHttpRequest) -> HttpResponse:
 
 def _pipelines() -> Any:
     return Pipeline.objects.select_related("subteam", "owner__user", "cluster").prefetch_related(
-        Prefetch("jobs", queryset=Job.objects.select_related("subteam", "cluster"))
+        Prefetch("jobs", queryset=Job.objects.select_related("subteam", "cluster", "eval_result"))
     )
 
 

@@ -1,0 +1,518 @@
+"""Pages: data sets, sweeps (form and table), lineage (job, result, data set) and compare.
+
+Reading is open to every signed-in member; registering and submitting are checked in
+`experiments.access`; writes go through `experiments.datasets` and `experiments.sweeps`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import OuterRef, Prefetch, Subquery
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+
+from evals.models import CATEGORIES, CATEGORY_LABELS, EvalResult
+from experiments import access, compare, datasets, lineage, sweeps
+from experiments.forms import DatasetForm, SweepForm
+from experiments.models import Dataset, JobDataset, Sweep, SweepRun
+from metrics.models import MetricPoint
+from portal.access import refuse_unoffered_subteam, require, require_member
+from portal.http import HtmxHttpRequest
+from scheduler import access as scheduler_access
+from scheduler.models import Job
+from scheduler.training_forms import KIND_LABELS, TrainingJobForm, TrainingStepForm
+
+LOSS_KEY = "train/loss"
+MAX_COMPARED = 12
+
+
+# --- data sets ------------------------------------------------------------------------------------------
+
+
+@require_GET
+def dataset_list(request: HtmxHttpRequest) -> HttpResponse:
+    rows = Dataset.objects.select_related("subteam", "cluster", "derived_from").order_by(
+        "name", "-created_at"
+    )
+    subteam = request.GET.get("subteam", "")
+    if subteam:
+        rows = rows.filter(subteam__slug=subteam)
+    return render(
+        request,
+        "experiments/datasets.html",
+        {"datasets": rows[:500], "can_register": access.may_register_datasets(request.user)},
+    )
+
+
+def dataset_create(request: HtmxHttpRequest) -> HttpResponse:
+    require(access.may_register_datasets(request.user))
+    if request.method != "POST":
+        initial = {}
+        derived = request.GET.get("derived_from", "")
+        if derived.isdigit() and (parent := Dataset.objects.filter(pk=int(derived)).first()) is not None:
+            initial = {"derived_from": parent.pk, "subteam": parent.subteam_id, "cluster": parent.cluster_id}
+        form = DatasetForm(user=request.user, initial=initial)
+        return render(request, "experiments/dataset_form.html", {"form": form})
+    form = DatasetForm(request.POST, user=request.user)
+    if not form.is_valid():
+        refuse_unoffered_subteam(form, request.POST)
+        return render(request, "experiments/dataset_form.html", {"form": form}, status=400)
+    data = form.cleaned_data
+    require(access.can_register_dataset(request.user, data["subteam"].pk))
+    registration = datasets.Registration(
+        subteam=data["subteam"],
+        cluster=data["cluster"],
+        name=data["name"],
+        version=data["version"],
+        path=data["path"],
+        notes=data["notes"],
+        derived_from=data["derived_from"],
+    )
+    try:
+        dataset, new = datasets.register(require_member(request.user), registration)
+    except ValidationError as error:
+        for name, problems in error.message_dict.items():
+            for problem in problems:
+                form.add_error(name if name in form.fields else None, problem)
+        return render(request, "experiments/dataset_form.html", {"form": form}, status=400)
+    if new:
+        messages.success(
+            request,
+            _("Registered %(ref)s; its rows, size and hash are being computed on the cluster.")
+            % {"ref": dataset.ref},
+        )
+    else:
+        messages.info(
+            request,
+            _("%(ref)s was registered before: its hash is being computed again and compared.")
+            % {"ref": dataset.ref},
+        )
+    return redirect(dataset)
+
+
+@require_GET
+def dataset_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    dataset = get_object_or_404(
+        Dataset.objects.select_related("subteam", "cluster", "derived_from", "created_by"), pk=pk
+    )
+    graph = lineage.for_dataset(dataset)
+    derived = list(dataset.derived.order_by("name", "version")[:50])
+    return render(
+        request,
+        "experiments/dataset.html",
+        {
+            "dataset": dataset,
+            "lineage": graph,
+            "columns": graph.layout(),
+            "derived": derived,
+            **_graph_context(graph),
+        },
+    )
+
+
+# --- lineage --------------------------------------------------------------------------------------------
+
+
+COLUMN_WIDTH, ROW_HEIGHT, NODE_WIDTH, NODE_HEIGHT = 190, 58, 170, 44
+
+
+@dataclass
+class Box:
+    node: lineage.Node
+    x: int
+    y: int
+
+    @property
+    def tx(self) -> int:
+        return self.x + 8
+
+    @property
+    def ty1(self) -> int:
+        return self.y + 18
+
+    @property
+    def ty2(self) -> int:
+        return self.y + 34
+
+
+def _graph_context(graph: lineage.Lineage) -> dict[str, Any]:
+    """Positions for the SVG: one column per kind, nodes stacked; edges from right edge to left edge."""
+    columns = graph.layout()
+    used = [i for i, column in enumerate(columns) if column]
+    place = {kind_index: x for x, kind_index in enumerate(used)}
+    boxes = []
+    for node in graph.nodes.values():
+        x = place[node.column] * COLUMN_WIDTH + 4
+        y = node.row * ROW_HEIGHT + 4
+        boxes.append(Box(node, x, y))
+    where = {b.node.key: b for b in boxes}
+    edges = []
+    for source, target in sorted(graph.edges):
+        a, b = where[source], where[target]
+        x1, y1 = a.x + NODE_WIDTH, a.y + NODE_HEIGHT // 2
+        x2, y2 = b.x, b.y + NODE_HEIGHT // 2
+        mid = (x1 + x2) // 2
+        edges.append({"d": f"M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}"})
+    rows = max((len(c) for c in columns), default=1)
+    return {
+        "boxes": boxes,
+        "edges": edges,
+        "svg_width": max(1, len(used)) * COLUMN_WIDTH,
+        "svg_height": rows * ROW_HEIGHT + 8,
+        "node_width": NODE_WIDTH,
+        "node_height": NODE_HEIGHT,
+        "column_titles": [lineage.COLUMNS[i] for i in used],
+    }
+
+
+def _lineage_page(request: HtmxHttpRequest, graph: lineage.Lineage, title: str, focus: Any) -> HttpResponse:
+    configs = [compare.config_of(job) for job in graph.jobs]
+    return render(
+        request,
+        "experiments/lineage.html",
+        {
+            "title": title,
+            "focus": focus,
+            "lineage": graph,
+            "configs": list(zip(graph.jobs, configs, strict=True)),
+            **_graph_context(graph),
+        },
+    )
+
+
+@require_GET
+def lineage_job(request: HtmxHttpRequest, pk: uuid.UUID) -> HttpResponse:
+    job = get_object_or_404(Job.objects.only("pk", "name", "kind"), pk=pk)
+    if job.kind == Job.Kind.EVAL:
+        result = EvalResult.objects.filter(job=job).first()
+        if result is not None:
+            return redirect("experiments:lineage-result", pk=result.pk)
+    graph = lineage.for_job(job.pk)
+    return _lineage_page(request, graph, _("Lineage of job %(name)s") % {"name": job.name}, job)
+
+
+@require_GET
+def lineage_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    result = get_object_or_404(EvalResult.objects.select_related("job", "subteam"), pk=pk)
+    graph = lineage.for_result(result)
+    return _lineage_page(
+        request, graph, _("Lineage of %(model)s's score") % {"model": result.model_name}, result
+    )
+
+
+# --- sweeps ---------------------------------------------------------------------------------------------
+
+
+def _kind(request: HtmxHttpRequest) -> str:
+    kind = request.POST.get("kind") or request.GET.get("kind") or "sft"
+    return kind if kind in Job.Kind.kinds_that_train() else "sft"
+
+
+def _sweep_forms(
+    request: HtmxHttpRequest, kind: str, data: Any = None, initial: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    initial = initial or {}
+    return {
+        "form": TrainingJobForm(data, user=request.user, kind=kind, initial=initial),
+        "sweep_form": SweepForm(
+            data,
+            kind=kind,
+            prefix="sweep",
+            initial={k[6:]: v for k, v in initial.items() if k.startswith("sweep-")},
+        ),
+        "eval_form": TrainingStepForm(
+            data,
+            kind=Job.Kind.EVAL.value,
+            prefix="eval",
+            model_from_previous=True,
+            initial={k[5:]: v for k, v in initial.items() if k.startswith("eval-")}
+            or {"time_limit_minutes": 30},
+        ),
+    }
+
+
+def _sweep_page(
+    request: HtmxHttpRequest, kind: str, forms: dict[str, Any], status: int = 200, **extra: Any
+) -> HttpResponse:
+    context = {
+        "kind": kind,
+        "kind_label": KIND_LABELS[kind],
+        "kinds": [(k, KIND_LABELS[k]) for k in Job.Kind.kinds_that_train()],
+        "max_runs": sweeps.max_runs(),
+        **forms,
+        **extra,
+    }
+    return render(request, "experiments/sweep_form.html", context, status=status)
+
+
+def sweep_create(request: HtmxHttpRequest) -> HttpResponse:
+    """The training form with the fields to vary. GET `?template=N` starts from a template; a POST with
+    `from_form` comes from a training form's "Sweep…" button (its fields, unchecked)."""
+    require(access.may_submit_sweeps(request.user))
+    kind = _kind(request)
+    if request.method != "POST" or "from_form" in request.POST:
+        initial: dict[str, Any] = {}
+        pk = request.GET.get("template", "")
+        if pk.isdigit():
+            template = scheduler_access.get_template_to_use(request.user, int(pk), kind)
+            initial = {**template.fields, "subteam": template.subteam_id}
+        if request.method == "POST":
+            initial = {
+                k: (v if len(v) > 1 else v[0]) for k, v in request.POST.lists() if k != "csrfmiddlewaretoken"
+            }
+        return _sweep_page(request, kind, _sweep_forms(request, kind, initial=initial))
+    forms = _sweep_forms(request, kind, data=request.POST)
+    form, sweep_form, eval_form = forms["form"], forms["sweep_form"], forms["eval_form"]
+    valid = form.is_valid() & sweep_form.is_valid()
+    with_eval = valid and bool(sweep_form.cleaned_data.get("with_eval"))
+    if with_eval:
+        valid = eval_form.is_valid() and valid
+    if not valid:
+        refuse_unoffered_subteam(form, request.POST)
+        return _sweep_page(request, kind, forms, status=400)
+    require(access.can_submit_sweep(request.user, form.cleaned_data["subteam"].pk))
+    me = require_member(request.user)
+    base = form.job_spec()
+    eval_spec = eval_form.spec(base.subteam, base.cluster, "eval") if with_eval else None
+    try:
+        plan = sweeps.plan(
+            name=sweep_form.cleaned_data["sweep_name"],
+            base=base,
+            axes_raw=sweep_form.axes(),
+            mode=sweep_form.cleaned_data["mode"],
+            eval_spec=eval_spec,
+        )
+        if "preview" in request.POST:
+            return _sweep_page(request, kind, forms, plan=plan)
+        sweep = sweeps.submit(me, plan)
+    except ValidationError as error:
+        problems = error.message_dict if hasattr(error, "error_dict") else {"": error.messages}
+        for name, said in problems.items():
+            target = sweep_form if name in ("axes", "mode", "runs", "fit") or name == "name" else form
+            for message in said:
+                if name == "name":
+                    sweep_form.add_error("sweep_name", message)
+                elif target is form and name in form.fields:
+                    form.add_error(name, message)
+                else:
+                    sweep_form.add_error(None, message)
+        return _sweep_page(request, kind, forms, status=400)
+    messages.success(
+        request, _("Sweep %(name)s submitted: %(n)d runs.") % {"name": sweep.name, "n": len(plan.runs)}
+    )
+    return redirect(sweep)
+
+
+@require_GET
+def sweep_list(request: HtmxHttpRequest) -> HttpResponse:
+    rows = Sweep.objects.select_related("owner", "subteam").order_by("-created_at")[:200]
+    return render(
+        request,
+        "experiments/sweeps.html",
+        {"sweeps": rows, "can_submit": access.may_submit_sweeps(request.user)},
+    )
+
+
+@dataclass
+class Row:
+    run: SweepRun
+    cells: list[str]
+    loss: float | None
+    result: EvalResult | None
+    best: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float | None:
+        return self.result.average if self.result is not None else None
+
+
+def _last_loss() -> Subquery:
+    return Subquery(
+        MetricPoint.objects.filter(job_id=OuterRef("job_id"), key=LOSS_KEY)
+        .order_by("-step", "-seq")
+        .values("value")[:1]
+    )
+
+
+def sweep_rows(sweep: Sweep) -> list[Row]:
+    runs = (
+        SweepRun.objects.filter(sweep=sweep)
+        .select_related("job", "eval_job", "eval_job__eval_result")
+        .annotate(last_loss=_last_loss())
+        .order_by("number")
+    )
+    rows = []
+    for run in runs:
+        result = getattr(run.eval_job, "eval_result", None) if run.eval_job is not None else None
+        cells = [compare.show(run.values.get(name, compare.MISSING)) for name in sweep.fields]
+        rows.append(Row(run, cells, run.last_loss, result))
+    scored = [r for r in rows if r.score is not None]
+    if scored:
+        max(scored, key=lambda r: (r.score, -r.run.number)).best = True
+    return rows
+
+
+def _sorted(rows: list[Row], sort: str, fields: list[str]) -> list[Row]:
+    key = sort.lstrip("-")
+    reverse = sort.startswith("-")
+
+    def value(row: Row) -> tuple[int, Any]:
+        if key == "score":
+            v: Any = row.score
+        elif key == "loss":
+            v = row.loss
+        elif key in fields:
+            raw = row.run.values.get(key)
+            v = raw if isinstance(raw, int | float) else compare.show(raw)
+        else:
+            v = row.run.number
+        return (0, v) if v is not None else (1, 0)
+
+    present = sorted([r for r in rows if value(r)[0] == 0], key=lambda r: value(r)[1], reverse=reverse)
+    return present + [r for r in rows if value(r)[0] == 1]
+
+
+@require_GET
+def sweep_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    sweep = get_object_or_404(Sweep.objects.select_related("owner", "subteam", "cluster"), pk=pk)
+    fields = sweep.fields
+    sort = request.GET.get("sort", "-score" if sweep.with_eval else "number")
+    if sort.lstrip("-") not in (*fields, "score", "loss", "number"):
+        sort = "number"
+    rows = _sorted(sweep_rows(sweep), sort, fields)
+    shared = {
+        k: v
+        for k, v in (sweep.base.get("training") or {}).items()
+        if k not in fields and k not in compare.IGNORED_FIELDS
+    }
+    return render(
+        request,
+        "experiments/sweep.html",
+        {
+            "sweep": sweep,
+            "rows": rows,
+            "fields": fields,
+            "sort": sort,
+            "shared": sorted((k, compare.show(v)) for k, v in shared.items() if v not in ("", None, [])),
+            "job_ids": ",".join(str(r.run.job_id) for r in rows),
+            "best": next((r for r in rows if r.best), None),
+        },
+    )
+
+
+# --- compare --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Compared:
+    label: str
+    url: str
+    job: Job | None  # the training job
+    result: EvalResult | None
+
+
+def _compared(job_ids: list[uuid.UUID], result_ids: list[int]) -> list[Compared]:
+    job_query = Job.objects.select_related("owner").prefetch_related(
+        Prefetch("dataset_uses", queryset=JobDataset.objects.select_related("dataset"))
+    )
+    results = {
+        r.pk: r for r in EvalResult.objects.filter(pk__in=result_ids).select_related("job", "trained_by_job")
+    }
+    jobs = {j.pk: j for j in job_query.filter(pk__in=job_ids)}
+    evaluated = {r.job_id: r for r in EvalResult.objects.filter(job_id__in=job_ids)}
+    trained: dict[Any, EvalResult] = {}
+    for r in EvalResult.objects.filter(trained_by_job_id__in=job_ids).order_by("-created_at"):
+        trained.setdefault(r.trained_by_job_id, r)
+    training_ids = {
+        r.trained_by_job_id for r in [*results.values(), *evaluated.values()] if r.trained_by_job_id
+    }
+    training: dict[Any, Job] = {j.pk: j for j in job_query.filter(pk__in=training_ids)} | {
+        pk: j for pk, j in jobs.items() if j.kind in Job.Kind.kinds_that_train()
+    }
+    found = []
+    for rid in result_ids:
+        if (result := results.get(rid)) is not None:
+            found.append(
+                Compared(
+                    result.model_name,
+                    result.get_absolute_url(),
+                    training.get(result.trained_by_job_id),
+                    result,
+                )
+            )
+    for jid in job_ids:
+        if (job := jobs.get(jid)) is None:
+            continue
+        if job.kind == Job.Kind.EVAL:
+            result = evaluated.get(job.pk)
+            found.append(
+                Compared(
+                    job.name,
+                    job.get_absolute_url(),
+                    training.get(result.trained_by_job_id) if result else None,
+                    result,
+                )
+            )
+        else:
+            found.append(
+                Compared(job.name, job.get_absolute_url(), training.get(job.pk), trained.get(job.pk))
+            )
+    return found[:MAX_COMPARED]
+
+
+def _ids(request: HtmxHttpRequest) -> tuple[list[uuid.UUID], list[int]]:
+    job_ids: list[uuid.UUID] = []
+    for value in request.GET.getlist("jobs")[: MAX_COMPARED * 2]:
+        for part in value.split(","):
+            try:
+                job_ids.append(uuid.UUID(part.strip()))
+            except ValueError:
+                continue
+    result_ids = [
+        int(v)
+        for value in request.GET.getlist("results")[: MAX_COMPARED * 2]
+        for v in value.split(",")
+        if v.strip().isdigit()
+    ]
+    return list(dict.fromkeys(job_ids)), list(dict.fromkeys(result_ids))
+
+
+@require_GET
+def compare_view(request: HtmxHttpRequest) -> HttpResponse:
+    job_ids, result_ids = _ids(request)
+    items = _compared(job_ids, result_ids)
+    configs = [compare.config_of(item.job) if item.job is not None else {} for item in items]
+    data = [
+        compare.dataset_refs(item.job.dataset_uses.all()) if item.job is not None else {} for item in items
+    ]
+    data_diff = (
+        compare.config_diff([{f"datasets ({role})": refs for role, refs in d.items()} for d in data])
+        if items
+        else []
+    )
+    scores = compare.score_deltas([item.result for item in items]) if any(i.result for i in items) else []
+    labels = {"average": _("Average"), **{c: str(CATEGORY_LABELS[c]) for c in CATEGORIES}}
+    return render(
+        request,
+        "experiments/compare.html",
+        {
+            "items": items,
+            "diff": compare.config_diff(configs) if len(items) > 1 else [],
+            "same_count": len(set().union(*[set(c) for c in configs])) - len(compare.config_diff(configs))
+            if len(items) > 1
+            else 0,
+            "data_diff": data_diff,
+            "data": data,
+            "scores": [(labels[s.category], list(zip(s.values, s.deltas, strict=True))) for s in scores],
+            "curve_jobs": ",".join(str(i.job.pk) for i in items if i.job is not None),
+            "too_few": len(items) < 2,
+        },
+    )
