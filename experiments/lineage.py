@@ -77,6 +77,7 @@ def _record_models(jobs: list[Job]) -> int:
                     "config": config_of(job),
                 },
             )
+            parents[record.path.rstrip("/")] = record  # a later job of the batch may train from it
             if created:
                 made += 1
                 record.datasets.set(

@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from evals.models import CATEGORIES, CATEGORY_LABELS, EvalResult
-from experiments import access, compare, datasets, lineage, sweeps
+from experiments import access, compare, datasets, lineage, records, sweeps
 from experiments.forms import DatasetForm, SweepForm
 from experiments.models import Dataset, JobDataset, Sweep, SweepRun
 from metrics.models import MetricPoint
@@ -172,7 +172,9 @@ def _graph_context(graph: lineage.Lineage) -> dict[str, Any]:
     }
 
 
-def _lineage_page(request: HtmxHttpRequest, graph: lineage.Lineage, title: str, focus: Any) -> HttpResponse:
+def _lineage_page(
+    request: HtmxHttpRequest, graph: lineage.Lineage, title: str, focus: Any, **extra: Any
+) -> HttpResponse:
     configs = [compare.config_of(job) for job in graph.jobs]
     return render(
         request,
@@ -183,6 +185,7 @@ def _lineage_page(request: HtmxHttpRequest, graph: lineage.Lineage, title: str, 
             "lineage": graph,
             "configs": list(zip(graph.jobs, configs, strict=True)),
             **_graph_context(graph),
+            **extra,
         },
     )
 
@@ -203,7 +206,11 @@ def lineage_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     result = get_object_or_404(EvalResult.objects.select_related("job", "subteam"), pk=pk)
     graph = lineage.for_result(result)
     return _lineage_page(
-        request, graph, _("Lineage of %(model)s's score") % {"model": result.model_name}, result
+        request,
+        graph,
+        _("Lineage of %(model)s's score") % {"model": result.model_name},
+        result,
+        board_records=records.shown(result),
     )
 
 

@@ -649,12 +649,14 @@ def check(
             if names
             else _("No judge is configured yet: ask an admin to add one (Admin → Judge endpoints)."),
         )
+    dataset_paths: list[str] = []
     if request.trains:
         if not request.train_files and not request.datasets:
             _field(errors, "train_files", _("Give at least one training data file or data set."))
-        if request.datasets:
-            for message in resolve_datasets(request.datasets, cluster)[1]:
-                _field(errors, "datasets", message)
+        resolved, problems = resolve_datasets(request.datasets, cluster)
+        dataset_paths = [d["path"] for d in resolved]
+        for message in problems:
+            _field(errors, "datasets", message)
         for name in ("train_files", "eval_files"):
             for path in getattr(request, name):
                 if (problem := inputs.path_problem(path, absolute=True)) is not None:
@@ -743,7 +745,7 @@ def check(
     if errors:
         return errors
     allow_code = cluster is not None and cluster.allow_trust_remote_code
-    return _check_with_training(request, nodes, gpus_per_node, model_from_previous, allow_code)
+    return _check_with_training(request, nodes, gpus_per_node, model_from_previous, allow_code, dataset_paths)
 
 
 def _config_field(key: str) -> str:
@@ -764,7 +766,12 @@ def _from_extra(extra: Any, key: str) -> bool:
 
 
 def _check_with_training(
-    request: TrainingRequest, nodes: int, gpus_per_node: int, model_from_previous: bool, allow_code: bool
+    request: TrainingRequest,
+    nodes: int,
+    gpus_per_node: int,
+    model_from_previous: bool,
+    allow_code: bool,
+    dataset_paths: list[str] | None = None,
 ) -> dict[str, list[str]]:
     """The merged run.yaml by the same path and text rules as the fields (`inputs.config_problems`), then
     through training.config (types, unknown keys, ranges); file existence is the job's. A problem in
@@ -772,7 +779,9 @@ def _check_with_training(
     from training.config import ConfigError, config_from_dict
 
     placeholder = "/previous-step/out" if model_from_previous and not request.model else None
-    config = build_config(request, nodes=nodes, gpus_per_node=gpus_per_node, model=placeholder)
+    config = build_config(
+        request, nodes=nodes, gpus_per_node=gpus_per_node, model=placeholder, dataset_paths=dataset_paths
+    )
     extra = _extra(request)
     errors: dict[str, list[str]] = {}
     for key, problem in inputs.config_problems(config, allow_trust_remote_code=allow_code):

@@ -32,7 +32,9 @@ def sft(**fields: Any) -> TrainingRequest:
     return TrainingRequest(**values)
 
 
-def spec(team: Team, cluster: Cluster, request: TrainingRequest | None = None, **fields: Any) -> services.JobSpec:
+def spec(
+    team: Team, cluster: Cluster, request: TrainingRequest | None = None, **fields: Any
+) -> services.JobSpec:
     request = request or sft()
     values: dict[str, Any] = {
         "subteam": team.sft,
@@ -51,10 +53,14 @@ def spec(team: Team, cluster: Cluster, request: TrainingRequest | None = None, *
 
 def eval_spec(team: Team, cluster: Cluster, **fields: Any) -> services.JobSpec:
     request = TrainingRequest(kind="eval", questions=QUESTIONS, judge_endpoint="team-judge")
-    return spec(team, cluster, request, name="eval", model_from_previous=True, time_limit_minutes=30, **fields)
+    return spec(
+        team, cluster, request, name="eval", model_from_previous=True, time_limit_minutes=30, **fields
+    )
 
 
-def dataset(team: Team, cluster: Cluster, name: str = "ichikara", version: str = "v1", **fields: Any) -> Dataset:
+def dataset(
+    team: Team, cluster: Cluster, name: str = "ichikara", version: str = "v1", **fields: Any
+) -> Dataset:
     values: dict[str, Any] = {
         "subteam": team.sft,
         "cluster": cluster,

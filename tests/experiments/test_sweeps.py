@@ -19,7 +19,7 @@ from experiments import sweeps
 from experiments.models import Sweep, SweepRun
 from lending.models import Reservation, SubteamQuota
 from scheduler.models import Cluster, Job, Pipeline
-from tests.experiments.helpers import eval_spec, fake_cluster, finish, result_for, sft, spec
+from tests.experiments.helpers import eval_spec, fake_cluster, finish, result_for, spec
 from tests.personas import Team
 
 pytestmark = pytest.mark.django_db
@@ -35,14 +35,18 @@ def plan(team: Team, cluster: Cluster, axes: list[tuple[str, list[Any]]], **kwar
     return sweeps.plan(name=kwargs.pop("name", "lr-rank"), base=base, axes_raw=axes, **kwargs)
 
 
-def refused(team: Team, cluster: Cluster, axes: list[tuple[str, list[Any]]], **kwargs: Any) -> dict[str, list[str]]:
+def refused(
+    team: Team, cluster: Cluster, axes: list[tuple[str, list[Any]]], **kwargs: Any
+) -> dict[str, list[str]]:
     with pytest.raises(ValidationError) as caught:
         plan(team, cluster, axes, **kwargs)
     assert Job.objects.count() == 0 and Sweep.objects.count() == 0
     return caught.value.message_dict
 
 
-def test_a_2x2_grid_with_evaluations_is_four_pipelines_of_train_then_eval(team: Team, cluster: Cluster) -> None:
+def test_a_2x2_grid_with_evaluations_is_four_pipelines_of_train_then_eval(
+    team: Team, cluster: Cluster
+) -> None:
     found = plan(
         team,
         cluster,
@@ -72,7 +76,9 @@ def test_a_2x2_grid_with_evaluations_is_four_pipelines_of_train_then_eval(team: 
     assert sweep.fields == ["learning_rate", "lora_r"] and sweep.with_eval
 
 
-def test_side_by_side_takes_the_ith_values_together_and_needs_equal_lengths(team: Team, cluster: Cluster) -> None:
+def test_side_by_side_takes_the_ith_values_together_and_needs_equal_lengths(
+    team: Team, cluster: Cluster
+) -> None:
     found = plan(team, cluster, [("learning_rate", [1e-5, 2e-5]), ("num_train_epochs", [1, 2])], mode="list")
     assert [v for v, _t, _e in found.runs] == [
         {"learning_rate": 1e-5, "num_train_epochs": 1.0},
@@ -106,19 +112,27 @@ def test_bad_axes_are_refused_with_what_is_wrong(
     assert any(words in message for message in errors["axes"]), errors
 
 
-def test_more_runs_than_the_cap_are_refused_with_the_count(team: Team, cluster: Cluster, settings: Any) -> None:
-    errors = refused(team, cluster, [("learning_rate", [1e-5 * i for i in range(1, 6)]), ("lora_r", list(range(1, 14)))])
+def test_more_runs_than_the_cap_are_refused_with_the_count(
+    team: Team, cluster: Cluster, settings: Any
+) -> None:
+    errors = refused(
+        team, cluster, [("learning_rate", [1e-5 * i for i in range(1, 6)]), ("lora_r", list(range(1, 14)))]
+    )
     assert errors["axes"] == ["The sweep has 65 runs (5 × 13); at most 64 may be submitted at once."]
     settings.SWEEP_MAX_RUNS = 3
     errors = refused(team, cluster, [("lora_r", [4, 8, 16, 32])])
     assert "4 runs" in errors["axes"][0] and "at most 3" in errors["axes"][0]
 
 
-def test_a_run_that_fails_the_forms_checks_refuses_the_whole_sweep_naming_it(team: Team, cluster: Cluster) -> None:
+def test_a_run_that_fails_the_forms_checks_refuses_the_whole_sweep_naming_it(
+    team: Team, cluster: Cluster
+) -> None:
     errors = refused(team, cluster, [("learning_rate", ["1e-5", "0.5"]), ("lora_r", [8, 0])])
     runs = errors["runs"]
     assert any(m.startswith("Run 2 (learning_rate=1e-05, lora_r=0): lora_r:") for m in runs), runs
-    assert any(m.startswith("Run 3 (learning_rate=0.5, lora_r=8): learning_rate: Between") for m in runs), runs
+    assert any(m.startswith("Run 3 (learning_rate=0.5, lora_r=8): learning_rate: Between") for m in runs), (
+        runs
+    )
     assert not any(m.startswith("Run 1 ") for m in runs)
 
 
@@ -160,14 +174,25 @@ def test_a_sweep_larger_than_the_booking_it_runs_in_is_refused_with_the_arithmet
     assert "5 runs × 1 GPU × 60 min + 5 evaluations × 1 GPU × 30 min = 7.5 GPU-hours" in message
     assert f"booking #{booking.pk} has 2 GPUs × 3.0 h left = 6.0 GPU-hours" in message
     errors = refused(team, cluster, [("lora_r", [4])], base=spec(team, cluster, gpus_per_node=4))
-    assert errors["fit"][0] == f"A run needs 4 GPUs; booking #{booking.pk}, where Fine-tuning's jobs run now, holds 2."
+    assert (
+        errors["fit"][0]
+        == f"A run needs 4 GPUs; booking #{booking.pk}, where Fine-tuning's jobs run now, holds 2."
+    )
 
 
 def test_a_sweep_beyond_the_weekly_quota_or_gpus_at_once_is_refused(team: Team, cluster: Cluster) -> None:
     SubteamQuota.objects.create(subteam=team.sft, max_gpus=2, max_gpu_hours_per_week=5)
     earlier = Job.objects.create(
-        name="earlier", owner=team.member("member"), subteam=team.sft, cluster=cluster, command="x",
-        script="x", partition="gpu", time_limit_minutes=60, gpu_hours=2.5, state=Job.State.COMPLETED,
+        name="earlier",
+        owner=team.member("member"),
+        subteam=team.sft,
+        cluster=cluster,
+        command="x",
+        script="x",
+        partition="gpu",
+        time_limit_minutes=60,
+        gpu_hours=2.5,
+        state=Job.State.COMPLETED,
         ended_at=timezone.now(),
     )
     errors = refused_after(team, cluster, [("lora_r", [4, 8, 16])])
@@ -179,7 +204,9 @@ def test_a_sweep_beyond_the_weekly_quota_or_gpus_at_once_is_refused(team: Team, 
     assert earlier.pk
 
 
-def refused_after(team: Team, cluster: Cluster, axes: list[tuple[str, list[Any]]], **kwargs: Any) -> dict[str, list[str]]:
+def refused_after(
+    team: Team, cluster: Cluster, axes: list[tuple[str, list[Any]]], **kwargs: Any
+) -> dict[str, list[str]]:
     before = Job.objects.count()
     with pytest.raises(ValidationError) as caught:
         plan(team, cluster, axes, **kwargs)
@@ -264,7 +291,11 @@ def test_a_training_forms_sweep_button_carries_its_fields_over(team: Team, clust
     client = team.client("member")
     form = client.get("/jobs/train/?kind=sft").content.decode()
     assert "Sweep these settings" in form and "/sweeps/new/?kind=sft" in form
-    data = {k: v for k, v in form_data(cluster, subteam=team.sft.pk, learning_rate="3e-5").items() if not k.startswith(("sweep-", "eval-"))}
+    data = {
+        k: v
+        for k, v in form_data(cluster, subteam=team.sft.pk, learning_rate="3e-5").items()
+        if not k.startswith(("sweep-", "eval-"))
+    }
     response = client.post("/sweeps/new/?kind=sft", {**data, "from_form": "1"})
     assert response.status_code == 200 and 'value="3e-5"' in response.content.decode()
     assert Job.objects.count() == 0
@@ -286,7 +317,11 @@ def test_the_api_submits_a_sweep_and_reads_it_back_with_scores(team: Team, clust
         "subteam": "sft",
         "cluster": cluster.pk,
         "kind": "sft",
-        "training": {"model": "/data/models/base", "train_files": ["/data/sft/ichikara.jsonl"], "max_steps": 10},
+        "training": {
+            "model": "/data/models/base",
+            "train_files": ["/data/sft/ichikara.jsonl"],
+            "max_steps": 10,
+        },
         "axes": [{"field": "learning_rate", "values": [1e-5, 2e-5]}, {"field": "lora_r", "values": [8, 16]}],
         "eval": {"training": {"questions": "/data/mt-bench/question.jsonl", "judge_endpoint": "team-judge"}},
     }
@@ -312,7 +347,9 @@ def test_the_api_submits_a_sweep_and_reads_it_back_with_scores(team: Team, clust
 
 
 def _sweep_with(team: Team, cluster: Cluster, n: int, name: str) -> Sweep:
-    found = plan(team, cluster, [("lora_r", list(range(1, n + 1)))], name=name, eval_spec=eval_spec(team, cluster))
+    found = plan(
+        team, cluster, [("lora_r", list(range(1, n + 1)))], name=name, eval_spec=eval_spec(team, cluster)
+    )
     sweep = sweeps.submit(team.member("member"), found)
     for run in sweep.runs.select_related("job", "eval_job"):
         finish(run.job)
@@ -338,5 +375,5 @@ def test_the_sweep_table_sorts_marks_the_best_and_keeps_its_query_count(team: Te
     rows = text.split('data-run="')[1:]
     assert rows[0].startswith("40") and 'class="best"' in text.split('data-run="40"')[0][-40:]
     ascending = client.get(large.get_absolute_url() + "?sort=lora_r").content.decode()
-    assert ascending.split('data-run="')[1].startswith("1\"")
+    assert ascending.split('data-run="')[1].startswith('1"')
     assert EvalResult.objects.count() == 44
