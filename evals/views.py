@@ -7,13 +7,17 @@ Every write is an `evals.services` call and every permission an `evals.access` p
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from typing import Any, Protocol
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import F, Q, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
@@ -34,6 +38,15 @@ DEFAULT_SORT = "-average"
 
 def result_rows() -> QuerySet[EvalResult]:
     return EvalResult.objects.select_related("subteam", "job")
+
+
+def board_rows() -> QuerySet[EvalResult]:
+    """The leaderboard's rows: with the training job, whose parameters the groups read (not its script)."""
+    return (
+        result_rows()
+        .select_related("trained_by_job")
+        .defer("job__script", "job__config_yaml", "trained_by_job__script", "trained_by_job__config_yaml")
+    )
 
 
 # --- leaderboard ----------------------------------------------------------------------------------------
@@ -91,11 +104,95 @@ def _best(rows: list[EvalResult]) -> dict[str, float]:
     return best
 
 
-def _cells(
-    rows: list[EvalResult], best: dict[str, float]
-) -> list[tuple[EvalResult, list[tuple[float | None, bool]]]]:
+def _cells(result: EvalResult, best: dict[str, float]) -> list[tuple[float | None, bool]]:
+    """(value, whether it is the column's best) for each score column."""
+    return [(getattr(result, c), c in best and getattr(result, c) == best[c]) for c in SCORE_COLUMNS]
+
+
+# --- groups of rows (settings.EVAL_RESULT_GROUPS) -------------------------------------------------------
+
+
+class ResultGroup(Protocol):
+    """What the leaderboard reads of a group (the hook's `experiments.board.Group`, or `ModelGroup`)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+
+
+GroupsHook = Callable[[list[EvalResult]], Mapping[int, ResultGroup]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelGroup:
+    key: str
+    label: str
+    url: str | None = None
+    kind: str = "model"
+
+
+def by_model_name(results: Sequence[EvalResult]) -> dict[int, ResultGroup]:
+    """The groups without a hook: the results of one model name together, each baseline alone."""
+    return {
+        r.pk: ModelGroup(f"baseline:{r.pk}", r.model_name, kind="baseline")
+        if r.is_baseline
+        else ModelGroup(f"model:{r.model_name}", r.model_name)
+        for r in results
+    }
+
+
+@cache
+def _groups_hook(path: str) -> GroupsHook:
+    hook: GroupsHook = import_string(path)
+    return hook
+
+
+def result_groups(results: list[EvalResult]) -> Mapping[int, ResultGroup]:
+    """Result pk -> its group, by the `EVAL_RESULT_GROUPS` setting's function (the experiments app knows
+    sweeps and base models); by model name when none is set."""
+    path = getattr(settings, "EVAL_RESULT_GROUPS", "")
+    return _groups_hook(path)(results) if path else by_model_name(results)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    result: EvalResult
+    cells: list[tuple[float | None, bool]]
+    folded: bool  # not its group's first: shown once the group's "N more" is opened
+
+    @property
+    def css(self) -> str:
+        return " ".join(
+            c for c in ("baseline" if self.result.is_baseline else "", "more" if self.folded else "") if c
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupRows:
+    group: ResultGroup
+    rows: list[Row]  # the first is the group's best by the board's order
+
+    @property
+    def more(self) -> int:
+        return len(self.rows) - 1
+
+
+def _grouped(rows: list[EvalResult], best: dict[str, float]) -> list[GroupRows]:
+    """The rows in groups: each group where its first row (the best by the board's sort) stands, its
+    other rows after it, in the same order."""
+    found = result_groups(rows)
+    groups: dict[str, tuple[ResultGroup, list[EvalResult]]] = {}
+    for result in rows:
+        group = found.get(result.pk) or ModelGroup(f"result:{result.pk}", result.model_name)
+        groups.setdefault(group.key, (group, []))[1].append(result)
     return [
-        (r, [(getattr(r, c), c in best and getattr(r, c) == best[c]) for c in SCORE_COLUMNS]) for r in rows
+        GroupRows(group, [Row(r, _cells(r, best), folded=i > 0) for i, r in enumerate(members)])
+        for group, members in groups.values()
     ]
 
 
@@ -105,7 +202,7 @@ def leaderboard(request: HtmxHttpRequest, slug: str | None = None) -> HttpRespon
     subteam = get_object_or_404(Subteam, slug=slug) if slug is not None else None
     benchmark = request.GET.get("benchmark", "").strip() or DEFAULT_BENCHMARK
     sort = _sort_key(request.GET.get("sort", ""))
-    results = result_rows().filter(benchmark=benchmark)
+    results = board_rows().filter(benchmark=benchmark)
     if subteam is not None:
         results = results.filter(Q(subteam=subteam) | Q(subteam__isnull=True, is_baseline=True))
     rows = list(_ordered(results, sort))
@@ -115,7 +212,7 @@ def leaderboard(request: HtmxHttpRequest, slug: str | None = None) -> HttpRespon
         "benchmark_label": BENCHMARK_LABELS.get(benchmark, benchmark),
         "sort": sort,
         "columns": _columns(sort),
-        "rows": _cells(rows, _best(rows)),
+        "groups": _grouped(rows, _best(rows)),
         "base_url": request.path,
     }
     if request.htmx:

@@ -187,7 +187,12 @@ def job_preview(request: HtmxHttpRequest) -> HttpResponse:
 def _job(pk: object) -> Job:
     return get_object_or_404(
         Job.objects.select_related(
-            "subteam", "owner__user", "cluster", "cancel_requested_by__user", "resubmitted_from"
+            "subteam",
+            "owner__user",
+            "cluster",
+            "cancel_requested_by__user",
+            "resubmitted_from",
+            "eval_result",
         ),
         pk=pk,
     )
