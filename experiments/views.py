@@ -253,6 +253,9 @@ def _sweep_page(
         "kind_label": KIND_LABELS[kind],
         "kinds": [(k, KIND_LABELS[k]) for k in Job.Kind.kinds_that_train()],
         "max_runs": sweeps.max_runs(),
+        "templates": list(
+            scheduler_access.usable_templates(request.user).filter(kind=kind).select_related("subteam")
+        ),
         **forms,
         **extra,
     }
@@ -270,6 +273,16 @@ def sweep_create(request: HtmxHttpRequest) -> HttpResponse:
         if pk.isdigit():
             template = scheduler_access.get_template_to_use(request.user, int(pk), kind)
             initial = {**template.fields, "subteam": template.subteam_id}
+            # The evaluation after each run starts from the subteam's evaluation template, if it has one.
+            evaluation = (
+                scheduler_access.usable_templates(request.user)
+                .filter(kind=Job.Kind.EVAL, subteam_id=template.subteam_id)
+                .first()
+            )
+            if evaluation is not None:
+                initial |= {
+                    f"eval-{k}": v for k, v in evaluation.fields.items() if k not in ("subteam", "cluster")
+                }
         if request.method == "POST":
             initial = {
                 k: (v if len(v) > 1 else v[0]) for k, v in request.POST.lists() if k != "csrfmiddlewaretoken"

@@ -17,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ["portal", "scheduler", "lending", "metrics", "evals", "slackbot", "config"]
+APPS = ["portal", "scheduler", "lending", "metrics", "evals", "experiments", "slackbot", "config"]
 
 # The worker's cycle writes its own rows (claims, inventories, sync state, cursors): these modules are
 # the steps themselves, or what they write through, besides the step modules the settings name.
@@ -35,6 +35,10 @@ ALLOWED: dict[str, tuple[int, str]] = {
     "scheduler/api/views.py": (
         1,
         "serializer.save(): JobRequestSerializer.create calls services.submit_chain",
+    ),
+    "experiments/sweeps.py": (
+        3,
+        "the sweeps' service: the sweep and its runs, in the transaction that submits their jobs",
     ),
     "slackbot/signing.py": (2, "replay protection: the signatures seen in the last minutes, not state"),
 }

@@ -59,7 +59,14 @@ def test_the_lineage_of_a_sweeps_best_result_in_the_browser(live_server: Any, pa
         assert box.count() == 1 and box.bounding_box() is not None, key
     assert page.locator(".lineage-edge").count() >= 3
     text = page.locator("main").inner_text()
-    for words in ("ichikara@v3", best.job.name, "learning_rate", "1e-05", "lora_r", "6.40"):  # run 2: 1e-5 × 16
+    for words in (
+        "ichikara@v3",
+        best.job.name,
+        "learning_rate",
+        "1e-05",
+        "lora_r",
+        "6.40",
+    ):  # run 2: 1e-5 × 16
         assert words in text, (words, text)
 
     page.click(f'[data-node="dataset:{data.pk}"]')

@@ -180,7 +180,9 @@ def test_a_2x2_sweep_with_evaluations_runs_to_the_end_from_the_form_and_the_api(
         for lr in ("0.001", "0.005"):
             assert f'<td class="mono">{lr}</td>' in table
         read = api(team).get(f"/api/v1/sweeps/{sweep.pk}/").json()
-        assert all(run["average"] is not None and run["job_state"] == Job.State.COMPLETED for run in read["runs"])
+        assert all(
+            run["average"] is not None and run["job_state"] == Job.State.COMPLETED for run in read["runs"]
+        )
 
     form_sweep = sweeps[0]
     one, three = form_sweep.runs.get(number=1), form_sweep.runs.get(number=3)  # lr differs, rank equal

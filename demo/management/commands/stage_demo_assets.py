@@ -2,7 +2,8 @@
 and the demo's GPU bookings.
 
 After it, a demo user opens Jobs → SFT, picks the template "Tiny SFT (CPU smoke test)" and submits: the
-run trains on the cluster's CPU in seconds. Needs the `training` extra on the portal host.
+run trains on the cluster's CPU in seconds. The staged data files are registered as data sets (Data sets),
+which the training forms and sweeps pick by name and version. Needs the `training` extra on the portal host.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.utils import timezone
 from demo import assets as demo_assets
 from demo import bookings, judge
 from demo.management.commands.register_devcluster import read_info
+from experiments.models import Dataset
 from portal.models import Member, Subteam
 from scheduler import services, steps
 from scheduler.identity import service_connection as connection_for
@@ -79,8 +81,41 @@ class Command(BaseCommand):
                 description="A tiny Llama trained on the dev cluster's CPU in seconds.",
             )
             saved += 1
+        registered = register_datasets(cluster, assets, owner)
         booked = bookings.load(timezone.localdate())
         self.stdout.write(
             f"Staged the tiny model and data under {assets.root} on {cluster.name}; {saved} templates saved; "
-            f"{booked} GPU bookings added."
+            f"{registered} data sets registered; {booked} GPU bookings added."
         )
+
+
+# (subteam slug, data set name, the staged file, notes): registered as version v1 of each.
+DATASETS = (
+    ("instruction-data", "tiny-sft-ja", "sft_data", "Chat turns for the tiny SFT (CPU smoke test)."),
+    ("post-training", "tiny-dpo-ja", "dpo_data", "Chosen/rejected pairs for the tiny DPO."),
+    ("pretrain-data", "tiny-pretrain-ja", "pretrain_data", "Plain text for the tiny pretraining run."),
+)
+
+
+def register_datasets(cluster: Cluster, assets: demo_assets.Assets, owner: Member) -> int:
+    """The staged data files as data sets, to be checked by the worker on the cluster (rows, size and
+    SHA-256 computed there, as the service account that staged them). Already registered: kept."""
+    made = 0
+    for slug, name, attribute, notes in DATASETS:
+        subteam = Subteam.objects.filter(slug=slug).first()
+        if subteam is None:
+            continue
+        _dataset, created = Dataset.objects.get_or_create(
+            name=name,
+            version="v1",
+            defaults={
+                "subteam": subteam,
+                "cluster": cluster,
+                "path": getattr(assets, attribute),
+                "notes": notes,
+                "created_by": owner,
+                "check_user": cluster.username,
+            },
+        )
+        made += created
+    return made
