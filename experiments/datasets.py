@@ -158,6 +158,11 @@ def register(actor: Member, reg: Registration, pool: ssh.Pool | None = None) -> 
                 _("%(ref)s is registered at %(path)s on %(cluster)s: give this one a new version.")
                 % {"ref": existing.ref, "path": existing.path, "cluster": existing.cluster.name}
             ]
+        elif existing.subteam_id != reg.subteam.pk:
+            errors["version"] = [
+                _("%(ref)s is %(subteam)s's: only its members check it again.")
+                % {"ref": existing.ref, "subteam": existing.subteam.name}
+            ]
         elif existing.state == Dataset.State.CHECKING or existing.recheck:
             errors["version"] = [
                 _("%(ref)s is being checked on the cluster already.") % {"ref": existing.ref}

@@ -505,6 +505,19 @@ def _ids(request: HtmxHttpRequest) -> tuple[list[uuid.UUID], list[int]]:
     return list(dict.fromkeys(job_ids)), list(dict.fromkeys(result_ids))
 
 
+def _suggestions(items: list[Compared]) -> list[Job]:
+    """With fewer than two picked: the latest runs like the one picked (its subteam, its kind), to add."""
+    if len(items) != 1 or items[0].job is None:
+        return []
+    job = items[0].job
+    return list(
+        Job.objects.filter(subteam_id=job.subteam_id, kind=job.kind, state=Job.State.COMPLETED)
+        .exclude(pk=job.pk)
+        .only("pk", "name", "ended_at")
+        .order_by("-ended_at")[:10]
+    )
+
+
 @require_GET
 def compare_view(request: HtmxHttpRequest) -> HttpResponse:
     job_ids, result_ids = _ids(request)
@@ -534,5 +547,7 @@ def compare_view(request: HtmxHttpRequest) -> HttpResponse:
             "scores": [(labels[s.category], list(zip(s.values, s.deltas, strict=True))) for s in scores],
             "curve_jobs": ",".join(str(i.job.pk) for i in items if i.job is not None),
             "too_few": len(items) < 2,
+            "suggestions": _suggestions(items),
+            "query": request.GET.urlencode(),
         },
     )

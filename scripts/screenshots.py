@@ -36,6 +36,11 @@ PAGES = [
     ("gpus-new", "/gpus/new/"),
     ("gpus-calendar", "/gpus/calendar/"),
     ("leaderboard", "/leaderboard/"),
+    ("datasets", "/datasets/"),
+    ("sweep-new", "/sweeps/new/?kind=sft"),
+    ("sweep", None),  # the newest sweep
+    ("lineage", None),  # the lineage of that sweep's best run
+    ("compare", None),  # that sweep's first two runs
 ]
 
 
@@ -75,6 +80,7 @@ def main() -> None:
         page.fill("#id_password", args.password)
         page.click("button[type=submit]")
         page.wait_for_url(f"{args.base}/")
+        sweep_path = ""
         for name, path in PAGES:
             if name == "goal":
                 page.goto(f"{args.base}/")
@@ -99,9 +105,32 @@ def main() -> None:
                 if links.count() == 0:
                     continue
                 path = links.first.get_attribute("href")
+            elif name == "sweep":
+                page.goto(f"{args.base}/sweeps/")
+                links = page.locator("main table a[href^='/sweeps/']")
+                if links.count() == 0:
+                    continue
+                path = links.first.get_attribute("href")
+                sweep_path = path
+            elif name in ("lineage", "compare"):
+                if not sweep_path:
+                    continue
+                page.goto(f"{args.base}{sweep_path}")
+                if name == "lineage":
+                    links = page.locator("[data-testid=sweep-best] a[href^='/lineage/']")
+                    if links.count() == 0:
+                        continue
+                    path = links.first.get_attribute("href")
+                else:
+                    ids = page.locator("[data-testid=sweep-table] input[name=jobs]")
+                    if ids.count() < 2:
+                        continue
+                    path = f"/compare/?jobs={ids.nth(0).get_attribute('value')}&jobs={ids.nth(1).get_attribute('value')}"
             page.goto(f"{args.base}{path}")
             page.wait_for_load_state("load")
-            page.wait_for_timeout(1500 if name == "job" else 500)  # charts draw after their data arrives
+            page.wait_for_timeout(
+                1500 if name in ("job", "sweep", "compare") else 500
+            )  # charts draw after their data arrives
             # A job's page ends with its sbatch script, which carries the cluster's environment preamble
             # (paths of the machine the demo runs on): only the first screen, and its charts apart.
             page.screenshot(

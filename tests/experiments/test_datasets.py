@@ -135,6 +135,15 @@ def test_the_same_version_at_another_path_is_refused(team: Team, cluster: Cluste
             datasets.Registration(team.sft, cluster, "ichikara", "v1", "/data/sft/other.jsonl"),
         )
     assert "give this one a new version" in caught.value.message_dict["version"][0]
+    with pytest.raises(ValidationError) as caught:  # another subteam cannot have it checked again
+        datasets.register(
+            team.member("other"),
+            datasets.Registration(team.pretrain, cluster, "ichikara", "v1", "/data/sft/ichikara-v1.jsonl"),
+        )
+    assert caught.value.message_dict["version"] == [
+        "ichikara@v1 is Fine-tuning's: only its members check it again."
+    ]
+    assert not Dataset.objects.get().recheck
 
 
 @pytest.mark.django_db

@@ -151,4 +151,6 @@ def test_compare_shows_only_the_fields_that_differ_and_the_score_deltas(team: Te
     assert [d["field"] for d in answer["config_diff"]] == ["datasets", "learning_rate"]
     assert api.get("/api/v1/compare/?jobs=nope").status_code == 400
     lonely = team.client("member").get(f"/compare/?jobs={a.pk}").content.decode()
-    assert "Pick two or more" in lonely
+    assert "Pick two or more" in lonely and f"jobs={a.pk}&amp;jobs={b.pk}" in lonely  # b offered to add
+    job_page = team.client("member").get(a.get_absolute_url()).content.decode()
+    assert f"/lineage/jobs/{a.pk}/" in job_page and f"/compare/?jobs={a.pk}" in job_page
