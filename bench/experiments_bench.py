@@ -18,10 +18,13 @@ sweep k trains from the model of sweep k-1's run 1 (a chain of models, so lineag
 and children). 500 results: 8 sweeps of 64, 64, 64, 64, 64, 64, 64 and 52 runs; 50 results: 8 sweeps of
 7, 7, 6, 6, 6, 6, 6 and 6 runs (the same shape at 1/10).
 
-Each page: 2 requests to warm up, then `--requests` (20) timed requests with the test client as a signed-in
-member of the subteam; median and p95 (nearest rank) in ms and the query count of one request
-(session and user included). "repeated" lists SQL statements that run more than once in one request
-(the same text but for literals), where a page's queries may grow with what it shows.
+On PostgreSQL the tables are ANALYZEd once built (autovacuum would have done it before anyone reads the
+pages). Each page: 2 requests to warm up, then `--requests` (20) timed requests with the test client as a
+signed-in member of the subteam; median and p95 (nearest rank) of the wall time in ms, the median CPU
+time of this process (less inflated by other load on the machine; on SQLite it includes the database's
+work, on PostgreSQL not the server's), and the query count of one request (session and user included).
+The statements that run more than once in one request (the same text but for literals) are listed with
+their counts at both scales: where a page's queries grow with what it shows.
 """
 
 from __future__ import annotations
@@ -168,6 +171,8 @@ def build(sizes: list[int], seed: int) -> World:
     best = EvalResult.objects.order_by("-average", "-pk").first()
     assert best is not None
     top4 = list(EvalResult.objects.order_by("-average", "-pk").values_list("pk", flat=True)[:4])
+    first = EvalResult.objects.filter(trained_by_job__sweep_run__sweep=made[0]).order_by("-average").first()
+    assert first is not None
     best_sweep = made.index(best.trained_by_job.sweep_run.sweep)  # type: ignore[union-attr]
     # The job whose model the last sweep trained from: 5+ ancestors, a whole sweep of children.
     seed_job = made[-2].runs.get(number=1).job
@@ -179,11 +184,21 @@ def build(sizes: list[int], seed: int) -> World:
             f"a run of sweep{best_sweep}: {best_sweep} ancestors",
         ),
         (
+            "lineage of a result of the first sweep",
+            f"/lineage/results/{first.pk}/",
+            "a run of sweep0: no ancestors",
+        ),
+        (
             "lineage of a job",
             f"/lineage/jobs/{seed_job.pk}/",
-            f"{sizes[-1]} children, {len(sizes) - 2} ancestors",
+            f"{sizes[-1]} children ({min(sizes[-1], lineage.MAX_PER_COLUMN)} drawn), "
+            f"{len(sizes) - 2} ancestors",
         ),
-        ("data set (used by every run)", f"/datasets/{sets[0].pk}/", f"{sum(sizes)} jobs"),
+        (
+            "data set (used by every run)",
+            f"/datasets/{sets[0].pk}/",
+            f"{sum(sizes)} jobs ({min(sum(sizes), lineage.MAX_PER_COLUMN)} drawn)",
+        ),
         ("compare 4 results", "/compare/?results=" + ",".join(str(pk) for pk in top4), "4 results"),
         ("leaderboard", "/leaderboard/", f"{sum(sizes)} results"),
     ]
@@ -225,17 +240,19 @@ def measure(url: str, requests: int, client: Any) -> dict[str, Any]:
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url)
     sqls = [q["sql"] for q in captured.captured_queries]
-    times = []
+    times, cpu = [], []
     for _ in range(requests):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         response = client.get(url)
         times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
         assert response.status_code == 200
     times.sort()
     return {
         "queries": len(sqls),
         "median": statistics.median(times),
         "p95": times[max(0, math.ceil(0.95 * len(times)) - 1)],
+        "cpu": statistics.median(cpu),
         "bytes": len(response.content),
         "repeated": repeated(sqls),
         "sql": sqls,
@@ -262,6 +279,9 @@ def child(database_url: str, requests: int, dump: str) -> None:
         for scale, sizes in SCALES.items():
             call_command("flush", interactive=False, verbosity=0)
             world = build(sizes, seed=scale)
+            if vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("ANALYZE")  # as autovacuum would have by the time anyone reads the pages
             client = Client(headers={"accept-language": "en"})
             client.force_login(Member.objects.get(user__username="member").user)
             measured[scale] = (world, [measure(url, requests, client) for _what, url, _shows in world.pages])
@@ -284,11 +304,14 @@ def section(vendor: str, measured: dict[int, tuple[World, list[dict[str, Any]]]]
     lines = [
         f"## {title}",
         "",
-        f"ms over {requests} requests (median, p95); ratio = median at {large} ÷ median at {small}.",
+        f"ms over {requests} requests (median, p95); ratio = median at {large} ÷ median at {small}; CPU ms: "
+        "the median CPU time of this process per request (the page's Python and, on SQLite, the database's "
+        "work; not PostgreSQL's server), which other load on the machine inflates less than the wall time.",
         "",
         f"| page | shows ({small} / {large}) | queries {small} | queries {large} | median ms {small} "
-        f"| p95 ms {small} | median ms {large} | p95 ms {large} | ratio | HTML KiB {large} |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| p95 ms {small} | median ms {large} | p95 ms {large} | ratio | CPU ms {small} / {large} "
+        f"| HTML KiB {large} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (what, url, shows_small), (_w, _u, shows_large), a, b in zip(
         w_small.pages, w_large.pages, n_small, n_large, strict=True
@@ -297,7 +320,7 @@ def section(vendor: str, measured: dict[int, tuple[World, list[dict[str, Any]]]]
         lines.append(
             f"| {what} `{path}` | {shows_small} / {shows_large} | {a['queries']} | {b['queries']} "
             f"| {a['median']:.1f} | {a['p95']:.1f} | {b['median']:.1f} | {b['p95']:.1f} "
-            f"| {b['median'] / a['median']:.1f}× | {b['bytes'] // 1024} |"
+            f"| {b['median'] / a['median']:.1f}× | {a['cpu']:.0f} / {b['cpu']:.0f} | {b['bytes'] // 1024} |"
         )
     lines += ["", "Building the data (not a page):", ""]
     for scale, (world, _n) in measured.items():
@@ -320,13 +343,22 @@ def section(vendor: str, measured: dict[int, tuple[World, list[dict[str, Any]]]]
         f"Statements run more than once in one request (times at {small} → at {large} results):",
         "",
     ]
-    any_repeated = False
+    found: list[tuple[str, str, int, int]] = []  # (page, statement, times at small, at large)
     for (what, _u, _s), a, b in zip(w_small.pages, n_small, n_large, strict=True):
-        before = dict(a["repeated"])
-        for shape, n in b["repeated"] + [(s, 1) for s in before if s not in dict(b["repeated"])]:
-            any_repeated = True
-            lines.append(f"- {what}: {before.get(shape, 1)} → {n} `{short_sql(shape)}`")
-    if not any_repeated:
+        before, after = dict(a["repeated"]), dict(b["repeated"])
+        found += [(what, shape, before.get(shape, 1), after.get(shape, 1)) for shape in {**after, **before}]
+    everywhere = {
+        (shape, x, y)
+        for _what, shape, x, y in found
+        if sum(1 for f in found if f[1:] == (shape, x, y)) == len(w_large.pages)
+    }
+    lines += [f"- every page: {x} → {y} `{short_sql(shape)}`" for shape, x, y in sorted(everywhere)]
+    lines += [
+        f"- {what}: {x} → {y} `{short_sql(shape)}`"
+        for what, shape, x, y in found
+        if (shape, x, y) not in everywhere
+    ]
+    if not found:
         lines.append("- none")
     return "\n".join(lines) + "\n"
 

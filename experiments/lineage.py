@@ -287,7 +287,11 @@ def _ancestors(job: Job) -> list[Job]:
     """The jobs whose models this one trained from, nearest first (through model records' bases)."""
     found: list[Job] = []
     record = getattr(job, "model_record", None)
-    parent = record.base if record is not None else None
+    if record is None or record.base_id is None:
+        return found
+    # The chain up to MAX_DEPTH in one query (a join per level), not one query per level.
+    chain = ModelRecord.objects.select_related("__".join(["base"] * MAX_DEPTH)).get(pk=record.pk)
+    parent = chain.base
     ids: list[Any] = []
     while parent is not None and len(ids) < MAX_DEPTH:
         ids.append(parent.job_id)
@@ -329,9 +333,9 @@ def for_dataset(dataset: Dataset) -> Lineage:
     lineage = Lineage()
     lineage.add(_dataset_node(dataset, focus=True))
     lineage.datasets.append(dataset)
-    jobs = list(
-        _job_query().filter(dataset_uses__dataset=dataset).distinct().order_by("-created_at")[:MAX_PER_COLUMN]
-    )
+    # Jobs by id from the uses (no DISTINCT over whole job rows: that sorts every use before the limit).
+    used = JobDataset.objects.filter(dataset=dataset).values("job_id")
+    jobs = list(_job_query().filter(pk__in=used).order_by("-created_at")[:MAX_PER_COLUMN])
     total = JobDataset.objects.filter(dataset=dataset).values("job").distinct().count()
     if total > len(jobs):
         lineage.more["job"] = total - len(jobs)

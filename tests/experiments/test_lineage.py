@@ -154,3 +154,24 @@ def test_compare_shows_only_the_fields_that_differ_and_the_score_deltas(team: Te
     assert "Pick two or more" in lonely and f"jobs={a.pk}&amp;jobs={b.pk}" in lonely  # b offered to add
     job_page = team.client("member").get(a.get_absolute_url()).content.decode()
     assert f"/lineage/jobs/{a.pk}/" in job_page and f"/compare/?jobs={a.pk}" in job_page
+
+
+def test_a_longer_chain_of_base_models_costs_no_more_queries(team: Team, cluster: Cluster) -> None:
+    dataset(team, cluster, "ichikara", "v1")
+    results = []
+    for depth in (1, 4):
+        previous = trained(team, cluster, f"root{depth}", ["ichikara@v1"])
+        step(cluster)
+        for level in range(depth):
+            previous = trained(team, cluster, f"d{depth}-{level}", ["ichikara@v1"], model=previous.output_dir)
+            step(cluster)
+        results.append(result_for(None, previous, 6.0))
+    client = team.client("member")
+    counts = []
+    for result in results:
+        client.get(f"/lineage/results/{result.pk}/")
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(f"/lineage/results/{result.pk}/").content.decode()
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+    assert "root4" in page and "d4-2" in page  # the whole chain is drawn
