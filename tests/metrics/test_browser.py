@@ -80,6 +80,7 @@ def test_the_subteam_dashboard_moves_while_points_arrive(
 
     # Dragging across the chart re-queries that step range; "Reset zoom" goes back.
     over = page.locator("[data-metric-chart] .u-over").first
+    over.scroll_into_view_if_needed()  # the mouse acts on the viewport: the chart must be on screen
     box = over.bounding_box()
     with page.expect_response(lambda r: "min_step=" in r.url) as zoomed:
         page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
