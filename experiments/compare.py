@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evals.models import CATEGORIES, EvalResult
+from scheduler import training_jobs
 from scheduler.models import Job
 
 # Fields of a job's parameters that are resources, not the training request's.
@@ -18,14 +19,20 @@ IGNORED_FIELDS = frozenset({"kind", "wandb_project", "wandb_tags", "wandb_mode",
 MISSING = object()
 
 
+def kind_fields(kind: str) -> set[str]:
+    """The training request's fields a kind uses (an SFT job's config has no judge, an eval's no LoRA)."""
+    return {d.name for d in training_jobs.declared_fields(kind)}
+
+
 def config_of(job: Job) -> dict[str, Any]:
     """A job's config as flat fields: its training request's fields and its resources."""
     parameters = job.parameters if isinstance(job.parameters, dict) else {}
     training = parameters.get("training")
     flat: dict[str, Any] = {}
     if isinstance(training, dict):
+        used = kind_fields(job.kind)
         for key, value in training.items():
-            if key not in IGNORED_FIELDS:
+            if key not in IGNORED_FIELDS and key in used:
                 flat[key] = value
     else:
         flat["command"] = job.command

@@ -205,10 +205,8 @@ def _job_node(job: Job, focus: bool = False) -> Node:
     return Node(f"job:{job.pk}", "job", job.name, _job_detail(job), job.get_absolute_url(), focus)
 
 
-def _model_node(record: ModelRecord) -> Node:
-    return Node(
-        f"model:{record.pk}", "model", record.path.rstrip("/").rsplit("/", 2)[-2] + "/out", record.path
-    )
+def _model_node(record: ModelRecord, job: Job) -> Node:
+    return Node(f"model:{record.pk}", "model", f"{job.name}/out", record.path)
 
 
 def _result_node(result: EvalResult, focus: bool = False) -> Node:
@@ -266,7 +264,7 @@ def _add_training(lineage: Lineage, jobs: list[Job], results: list[EvalResult], 
             lineage.link(base_key, job_key)
         record = getattr(job, "model_record", None)
         model_key = None
-        if record is not None and lineage.add(_model_node(record)):
+        if record is not None and lineage.add(_model_node(record, job)):
             model_key = f"model:{record.pk}"
             lineage.link(job_key, model_key)
         for result in by_job.get(job.pk, []):

@@ -351,6 +351,8 @@ def plan(
                 dataclasses.replace(eval_spec.training) if eval_spec.training else None,
             )
             evaluation.model_from_previous = True
+            if evaluation.training is not None:
+                evaluation.training.model = ""  # each evaluation reads its own run's output
         for what, spec in (("", train), (_(" (its evaluation)"), evaluation)):
             if spec is None:
                 continue

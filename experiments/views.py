@@ -183,7 +183,10 @@ def _lineage_page(
             "title": title,
             "focus": focus,
             "lineage": graph,
-            "configs": list(zip(graph.jobs, configs, strict=True)),
+            "configs": [
+                (job, [(key, compare.show(value)) for key, value in config.items()])
+                for job, config in zip(graph.jobs, configs, strict=True)
+            ],
             **_graph_context(graph),
             **extra,
         },
@@ -281,7 +284,9 @@ def sweep_create(request: HtmxHttpRequest) -> HttpResponse:
             )
             if evaluation is not None:
                 initial |= {
-                    f"eval-{k}": v for k, v in evaluation.fields.items() if k not in ("subteam", "cluster")
+                    f"eval-{k}": v
+                    for k, v in evaluation.fields.items()
+                    if k not in ("subteam", "cluster", "model")  # each evaluation reads its run's output
                 }
         if request.method == "POST":
             initial = {
@@ -408,10 +413,11 @@ def sweep_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if sort.lstrip("-") not in (*fields, "score", "loss", "number"):
         sort = "number"
     rows = _sorted(sweep_rows(sweep), sort, fields)
+    used = compare.kind_fields(sweep.kind)
     shared = {
         k: v
         for k, v in (sweep.base.get("training") or {}).items()
-        if k not in fields and k not in compare.IGNORED_FIELDS
+        if k not in fields and k not in compare.IGNORED_FIELDS and k in used
     }
     return render(
         request,

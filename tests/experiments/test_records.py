@@ -55,7 +55,13 @@ def fake_slack(english: Any) -> Iterator[FakeSlack]:
 
 def train(team: Team, cluster: Cluster, name: str, role: str = "member", **training: Any) -> Job:
     """A finished SFT job with a training request."""
-    request = {"kind": "sft", "model": "llm-jp-3-1.8b", "learning_rate": 1e-5, "epochs": 2, **training}
+    request = {
+        "kind": "sft",
+        "model": "llm-jp-3-1.8b",
+        "learning_rate": 1e-5,
+        "num_train_epochs": 2,
+        **training,
+    }
     return make_job(
         team.member(role),
         team.sft,
@@ -119,7 +125,11 @@ def test_a_better_result_takes_both_boards_with_the_config_diff(team: Team, clus
     assert record.diff == []  # the baseline has no training job
 
     new = land(
-        team, cluster, "sft-b", 7.45, trained_by=train(team, cluster, "b", learning_rate=2e-5, epochs=3)
+        team,
+        cluster,
+        "sft-b",
+        7.45,
+        trained_by=train(team, cluster, "b", learning_rate=2e-5, num_train_epochs=3),
     )
     assert records.check() == 2
     for scope in (PROJECT, SUBTEAM):
@@ -127,7 +137,7 @@ def test_a_better_result_takes_both_boards_with_the_config_diff(team: Team, clus
         assert record.previous == old
         assert record.diff == [
             {"field": "learning_rate", "before": "1e-05", "after": "2e-05"},
-            {"field": "epochs", "before": "2", "after": "3"},
+            {"field": "num_train_epochs", "before": "2", "after": "3"},
         ]
         assert record.goal is None
 
@@ -219,11 +229,11 @@ def test_a_result_that_meets_a_goals_target(team: Team, cluster: Cluster) -> Non
     project_goal = Goal.objects.create(title="Coding 8", metric_name="jmt_bench.coding", metric_target=8.0)
     first = land(team, cluster, "first", 7.2, trained_by=train(team, cluster, "a"))
     assert records.check() == 0  # the goal moves, not met yet
-    second = land(team, cluster, "second", 7.45, trained_by=train(team, cluster, "b", epochs=3))
+    second = land(team, cluster, "second", 7.45, trained_by=train(team, cluster, "b", num_train_epochs=3))
     assert records.check() == 1
     record = BoardRecord.objects.get()
     assert (record.result, record.scope, record.goal, record.previous) == (second, GOAL, goal, first)
-    assert record.diff == [{"field": "epochs", "before": "2", "after": "3"}]
+    assert record.diff == [{"field": "num_train_epochs", "before": "2", "after": "3"}]
     assert records.values(record) == (7.2, 7.45)
     goal.refresh_from_db()
     assert goal.status == Goal.Status.ACHIEVED

@@ -47,11 +47,14 @@ def refused(
 def test_a_2x2_grid_with_evaluations_is_four_pipelines_of_train_then_eval(
     team: Team, cluster: Cluster
 ) -> None:
+    evaluation = eval_spec(team, cluster)
+    assert evaluation.training is not None
+    evaluation.training.model = "/data/models/base"  # e.g. from an eval template: never the base model
     found = plan(
         team,
         cluster,
         [("learning_rate", ["1e-5", "2e-5"]), ("lora_r", ["8", "16"])],
-        eval_spec=eval_spec(team, cluster),
+        eval_spec=evaluation,
     )
     assert [values for values, _t, _e in found.runs] == [
         {"learning_rate": 1e-5, "lora_r": 8},
@@ -377,3 +380,29 @@ def test_the_sweep_table_sorts_marks_the_best_and_keeps_its_query_count(team: Te
     ascending = client.get(large.get_absolute_url() + "?sort=lora_r").content.decode()
     assert ascending.split('data-run="')[1].startswith('1"')
     assert EvalResult.objects.count() == 44
+
+
+def test_a_template_fills_the_sweep_and_the_subteams_eval_template_its_evaluation_but_not_its_model(
+    team: Team, cluster: Cluster
+) -> None:
+    from scheduler import services as scheduler_services
+
+    sft_template = scheduler_services.save_template(
+        team.member("lead"),
+        subteam=team.sft,
+        name="tiny",
+        kind="sft",
+        fields={"model": "/data/models/tiny", "train_files": "/data/sft/a.jsonl", "learning_rate": "3e-4"},
+    )
+    scheduler_services.save_template(
+        team.member("lead"),
+        subteam=team.sft,
+        name="judge",
+        kind="eval",
+        fields={"model": "/data/models/tiny", "questions": "/data/q.jsonl", "judge_endpoint": "team-judge"},
+    )
+    page = team.client("member").get(f"/sweeps/new/?kind=sft&template={sft_template.pk}").content.decode()
+    assert 'name="learning_rate" value="3e-4"' in page
+    assert 'name="eval-questions" value="/data/q.jsonl"' in page
+    assert 'name="eval-model" value="/data/models/tiny"' not in page
+    assert f'template={sft_template.pk}"' in page  # offered as a start
