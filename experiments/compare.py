@@ -58,7 +58,7 @@ class FieldDiff:
 
 
 def show(value: Any) -> str:
-    if value is MISSING:
+    if value is MISSING or value is None:
         return "—"
     if isinstance(value, bool):
         return "✓" if value else "✗"
