@@ -21,9 +21,9 @@ from django.views.decorators.http import require_GET
 from evals.models import CATEGORIES, CATEGORY_LABELS, EvalResult
 from experiments import access, compare, datasets, lineage, records, sweeps
 from experiments.forms import DatasetForm, SweepForm
-from experiments.models import Dataset, JobDataset, Sweep, SweepRun
+from experiments.models import BoardRecord, Dataset, JobDataset, Sweep, SweepRun
 from metrics.models import MetricPoint
-from portal.access import refuse_unoffered_subteam, require, require_member
+from portal.access import member_of, refuse_unoffered_subteam, require, require_member
 from portal.http import HtmxHttpRequest
 from scheduler import access as scheduler_access
 from scheduler.models import Job
@@ -338,10 +338,21 @@ def sweep_create(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def sweep_list(request: HtmxHttpRequest) -> HttpResponse:
     rows = Sweep.objects.select_related("owner", "subteam").order_by("-created_at")[:200]
+    news = list(
+        BoardRecord.objects.select_related("result__subteam", "result__job", "goal").order_by("-at")[:5]
+    )
+    me = member_of(request.user)
     return render(
         request,
         "experiments/sweeps.html",
-        {"sweeps": rows, "can_submit": access.may_submit_sweeps(request.user)},
+        {
+            "sweeps": rows,
+            "can_submit": access.may_submit_sweeps(request.user),
+            "news": news,
+            "mine": {
+                r.pk for r in news if me is not None and r.result.job and r.result.job.owner_id == me.pk
+            },
+        },
     )
 
 

@@ -406,3 +406,18 @@ def test_a_template_fills_the_sweep_and_the_subteams_eval_template_its_evaluatio
     assert 'name="eval-questions" value="/data/q.jsonl"' in page
     assert 'name="eval-model" value="/data/models/tiny"' not in page
     assert f'template={sft_template.pk}"' in page  # offered as a start
+
+
+def test_the_sweeps_page_lists_new_bests_and_marks_the_owners(team: Team, cluster: Cluster) -> None:
+    from experiments.models import BoardRecord
+
+    sweep = _sweep_with(team, cluster, 2, "tops")
+    run = sweep.runs.select_related("eval_job").get(number=2)
+    assert run.eval_job is not None
+    BoardRecord.objects.create(result=run.eval_job.eval_result, scope=BoardRecord.Scope.PROJECT)
+    mine = team.client("member").get("/sweeps/").content.decode()
+    assert "New bests" in mine and "tops-02" in mine, mine.split("<main")[1][:1500]
+    assert "top of the project" in mine
+    assert '<span class="badge">yours</span>' in mine
+    theirs = team.client("other").get("/sweeps/").content.decode()
+    assert "tops-02" in theirs and '<span class="badge">yours</span>' not in theirs
