@@ -7,17 +7,14 @@ Every write is an `evals.services` call and every permission an `evals.access` p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
-from functools import cache
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import F, Q, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
@@ -25,6 +22,7 @@ from evals import access, services
 from evals.charts import radar
 from evals.forms import BaselineForm, ImportForm
 from evals.models import BENCHMARK_LABELS, CATEGORIES, CATEGORY_LABELS, DEFAULT_BENCHMARK, EvalResult
+from portal import hooks
 from portal.access import member_of, refuse_unoffered_subteam, require
 from portal.http import HtmxHttpRequest
 from portal.models import Subteam
@@ -125,9 +123,6 @@ class ResultGroup(Protocol):
     def kind(self) -> str: ...
 
 
-GroupsHook = Callable[[list[EvalResult]], Mapping[int, ResultGroup]]
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelGroup:
     key: str
@@ -146,17 +141,12 @@ def by_model_name(results: Sequence[EvalResult]) -> dict[int, ResultGroup]:
     }
 
 
-@cache
-def _groups_hook(path: str) -> GroupsHook:
-    hook: GroupsHook = import_string(path)
-    return hook
-
-
 def result_groups(results: list[EvalResult]) -> Mapping[int, ResultGroup]:
     """Result pk -> its group, by the `EVAL_RESULT_GROUPS` setting's function (the experiments app knows
     sweeps and base models); by model name when none is set."""
-    path = getattr(settings, "EVAL_RESULT_GROUPS", "")
-    return _groups_hook(path)(results) if path else by_model_name(results)
+    grouper = hooks.setting_function("EVAL_RESULT_GROUPS")
+    found: Mapping[int, ResultGroup] = grouper(results) if grouper is not None else by_model_name(results)
+    return found
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,17 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from typing import Any
 
 import hostlist
-from django.conf import settings
 from django.utils import timezone
 from django.utils.functional import Promise
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from portal import hooks
 from scheduler import identity, preflight, slurm, ssh
 from scheduler.models import Job, Node, Partition
 
@@ -232,17 +230,12 @@ def _nodes(job: Job, waiting: Waiting) -> bool:
     return True
 
 
-@cache
-def _describer(path: str) -> Any:
-    return import_string(path)
-
-
 def describe_reservation(job: Job) -> tuple[str, str]:
     """(label, link) of the booking behind the job's reservation, by the JOB_RESERVATION_LABEL setting's
     function (the lending app knows bookings); the reservation's name when none is set or it knows none."""
-    path = getattr(settings, "JOB_RESERVATION_LABEL", "")
-    if path:
-        found = _describer(path)(job.cluster_id, job.reservation)
+    describer = hooks.setting_function("JOB_RESERVATION_LABEL")
+    if describer is not None:
+        found = describer(job.cluster_id, job.reservation)
         if found:
             return str(found[0]), str(found[1])
     return _("reservation %(name)s") % {"name": job.reservation}, ""

@@ -9,20 +9,17 @@ from __future__ import annotations
 import re
 import shlex
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import hostlist
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
+from portal import hooks
 from portal.models import Member, Subteam
 from scheduler import identity, ssh, training_jobs, wakeups
 from scheduler.models import (
@@ -180,17 +177,11 @@ def _training_request(job: Job) -> training_jobs.TrainingRequest | None:
     return training_jobs.TrainingRequest.from_dict(data) if job.is_training and data else None
 
 
-@cache
-def _reservation_finder(path: str) -> Callable[[Job], str | None]:
-    finder: Callable[[Job], str | None] = import_string(path)
-    return finder
-
-
 def reservation_for(job: Job) -> str:
     """The Slurm reservation the job is to run in, by the `JOB_RESERVATION` setting's function (the
     lending list: a subteam's jobs run inside its booking); "" for none."""
-    path = getattr(settings, "JOB_RESERVATION", "")
-    name = _reservation_finder(path)(job) if path else None
+    finder = hooks.setting_function("JOB_RESERVATION")
+    name = finder(job) if finder is not None else None
     if name and not SLURM_WORD_RE.match(name):
         raise ValueError(f"refusing an unsafe reservation name: {name!r}")
     return name or ""

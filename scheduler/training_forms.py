@@ -11,12 +11,10 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from django import forms
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
-from portal import access
+from portal import access, hooks
 from portal.models import Subteam
 from scheduler import services, training_jobs
 from scheduler.forms import GPUS_REQUIRED, default_name, spec_errors
@@ -60,8 +58,8 @@ def _widget(declared: DeclaredField) -> forms.Widget | None:
 
 def _setting_choices(name: str) -> list[tuple[str, str]]:
     """The choices the setting `name` names a function for (none when it is not set)."""
-    path = getattr(settings, name, "")
-    found: list[tuple[str, str]] = import_string(path)() if path else []
+    choices = hooks.setting_function(name)
+    found: list[tuple[str, str]] = choices() if choices is not None else []
     return found
 
 

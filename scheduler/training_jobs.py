@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
-from django.conf import settings
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from portal import hooks
 from scheduler import inputs
 from scheduler.models import Cluster, Job, JudgeEndpoint
 
@@ -466,10 +465,10 @@ def resolve_datasets(refs: list[str], cluster: Cluster | None) -> tuple[list[dic
     TRAINING_DATASETS setting's function says (without one, no data set can be named)."""
     if not refs:
         return [], []
-    path = getattr(settings, "TRAINING_DATASETS", "")
-    if not path:
+    resolver = hooks.setting_function("TRAINING_DATASETS")
+    if resolver is None:
         return [], [_("Data sets are not available here: give file paths instead.")]
-    found: tuple[list[dict[str, Any]], list[str]] = import_string(path)(refs, cluster)
+    found: tuple[list[dict[str, Any]], list[str]] = resolver(refs, cluster)
     return found
 
 

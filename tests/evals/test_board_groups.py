@@ -19,10 +19,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import URLResolver, include, path, reverse
 
 from config import urls as config_urls
-from evals import views
 from evals.models import CATEGORIES, EvalResult
 from experiments import board
 from experiments.models import ModelRecord, Sweep, SweepRun
+from portal import hooks
 from portal.models import Subteam
 from scheduler.models import Cluster, Job, Pipeline
 from tests.browser.conftest import browser, page  # noqa: F401 - Debian's chromium through Playwright
@@ -382,7 +382,9 @@ def test_the_grouped_leaderboard_runs_the_same_queries_for_1x_and_10x_rows(
 
 def test_the_board_asks_the_hook_named_by_the_setting(team: Team, settings: Any) -> None:
     settings.EVAL_RESULT_GROUPS = "experiments.board.groups"
-    assert views._groups_hook(settings.EVAL_RESULT_GROUPS) is board.groups
+    assert hooks.setting_function("EVAL_RESULT_GROUPS") is board.groups
+    settings.EVAL_RESULT_GROUPS = ""
+    assert hooks.setting_function("EVAL_RESULT_GROUPS") is None
 
 
 # --- in a real browser: the folded rows open without a script --------------------------------------------
