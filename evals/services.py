@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -38,6 +38,20 @@ log = logging.getLogger("evals")
 SCORE_FIELDS = ("average", *CATEGORIES, "turn1_average", "turn2_average")
 # Goal revision reasons are data (kept as written, whatever the reader's language), not UI text.
 ORIGIN_WORDS = {"job": "job", "import": "imported", "manual": "entered by hand"}
+
+
+# --- boards -------------------------------------------------------------------------------------------------
+
+
+def on_board(
+    results: QuerySet[EvalResult], benchmark: str, subteam_id: int | None = None
+) -> QuerySet[EvalResult]:
+    """The results a leaderboard shows: the benchmark's, all of them on the project's board; on a
+    subteam's, its results and the project's baselines."""
+    shown = results.filter(benchmark=benchmark)
+    if subteam_id is not None:
+        shown = shown.filter(Q(subteam_id=subteam_id) | Q(subteam__isnull=True, is_baseline=True))
+    return shown
 
 
 # --- goals ----------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -192,9 +192,7 @@ def leaderboard(request: HtmxHttpRequest, slug: str | None = None) -> HttpRespon
     subteam = get_object_or_404(Subteam, slug=slug) if slug is not None else None
     benchmark = request.GET.get("benchmark", "").strip() or DEFAULT_BENCHMARK
     sort = _sort_key(request.GET.get("sort", ""))
-    results = board_rows().filter(benchmark=benchmark)
-    if subteam is not None:
-        results = results.filter(Q(subteam=subteam) | Q(subteam__isnull=True, is_baseline=True))
+    results = services.on_board(board_rows(), benchmark, subteam.pk if subteam is not None else None)
     rows = list(_ordered(results, sort))
     context: dict[str, Any] = {
         "subteam": subteam,

@@ -4,7 +4,7 @@
 `BATCH` a call, and writes a `BoardRecord` for each result (not a baseline) that
 
 - takes the top of its benchmark's project board (every result, baselines included) or of its subteam's
-  board (the subteam's results and the project's baselines, as `evals.views.leaderboard` shows it): its
+  board (`evals.services.on_board`: the subteam's results and the project's baselines): its
   average is strictly higher than that of every other result on that board at the event's moment
   (results recorded by then); the first result on a board takes its top;
 - met a goal's target: `evals.services.update_goals` made the goal achieved (its `GoalRevision`, source
@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from evals.models import EvalResult, EvalResultEvent
-from evals.services import goal_source
+from evals.services import goal_source, on_board
 from experiments.compare import config_of, diff_pairs
 from experiments.models import BoardCursor, BoardRecord
 from portal.models import Goal, GoalRevision, Member
@@ -125,10 +125,9 @@ def check_event(event: EvalResultEvent) -> list[BoardRecord]:
 
 def boards(result: EvalResult) -> list[tuple[str, QuerySet[EvalResult]]]:
     """The boards the result is on: the project's and, for a subteam's result, the subteam's."""
-    same = EvalResult.objects.filter(benchmark=result.benchmark)
-    found = [(str(BoardRecord.Scope.PROJECT), same)]
+    found = [(str(BoardRecord.Scope.PROJECT), on_board(EvalResult.objects.all(), result.benchmark))]
     if result.subteam_id is not None:
-        own = same.filter(Q(subteam_id=result.subteam_id) | Q(subteam__isnull=True, is_baseline=True))
+        own = on_board(EvalResult.objects.all(), result.benchmark, result.subteam_id)
         found.append((str(BoardRecord.Scope.SUBTEAM), own))
     return found
 
