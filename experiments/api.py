@@ -25,8 +25,7 @@ from rest_framework.views import APIView
 
 from evals.models import EvalResult
 from experiments import access, compare, datasets, lineage, sweeps
-from experiments.models import Dataset, Sweep, SweepRun
-from experiments.views import _compared, sweep_rows
+from experiments.models import Dataset, Sweep
 from portal.access import member_of, require
 from portal.api.errors import field_errors
 from portal.api.filters import subteam_filter
@@ -210,7 +209,7 @@ class SweepSerializer(serializers.ModelSerializer[Sweep]):
         if not self.context.get("with_runs"):
             return []
         found = []
-        for row in sweep_rows(sweep):
+        for row in sweeps.table(sweep):
             run = row.run
             found.append(
                 {
@@ -329,19 +328,12 @@ class CompareView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
-        job_ids: list[uuid.UUID] = []
-        for value in request.query_params.getlist("jobs")[:24]:
-            try:
-                job_ids.append(uuid.UUID(value))
-            except ValueError:
-                return Response({"jobs": [f"{value[:40]} is not a job id."]}, status=400)
-        result_ids = []
-        for value in request.query_params.getlist("results")[:24]:
-            if not value.isdigit():
-                return Response({"results": [f"{value[:40]} is not a result id."]}, status=400)
-            result_ids.append(int(value))
-        items = _compared(job_ids, result_ids)
-        configs = [compare.config_of(i.job) if i.job is not None else {} for i in items]
+        params = request.query_params
+        job_ids, result_ids, bad = compare.parse_ids(params.getlist("jobs"), params.getlist("results"))
+        if bad:
+            return Response({"detail": [f"{value} is not a job or result id." for value in bad]}, status=400)
+        items = compare.pick(job_ids, result_ids)
+        found = compare.comparison(items)
         return Response(
             {
                 "items": [
@@ -352,14 +344,14 @@ class CompareView(APIView):
                     }
                     for i in items
                 ],
-                "config_diff": [{"field": d.field, "values": d.shown} for d in compare.config_diff(configs)],
-                "datasets": [compare.dataset_refs(i.job.dataset_uses.all()) if i.job else {} for i in items],
+                "config_diff": [{"field": d.field, "values": d.shown} for d in found.config],
+                "same_fields": found.same,
+                "datasets": [{"field": d.field, "values": d.shown} for d in found.datasets],
                 "scores": [
-                    {"category": s.category, "values": s.values, "deltas": s.deltas}
-                    for s in compare.score_deltas([i.result for i in items])
+                    {"category": s.category, "values": s.values, "deltas": s.deltas} for s in found.scores
                 ],
             }
         )
 
 
-__all__ = ["CompareView", "DatasetViewSet", "LineageView", "SweepRun", "SweepViewSet"]
+__all__ = ["CompareView", "DatasetViewSet", "LineageView", "SweepViewSet"]

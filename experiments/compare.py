@@ -4,11 +4,15 @@ notification that a result took the top of a board (its diff against the previou
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import Prefetch
+
 from evals.models import CATEGORIES, EvalResult
+from experiments.models import JobDataset
 from scheduler import training_jobs
 from scheduler.models import Job
 
@@ -113,3 +117,98 @@ def dataset_refs(uses: Iterable[Any]) -> dict[str, str]:
     for use in uses:
         found.setdefault(use.role, []).append(use.dataset.ref)
     return {role: ", ".join(sorted(refs)) for role, refs in found.items()}
+
+
+# --- what is compared -----------------------------------------------------------------------------------
+
+MAX_COMPARED = 12
+
+
+def parse_ids(jobs: Sequence[str], results: Sequence[str]) -> tuple[list[uuid.UUID], list[int], list[str]]:
+    """Job ids and result ids from `?jobs=…&results=…` (repeated or comma-separated), each once, and the
+    values that are neither."""
+    job_ids: list[uuid.UUID] = []
+    result_ids: list[int] = []
+    bad: list[str] = []
+    for value in jobs[: MAX_COMPARED * 2]:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                job_ids.append(uuid.UUID(part))
+            except ValueError:
+                bad.append(part[:40])
+    for value in results[: MAX_COMPARED * 2]:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            if part.isdigit():
+                result_ids.append(int(part))
+            else:
+                bad.append(part[:40])
+    return list(dict.fromkeys(job_ids)), list(dict.fromkeys(result_ids)), bad
+
+
+@dataclass
+class Compared:
+    label: str
+    url: str
+    job: Job | None  # the training job
+    result: EvalResult | None
+
+
+def pick(job_ids: list[uuid.UUID], result_ids: list[int]) -> list[Compared]:
+    """The runs to compare, results first: a result with the job that trained it; a training job with its
+    latest result; an evaluation job with its result and that result's training job (a fixed number of
+    queries)."""
+    job_query = Job.objects.select_related("owner").prefetch_related(
+        Prefetch("dataset_uses", queryset=JobDataset.objects.select_related("dataset"))
+    )
+    results = {
+        r.pk: r for r in EvalResult.objects.filter(pk__in=result_ids).select_related("job", "trained_by_job")
+    }
+    jobs = {j.pk: j for j in job_query.filter(pk__in=job_ids)}
+    evaluated = {r.job_id: r for r in EvalResult.objects.filter(job_id__in=job_ids)}
+    trained: dict[Any, EvalResult] = {}
+    for r in EvalResult.objects.filter(trained_by_job_id__in=job_ids).order_by("-created_at"):
+        trained.setdefault(r.trained_by_job_id, r)
+    training_ids = {
+        r.trained_by_job_id for r in [*results.values(), *evaluated.values()] if r.trained_by_job_id
+    }
+    training: dict[Any, Job] = {j.pk: j for j in job_query.filter(pk__in=training_ids)} | {
+        pk: j for pk, j in jobs.items() if j.kind in Job.Kind.kinds_that_train()
+    }
+    found = [
+        Compared(picked.model_name, picked.get_absolute_url(), training.get(picked.trained_by_job_id), picked)
+        for picked in (results[rid] for rid in result_ids if rid in results)
+    ]
+    for jid in job_ids:
+        if (job := jobs.get(jid)) is None:
+            continue
+        if job.kind == Job.Kind.EVAL:
+            result = evaluated.get(job.pk)
+            trainer = training.get(result.trained_by_job_id) if result is not None else None
+            found.append(Compared(job.name, job.get_absolute_url(), trainer, result))
+        else:
+            found.append(
+                Compared(job.name, job.get_absolute_url(), training.get(job.pk), trained.get(job.pk))
+            )
+    return found[:MAX_COMPARED]
+
+
+@dataclass
+class Comparison:
+    config: list[FieldDiff]  # the config fields that differ
+    same: int  # how many config fields are the same in all
+    datasets: list[FieldDiff]  # the data sets that differ, per role
+    scores: list[ScoreDelta]  # empty when none has a result
+
+
+def comparison(items: Sequence[Compared]) -> Comparison:
+    configs = [config_of(item.job) if item.job is not None else {} for item in items]
+    differ = config_diff(configs) if items else []
+    uses = [dataset_refs(item.job.dataset_uses.all()) if item.job is not None else {} for item in items]
+    return Comparison(
+        config=differ,
+        same=len(set().union(*configs)) - len(differ) if configs else 0,
+        datasets=config_diff([{f"datasets ({role})": refs for role, refs in u.items()} for u in uses])
+        if items
+        else [],
+        scores=score_deltas([item.result for item in items]) if any(i.result for i in items) else [],
+    )

@@ -21,14 +21,16 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from experiments.compare import show
+from evals.models import EvalResult
+from experiments.compare import MISSING, show
 from experiments.models import Sweep, SweepRun
 from lending.jobs import reservation_for_job
 from lending.models import Reservation, SubteamQuota
+from metrics.models import MetricPoint
 from portal.models import Member
 from scheduler import inputs, services, training_jobs
 from scheduler.models import Job
@@ -422,3 +424,63 @@ def submit(actor: Member, found: Plan) -> Sweep:
             pipeline=pipeline,
         )
     return sweep
+
+
+# --- the sweep's table ----------------------------------------------------------------------------------
+
+LOSS_KEY = "train/loss"
+
+
+@dataclass
+class Row:
+    run: SweepRun
+    cells: list[str]  # the varied fields' values, as shown
+    loss: float | None  # the last training loss logged
+    result: EvalResult | None
+    best: bool = False
+
+    @property
+    def score(self) -> float | None:
+        return self.result.average if self.result is not None else None
+
+
+def table(sweep: Sweep) -> list[Row]:
+    """The sweep's runs with their last loss and evaluation (one query), the best average marked."""
+    last_loss = Subquery(
+        MetricPoint.objects.filter(job_id=OuterRef("job_id"), key=LOSS_KEY)
+        .order_by("-step", "-seq")
+        .values("value")[:1]
+    )
+    runs = (
+        SweepRun.objects.filter(sweep=sweep)
+        .select_related("job", "eval_job", "eval_job__eval_result")
+        .annotate(last_loss=last_loss)
+        .order_by("number")
+    )
+    rows = []
+    for run in runs:
+        result = getattr(run.eval_job, "eval_result", None) if run.eval_job is not None else None
+        cells = [show(run.values.get(name, MISSING)) for name in sweep.fields]
+        rows.append(Row(run, cells, run.last_loss, result))
+    scored = [r for r in rows if r.score is not None]
+    if scored:
+        max(scored, key=lambda r: (r.score, -r.run.number)).best = True
+    return rows
+
+
+def sort_rows(rows: list[Row], sort: str, fields: list[str]) -> list[Row]:
+    """By a varied field, "score", "loss" or "number" ("-" first: descending); rows without one last."""
+    key = sort.lstrip("-")
+
+    def value(row: Row) -> Any:
+        if key == "score":
+            return row.score
+        if key == "loss":
+            return row.loss
+        if key in fields:
+            raw = row.run.values.get(key)
+            return raw if isinstance(raw, int | float) else show(raw)
+        return row.run.number
+
+    present = sorted((r for r in rows if value(r) is not None), key=value, reverse=sort.startswith("-"))
+    return present + [r for r in rows if value(r) is None]

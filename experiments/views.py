@@ -7,12 +7,11 @@ Reading is open to every signed-in member; registering and submitting are checke
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -21,17 +20,12 @@ from django.views.decorators.http import require_GET
 from evals.models import CATEGORIES, CATEGORY_LABELS, EvalResult
 from experiments import access, compare, datasets, lineage, records, sweeps
 from experiments.forms import DatasetForm, SweepForm
-from experiments.models import BoardRecord, Dataset, JobDataset, Sweep, SweepRun
-from metrics.models import MetricPoint
+from experiments.models import BoardRecord, Dataset, Sweep
 from portal.access import member_of, refuse_unoffered_subteam, require, require_member
 from portal.http import HtmxHttpRequest
 from scheduler import access as scheduler_access
 from scheduler.models import Job
 from scheduler.training_forms import KIND_LABELS, TrainingJobForm, TrainingStepForm
-
-LOSS_KEY = "train/loss"
-MAX_COMPARED = 12
-
 
 # --- data sets ------------------------------------------------------------------------------------------
 
@@ -356,66 +350,6 @@ def sweep_list(request: HtmxHttpRequest) -> HttpResponse:
     )
 
 
-@dataclass
-class Row:
-    run: SweepRun
-    cells: list[str]
-    loss: float | None
-    result: EvalResult | None
-    best: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def score(self) -> float | None:
-        return self.result.average if self.result is not None else None
-
-
-def _last_loss() -> Subquery:
-    return Subquery(
-        MetricPoint.objects.filter(job_id=OuterRef("job_id"), key=LOSS_KEY)
-        .order_by("-step", "-seq")
-        .values("value")[:1]
-    )
-
-
-def sweep_rows(sweep: Sweep) -> list[Row]:
-    runs = (
-        SweepRun.objects.filter(sweep=sweep)
-        .select_related("job", "eval_job", "eval_job__eval_result")
-        .annotate(last_loss=_last_loss())
-        .order_by("number")
-    )
-    rows = []
-    for run in runs:
-        result = getattr(run.eval_job, "eval_result", None) if run.eval_job is not None else None
-        cells = [compare.show(run.values.get(name, compare.MISSING)) for name in sweep.fields]
-        rows.append(Row(run, cells, run.last_loss, result))
-    scored = [r for r in rows if r.score is not None]
-    if scored:
-        max(scored, key=lambda r: (r.score, -r.run.number)).best = True
-    return rows
-
-
-def _sorted(rows: list[Row], sort: str, fields: list[str]) -> list[Row]:
-    key = sort.lstrip("-")
-    reverse = sort.startswith("-")
-
-    def value(row: Row) -> tuple[int, Any]:
-        if key == "score":
-            v: Any = row.score
-        elif key == "loss":
-            v = row.loss
-        elif key in fields:
-            raw = row.run.values.get(key)
-            v = raw if isinstance(raw, int | float) else compare.show(raw)
-        else:
-            v = row.run.number
-        return (0, v) if v is not None else (1, 0)
-
-    present = sorted([r for r in rows if value(r)[0] == 0], key=lambda r: value(r)[1], reverse=reverse)
-    return present + [r for r in rows if value(r)[0] == 1]
-
-
 @require_GET
 def sweep_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     sweep = get_object_or_404(Sweep.objects.select_related("owner", "subteam", "cluster"), pk=pk)
@@ -423,7 +357,7 @@ def sweep_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     sort = request.GET.get("sort", "-score" if sweep.with_eval else "number")
     if sort.lstrip("-") not in (*fields, "score", "loss", "number"):
         sort = "number"
-    rows = _sorted(sweep_rows(sweep), sort, fields)
+    rows = sweeps.sort_rows(sweeps.table(sweep), sort, fields)
     used = compare.kind_fields(sweep.kind)
     shared = {
         k: v
@@ -448,81 +382,7 @@ def sweep_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 # --- compare --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Compared:
-    label: str
-    url: str
-    job: Job | None  # the training job
-    result: EvalResult | None
-
-
-def _compared(job_ids: list[uuid.UUID], result_ids: list[int]) -> list[Compared]:
-    job_query = Job.objects.select_related("owner").prefetch_related(
-        Prefetch("dataset_uses", queryset=JobDataset.objects.select_related("dataset"))
-    )
-    results = {
-        r.pk: r for r in EvalResult.objects.filter(pk__in=result_ids).select_related("job", "trained_by_job")
-    }
-    jobs = {j.pk: j for j in job_query.filter(pk__in=job_ids)}
-    evaluated = {r.job_id: r for r in EvalResult.objects.filter(job_id__in=job_ids)}
-    trained: dict[Any, EvalResult] = {}
-    for r in EvalResult.objects.filter(trained_by_job_id__in=job_ids).order_by("-created_at"):
-        trained.setdefault(r.trained_by_job_id, r)
-    training_ids = {
-        r.trained_by_job_id for r in [*results.values(), *evaluated.values()] if r.trained_by_job_id
-    }
-    training: dict[Any, Job] = {j.pk: j for j in job_query.filter(pk__in=training_ids)} | {
-        pk: j for pk, j in jobs.items() if j.kind in Job.Kind.kinds_that_train()
-    }
-    found = []
-    for rid in result_ids:
-        if (result := results.get(rid)) is not None:
-            found.append(
-                Compared(
-                    result.model_name,
-                    result.get_absolute_url(),
-                    training.get(result.trained_by_job_id),
-                    result,
-                )
-            )
-    for jid in job_ids:
-        if (job := jobs.get(jid)) is None:
-            continue
-        if job.kind == Job.Kind.EVAL:
-            result = evaluated.get(job.pk)
-            found.append(
-                Compared(
-                    job.name,
-                    job.get_absolute_url(),
-                    training.get(result.trained_by_job_id) if result else None,
-                    result,
-                )
-            )
-        else:
-            found.append(
-                Compared(job.name, job.get_absolute_url(), training.get(job.pk), trained.get(job.pk))
-            )
-    return found[:MAX_COMPARED]
-
-
-def _ids(request: HtmxHttpRequest) -> tuple[list[uuid.UUID], list[int]]:
-    job_ids: list[uuid.UUID] = []
-    for value in request.GET.getlist("jobs")[: MAX_COMPARED * 2]:
-        for part in value.split(","):
-            try:
-                job_ids.append(uuid.UUID(part.strip()))
-            except ValueError:
-                continue
-    result_ids = [
-        int(v)
-        for value in request.GET.getlist("results")[: MAX_COMPARED * 2]
-        for v in value.split(",")
-        if v.strip().isdigit()
-    ]
-    return list(dict.fromkeys(job_ids)), list(dict.fromkeys(result_ids))
-
-
-def _suggestions(items: list[Compared]) -> list[Job]:
+def _suggestions(items: list[compare.Compared]) -> list[Job]:
     """With fewer than two picked: the latest runs like the one picked (its subteam, its kind), to add."""
     if len(items) != 1 or items[0].job is None:
         return []
@@ -537,31 +397,21 @@ def _suggestions(items: list[Compared]) -> list[Job]:
 
 @require_GET
 def compare_view(request: HtmxHttpRequest) -> HttpResponse:
-    job_ids, result_ids = _ids(request)
-    items = _compared(job_ids, result_ids)
-    configs = [compare.config_of(item.job) if item.job is not None else {} for item in items]
-    data = [
-        compare.dataset_refs(item.job.dataset_uses.all()) if item.job is not None else {} for item in items
-    ]
-    data_diff = (
-        compare.config_diff([{f"datasets ({role})": refs for role, refs in d.items()} for d in data])
-        if items
-        else []
-    )
-    scores = compare.score_deltas([item.result for item in items]) if any(i.result for i in items) else []
+    job_ids, result_ids, _bad = compare.parse_ids(request.GET.getlist("jobs"), request.GET.getlist("results"))
+    items = compare.pick(job_ids, result_ids)
+    found = compare.comparison(items)
     labels = {"average": _("Average"), **{c: str(CATEGORY_LABELS[c]) for c in CATEGORIES}}
     return render(
         request,
         "experiments/compare.html",
         {
             "items": items,
-            "diff": compare.config_diff(configs) if len(items) > 1 else [],
-            "same_count": len(set().union(*[set(c) for c in configs])) - len(compare.config_diff(configs))
-            if len(items) > 1
-            else 0,
-            "data_diff": data_diff,
-            "data": data,
-            "scores": [(labels[s.category], list(zip(s.values, s.deltas, strict=True))) for s in scores],
+            "diff": found.config if len(items) > 1 else [],
+            "same_count": found.same if len(items) > 1 else 0,
+            "data_diff": found.datasets,
+            "scores": [
+                (labels[s.category], list(zip(s.values, s.deltas, strict=True))) for s in found.scores
+            ],
             "curve_jobs": ",".join(str(i.job.pk) for i in items if i.job is not None),
             "too_few": len(items) < 2,
             "suggestions": _suggestions(items),
