@@ -305,7 +305,8 @@ def _fail(dataset: Dataset, message: str) -> None:
 
 
 def check_datasets(poll: Poll) -> None:
-    """Start the checks waiting to start; read the answers of those started (one command each)."""
+    """Start the checks waiting to start; read (and remove) the answers of those started: one command per
+    data set either way."""
     waiting = list(
         Dataset.objects.filter(cluster=poll.cluster)
         .filter(Q(state=Dataset.State.CHECKING) | Q(recheck=True))
@@ -324,12 +325,14 @@ def check_datasets(poll: Poll) -> None:
             conn.run_shell(start_command(dataset.path, out), timeout=30).check()
             Dataset.objects.filter(pk=dataset.pk).update(check_started_at=now)
             continue
+        # The answer is renamed into place whole: once there, it is read and removed in one command.
         out = result_path(poll.cluster, dataset)
-        result = conn.run(["cat", out], timeout=30)
+        result = conn.run_shell(ssh.chain_commands(["cat", out], ["rm", "-f", out]), timeout=30)
         found = parse_result(result.stdout[:RESULT_BYTES]) if result.ok else None
         if found is not None:
             _apply(dataset, found)
-            conn.run(["rm", "-f", out], timeout=30)
+        elif result.ok:
+            _fail(dataset, _("The check on the cluster gave an answer that could not be read."))
         elif now - dataset.check_started_at > CHECK_TIMEOUT:
             _fail(dataset, _("The check on the cluster gave no answer in 12 hours."))
 

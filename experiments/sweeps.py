@@ -154,8 +154,8 @@ def parse_axes(kind: str, raw: list[tuple[str, list[Any]]]) -> list[Axis]:
     return axes
 
 
-def expand(axes: list[Axis], mode: str) -> list[dict[str, Any]]:
-    """The runs' values: every combination (grid) or the i-th value of each field (list)."""
+def run_count(axes: list[Axis], mode: str) -> int:
+    """How many runs the axes make (counted, not built: a grid of many fields can be astronomically big)."""
     if mode == Sweep.Mode.LIST:
         lengths = {len(axis.values) for axis in axes}
         if len(lengths) > 1:
@@ -167,10 +167,14 @@ def expand(axes: list[Axis], mode: str) -> list[dict[str, Any]]:
                     ]
                 }
             )
-        return [{a.field: a.values[i] for a in axes} for i in range(lengths.pop() if lengths else 0)]
-    count = math.prod(len(axis.values) for axis in axes)
-    if count > max_runs():
-        return [{}] * count  # only its length matters: refused by `plan`
+        return lengths.pop() if lengths else 0
+    return math.prod(len(axis.values) for axis in axes) if axes else 0
+
+
+def expand(axes: list[Axis], mode: str) -> list[dict[str, Any]]:
+    """The runs' values: every combination (grid) or the i-th value of each field (list)."""
+    if mode == Sweep.Mode.LIST:
+        return [{a.field: a.values[i] for a in axes} for i in range(run_count(axes, mode))]
     return [
         dict(zip([a.field for a in axes], combo, strict=True))
         for combo in itertools.product(*(a.values for a in axes))
@@ -324,22 +328,23 @@ def plan(
         raise ValidationError(errors)
     assert base.training is not None
     axes = parse_axes(base.kind, axes_raw)
-    combos = expand(axes, mode)
-    if not combos:
+    count = run_count(axes, mode)
+    if not count:
         raise ValidationError({"axes": [_("The sweep has no runs.")]})
-    if len(combos) > max_runs():
+    if count > max_runs():
         raise ValidationError(
             {
                 "axes": [
                     _("The sweep has %(n)d runs (%(sizes)s); at most %(max)d may be submitted at once.")
                     % {
-                        "n": len(combos),
+                        "n": count,
                         "sizes": " × ".join(str(len(a.values)) for a in axes),
                         "max": max_runs(),
                     }
                 ]
             }
         )
+    combos = expand(axes, mode)
     runs: list[tuple[dict[str, Any], JobSpec, JobSpec | None]] = []
     problems: list[str] = []
     for number, values in enumerate(combos, start=1):
@@ -379,10 +384,6 @@ def plan(
     return found
 
 
-def _json_values(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items()}
-
-
 @transaction.atomic
 def submit(actor: Member, found: Plan) -> Sweep:
     """Record the sweep and submit every run (a pipeline train → eval when asked for), all or nothing."""
@@ -411,14 +412,14 @@ def submit(actor: Member, found: Plan) -> Sweep:
     for number, (values, train, evaluation) in enumerate(found.runs, start=1):
         if evaluation is None:
             job = services.submit_job(actor, train)
-            SweepRun.objects.create(sweep=sweep, number=number, values=_json_values(values), job=job)
+            SweepRun.objects.create(sweep=sweep, number=number, values=values, job=job)
             continue
         pipeline = services.submit_pipeline(actor, train.name, [train, evaluation])
         steps = pipeline.steps()
         SweepRun.objects.create(
             sweep=sweep,
             number=number,
-            values=_json_values(values),
+            values=values,
             job=steps[0],
             eval_job=steps[1],
             pipeline=pipeline,
