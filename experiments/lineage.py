@@ -61,31 +61,36 @@ def _base_path(job: Job) -> str:
     return str(model.get("name_or_path", "")) if isinstance(model, dict) else ""
 
 
+@transaction.atomic
 def _record_models(jobs: list[Job]) -> int:
+    """A model record per job (the jobs have none yet), in a few queries whatever their number: the
+    records, then the bases that are models of this batch, then their data sets."""
     bases = {_base_path(job).rstrip("/") for job in jobs} - {""}
     parents = {record.path: record for record in ModelRecord.objects.filter(path__in=bases)}
-    made = 0
-    for job in jobs:
-        base = _base_path(job)
-        with transaction.atomic():
-            record, created = ModelRecord.objects.get_or_create(
-                job=job,
-                defaults={
-                    "path": job.output_dir,
-                    "base_model": base,
-                    "base": parents.get(base.rstrip("/")),
-                    "config": config_of(job),
-                },
-            )
-            parents[record.path.rstrip("/")] = record  # a later job of the batch may train from it
-            if created:
-                made += 1
-                record.datasets.set(
-                    JobDataset.objects.filter(job=job, role=JobDataset.Role.TRAIN).values_list(
-                        "dataset", flat=True
-                    )
-                )
-    return made
+    records = ModelRecord.objects.bulk_create(
+        ModelRecord(
+            job=job,
+            path=job.output_dir,
+            base_model=_base_path(job),
+            base=parents.get(_base_path(job).rstrip("/")),
+            config=config_of(job),
+        )
+        for job in jobs
+    )
+    mine = {record.path.rstrip("/"): record for record in records}
+    trained_here = [r for r in records if r.base is None and r.base_model.rstrip("/") in mine]
+    for record in trained_here:  # trained from the output of a job recorded in this same batch
+        record.base = mine[record.base_model.rstrip("/")]
+    ModelRecord.objects.bulk_update(trained_here, ["base"])
+    by_job = {record.job_id: record.pk for record in records}
+    uses = JobDataset.objects.filter(job__in=jobs, role=JobDataset.Role.TRAIN).values_list(
+        "job_id", "dataset_id"
+    )
+    ModelRecord.datasets.through.objects.bulk_create(
+        ModelRecord.datasets.through(modelrecord_id=by_job[job_id], dataset_id=dataset_id)
+        for job_id, dataset_id in uses
+    )
+    return len(records)
 
 
 def record_models(poll: Poll) -> None:

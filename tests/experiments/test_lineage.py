@@ -175,3 +175,17 @@ def test_a_longer_chain_of_base_models_costs_no_more_queries(team: Team, cluster
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
     assert "root4" in page and "d4-2" in page  # the whole chain is drawn
+
+
+def test_recording_models_costs_the_same_queries_for_2_or_10_jobs(team: Team, cluster: Cluster) -> None:
+    dataset(team, cluster, "ichikara", "v1")
+    counts = []
+    for n in (2, 10):
+        for i in range(n):
+            trained(team, cluster, f"batch{n}-{i}", ["ichikara@v1"])
+        with CaptureQueriesContext(connection) as queries:
+            step(cluster)
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+    assert ModelRecord.objects.count() == 12
+    assert all(r.datasets.count() == 1 for r in ModelRecord.objects.all())
